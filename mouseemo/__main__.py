@@ -1,0 +1,5 @@
+import sys
+
+from mouseemo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""The ``mouseemo`` command.
+
+Each subcommand lives in :mod:`mouseemo.commands` as a module with ``register(subparsers)``; the
+module adds its parser and sets ``func`` (called with the parsed args, returns an exit code).
+``train`` and ``evaluate`` hand their arguments to Hydra unchanged (``mouseemo train model=cnn``).
+
+Errors caused by the user's input (:class:`mouseemo.errors.MouseemoError`) print one line and exit
+with status 2; set ``MOUSEEMO_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from mouseemo import __version__
+from mouseemo.errors import MouseemoError
+
+#: Subcommands implemented with argparse, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ("synth", "hog", "prototypes", "predict")
+
+#: Subcommands that take Hydra overrides.
+HYDRA_COMMANDS: dict[str, str] = {"train": "train", "evaluate": "evaluate"}
+
+
+def run_guarded(fn: Callable[[], int | None]) -> int:
+    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code."""
+    try:
+        code = fn()
+    except MouseemoError as err:
+        if os.environ.get("MOUSEEMO_DEBUG"):
+            raise
+        print(f"mouseemo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mouseemo: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mouseemo",
+        description="Emotion states from videos of a head-fixed mouse's face, and their neuronal correlates.",
+    )
+    parser.add_argument("--version", action="version", version=f"mouseemo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"mouseemo.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"mouseemo.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    for name in HYDRA_COMMANDS:
+        sub.add_parser(
+            name,
+            help=f"{name} with Hydra overrides, e.g. `mouseemo {name} model=cnn trainer=cpu` (same as `python {name}.py ...`)",
+            add_help=False,
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in HYDRA_COMMANDS:
+        from mouseemo import hydra_entry
+
+        return hydra_entry.run(HYDRA_COMMANDS[argv[0]], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    return run_guarded(lambda: args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""LightningDataModule of single face frames with emotion labels.
+
+Frames are decoded once into a uint8 memmap cache per session (cropped and resized), then read at
+random. Labels come from ``truth/frames.csv`` (synthetic sessions) or from ``events.csv`` windows.
+Splits hold out whole animals or contiguous time blocks (:mod:`mouseemo.data.splits`) and are saved
+as ``splits.json`` in the run directory.
+
+Batches are dicts: ``image`` ``(B,1,H,W)`` uint8 (modules convert to float on the device), ``label``
+``(B,)`` int64, ``t_cam`` ``(B,)`` float, ``frame`` ``(B,)`` int64, ``animal`` and ``session`` lists
+of names.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mouseemo.constants import EMOTIONS
+from mouseemo.data.events import IGNORE_INDEX, read_events
+from mouseemo.data.session import Session, discover_sessions, read_truth_frames
+from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
+from mouseemo.data.video import FrameCache, VideoReader, parse_crop
+from mouseemo.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionFrames:
+    """One session's cached frames, per-frame labels and times."""
+
+    session: Session
+    cache_path: Path
+    labels: np.ndarray  # (T,) int64, IGNORE_INDEX where unlabelled
+    times: np.ndarray  # (T,) float64 camera seconds
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+
+def ensure_dataset(root: str | Path, synthesize: dict | None) -> list[Session]:
+    """Sessions under ``root``; when there are none and ``synthesize`` is given, generate them first."""
+    root = Path(root)
+    try:
+        return discover_sessions(root)
+    except DataError:
+        if not synthesize:
+            raise
+    from mouseemo.data.synthetic import generate_dataset
+
+    log.info("no sessions under %s: generating a synthetic dataset %s", root, dict(synthesize))
+    kwargs = dict(synthesize)
+    if "size" in kwargs and kwargs["size"] is not None:
+        kwargs["size"] = tuple(int(v) for v in kwargs["size"])
+    generate_dataset(root, **kwargs)
+    return discover_sessions(root)
+
+
+def session_labels(session: Session, times: np.ndarray, source: str, outside: str) -> np.ndarray:
+    """Per-frame class indices for ``session`` from ``truth`` or ``events`` (``auto``: truth if present)."""
+    if source == "auto":
+        source = "truth" if session.truth_frames is not None else "events"
+    if source == "truth":
+        if session.truth_frames is None:
+            raise DataError(f"{session.path}: label_source='truth' but truth/frames.csv is missing")
+        labels = read_truth_frames(session.truth_frames)["label"]
+        if len(labels) != len(times):
+            raise DataError(
+                f"{session.truth_frames} has {len(labels)} rows but {session.video} has {len(times)} frames"
+            )
+        return labels
+    if source == "events":
+        if session.events_path is None:
+            raise DataError(f"{session.path}: label_source='events' but events.csv is missing")
+        return read_events(session.events_path).frame_labels(times, outside=outside)
+    raise ConfigError(f"label_source must be 'truth', 'events' or 'auto'; got {source!r}")
+
+
+class FrameDataset(Dataset):
+    """Random access to cached frames; memmaps are opened lazily so worker processes share nothing."""
+
+    def __init__(self, sessions: Sequence[SessionFrames], index: np.ndarray, labels: np.ndarray) -> None:
+        self.cache_paths = [str(s.cache_path) for s in sessions]
+        self.names = [(s.session.animal, s.session.session) for s in sessions]
+        self.times = [s.times for s in sessions]
+        self.index = index  # (M, 2): session, frame
+        self.labels = labels  # (M,) labels used for training (possibly shuffled)
+        self._frames: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _open(self) -> list[np.ndarray]:
+        if self._frames is None:
+            self._frames = [np.load(p, mmap_mode="r") for p in self.cache_paths]
+        return self._frames
+
+    def __getitem__(self, i: int) -> dict:
+        s, f = (int(v) for v in self.index[i])
+        img = np.array(self._open()[s][f], dtype=np.uint8)
+        animal, session = self.names[s]
+        return {
+            "image": torch.from_numpy(img)[None],
+            "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
+            "t_cam": torch.tensor(float(self.times[s][f]), dtype=torch.float64),
+            "frame": torch.tensor(f, dtype=torch.long),
+            "animal": animal,
+            "session": session,
+        }
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_frames"] = None
+        return state
+
+
+class FaceFramesDataModule(pl.LightningDataModule):
+    """Face frames with emotion labels, split by animal or by time block.
+
+    Args:
+        root: dataset root (``<animal>/<session>/`` folders or a manifest).
+        synthesize: keyword arguments of :func:`mouseemo.data.synthetic.generate_dataset`, used when
+            ``root`` holds no session yet; ``None`` to require existing data.
+        label_source: ``"truth"``, ``"events"`` or ``"auto"``.
+        outside: label of frames in no event window with ``label_source="events"`` (``"ignore"`` or a
+            class name).
+        crop: ``"x,y,w,h"`` applied before resizing; ``None`` uses a crop stored in each
+            ``session.json`` (key ``crop``) or the full frame.
+        image_size: ``[H, W]`` the frames are resized to (area interpolation), or ``None``.
+        split: :class:`SplitSpec` fields.
+        train_stride: use every n-th training frame (neighbours are near-duplicates).
+        eval_stride: the same for val and test.
+        shuffle_train_labels: control: circularly shift the training labels of each session by a
+            random offset, which keeps their temporal structure but breaks their link to the face.
+        batch_size, num_workers, pin_memory: loader settings.
+        cache_dir: where decoded frames are cached (default ``<root>/.cache``).
+        output_dir: where ``splits.json`` is written (the run directory), or ``None``.
+        seed: seeds the split choice and the label-shuffle control.
+        classes: class names, in index order.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        synthesize: dict | None = None,
+        label_source: str = "auto",
+        outside: str = "ignore",
+        crop: str | Sequence[int] | None = None,
+        image_size: Sequence[int] | None = (96, 128),
+        split: dict | None = None,
+        train_stride: int = 1,
+        eval_stride: int = 1,
+        shuffle_train_labels: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        cache_dir: str | None = None,
+        output_dir: str | None = None,
+        seed: int = 0,
+        classes: Sequence[str] = EMOTIONS,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.root = Path(root)
+        self.crop = parse_crop(crop) if crop is not None else None
+        self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
+        self.spec = SplitSpec(**{"seed": seed, **dict(split or {})})
+        if self.spec.kind not in ("animals", "time"):
+            raise ConfigError(f"split.kind must be 'animals' or 'time'; got {self.spec.kind!r}")
+        if train_stride < 1 or eval_stride < 1:
+            raise ConfigError("train_stride and eval_stride must be >= 1")
+        self.classes = tuple(classes)
+        self.sessions: list[SessionFrames] = []
+        self.masks: dict[str, dict[str, np.ndarray]] = {}
+        self.datasets: dict[str, FrameDataset] = {}
+        self.class_counts: np.ndarray | None = None
+        self._prepared = False
+
+    # -- preparation ------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset if needed and build the frame caches (once, on rank 0)."""
+        for session in ensure_dataset(self.root, self.hparams.synthesize):
+            FrameCache.get_or_build(session.video, self._cache_dir(), self._crop_for(session), self.image_size)
+
+    def _cache_dir(self) -> Path:
+        return Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.root / ".cache"
+
+    def _crop_for(self, session: Session):
+        if self.crop is not None:
+            return self.crop
+        return parse_crop(session.meta.get("crop")) if session.meta.get("crop") else None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._prepared:
+            return
+        self.sessions = []
+        for session in discover_sessions(self.root):
+            cache = FrameCache.get_or_build(session.video, self._cache_dir(), self._crop_for(session), self.image_size)
+            if session.face_timestamps is not None:
+                with VideoReader(session.video, timestamps=session.face_timestamps) as vr:
+                    vr._num_frames = len(cache)  # counted when the cache was built
+                    times = vr.timestamps
+            else:
+                fps = session.fps or 30.0
+                times = np.arange(len(cache), dtype=np.float64) / fps
+            labels = session_labels(session, times, self.hparams.label_source, self.hparams.outside)
+            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= len(self.classes)))
+            if bad.any():
+                raise DataError(f"{session.path}: labels outside the {len(self.classes)} classes")
+            self.sessions.append(SessionFrames(session, cache.path, labels, times))
+        self.masks = self._split_masks()
+        self._build_datasets()
+        self._prepared = True
+
+    def _split_masks(self) -> dict[str, dict[str, np.ndarray]]:
+        masks: dict[str, dict[str, np.ndarray]] = {}
+        if self.spec.kind == "animals":
+            groups = split_animals([s.session.animal for s in self.sessions], self.spec)
+            self.animal_groups = groups
+            for s in self.sessions:
+                n = len(s.labels)
+                masks[s.name] = {stage: np.full(n, s.session.animal in groups[stage]) for stage in STAGES}
+        else:
+            self.animal_groups = None
+            for k, s in enumerate(self.sessions):
+                masks[s.name] = time_block_masks(s.times, self.spec, salt=k)
+        return masks
+
+    def _build_datasets(self) -> None:
+        rng = np.random.default_rng(self.spec.seed + 1)
+        for stage in STAGES:
+            idx, labs = [], []
+            stride = self.hparams.train_stride if stage == "train" else self.hparams.eval_stride
+            for k, s in enumerate(self.sessions):
+                labels = s.labels
+                if stage == "train" and self.hparams.shuffle_train_labels and len(labels) > 1:
+                    labels = np.roll(labels, int(rng.integers(len(labels) // 4, 3 * len(labels) // 4 + 1)))
+                sel = np.flatnonzero(self.masks[s.name][stage] & (labels != IGNORE_INDEX))[::stride]
+                idx.append(np.stack([np.full(len(sel), k), sel], axis=1))
+                labs.append(labels[sel])
+            index = np.concatenate(idx) if idx else np.zeros((0, 2), dtype=np.int64)
+            labels = np.concatenate(labs) if labs else np.zeros(0, dtype=np.int64)
+            self.datasets[stage] = FrameDataset(self.sessions, index.astype(np.int64), labels.astype(np.int64))
+        self.class_counts = np.bincount(self.datasets["train"].labels, minlength=len(self.classes))
+        if len(self.datasets["train"]) == 0:
+            raise DataError(f"the training split of {self.root} is empty")
+        for stage in ("val", "test"):
+            present = np.bincount(self.datasets[stage].labels, minlength=len(self.classes))
+            missing = [c for c, n in zip(self.classes, present) if n == 0]
+            if len(self.datasets[stage]) and missing:
+                warnings.warn(
+                    f"{stage} split has no frames of class(es) {missing}; their per-class scores are undefined",
+                    stacklevel=2,
+                )
+        if self.hparams.output_dir:
+            extra = {"root": str(self.root), "animals": getattr(self, "animal_groups", None),
+                     "label_source": self.hparams.label_source}
+            save_splits(Path(self.hparams.output_dir) / "splits.json", self.masks, self.spec, extra)
+
+    @property
+    def class_weights(self) -> torch.Tensor:
+        """Inverse-frequency weights of the training classes (mean 1 over present classes)."""
+        counts = torch.as_tensor(self.class_counts, dtype=torch.float32)
+        w = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
+        present = counts > 0
+        return w / w[present].mean()
+
+    # -- loaders ----------------------------------------------------------------------------------
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[stage],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

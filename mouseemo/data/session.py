@@ -1,0 +1,168 @@
+"""One session folder (the contract in the architecture docs) and discovery of a dataset root.
+
+A dataset root holds ``<animal>/<session>/`` folders, or a ``manifest.csv`` with columns
+``animal,session,path`` (``path`` relative to the root or absolute).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mouseemo.constants import EMOTION_INDEX, VIDEO_EXTENSIONS
+from mouseemo.errors import DataError
+
+
+@dataclass
+class Session:
+    """Paths and metadata of one recorded (or synthetic) session."""
+
+    path: Path
+    animal: str
+    session: str
+    video: Path
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.animal}/{self.session}"
+
+    def _optional(self, rel: str) -> Path | None:
+        p = self.path / rel
+        return p if p.exists() else None
+
+    @property
+    def face_timestamps(self) -> Path | None:
+        return self._optional("face_timestamps.csv")
+
+    @property
+    def events_path(self) -> Path | None:
+        return self._optional("events.csv")
+
+    @property
+    def suite2p(self) -> Path | None:
+        return self._optional("suite2p/plane0")
+
+    @property
+    def imaging_timestamps(self) -> Path | None:
+        return self._optional("imaging_timestamps.csv")
+
+    @property
+    def truth_frames(self) -> Path | None:
+        return self._optional("truth/frames.csv")
+
+    @property
+    def fps(self) -> float | None:
+        v = self.meta.get("fps")
+        return float(v) if v else None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, animal: str | None = None, session: str | None = None) -> Session:
+        """Open a session folder; it needs one face video (``face.mp4``/``face.avi`` or any video)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise DataError(f"session folder not found: {path}")
+        meta: dict = {}
+        meta_path = path / "session.json"
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except json.JSONDecodeError as err:
+                raise DataError(f"{meta_path}: not valid JSON ({err})") from None
+        video = None
+        for name in ("face.mp4", "face.avi"):
+            if (path / name).is_file():
+                video = path / name
+                break
+        if video is None:
+            candidates = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+            if len(candidates) == 1:
+                video = candidates[0]
+            elif len(candidates) > 1:
+                raise DataError(f"{path}: several videos {[c.name for c in candidates]}; name the face video face.mp4")
+            else:
+                raise DataError(f"{path}: no face video (face.mp4 or face.avi) in the session folder")
+        return cls(
+            path=path,
+            animal=str(animal or meta.get("animal") or path.parent.name),
+            session=str(session or meta.get("session") or path.name),
+            video=video,
+            meta=meta,
+        )
+
+
+def discover_sessions(root: str | os.PathLike) -> list[Session]:
+    """All sessions under ``root`` (a manifest, ``<animal>/<session>/`` folders, or one session folder).
+
+    Raises:
+        DataError: ``root`` does not exist or holds no session.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"dataset root not found: {root}")
+    manifest = root / "manifest.csv"
+    if manifest.is_file():
+        sessions = []
+        with open(manifest, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise DataError(f"{manifest}: needs a 'path' column (animal,session,path)")
+            for row in reader:
+                p = Path(row["path"])
+                p = p if p.is_absolute() else root / p
+                sessions.append(Session.open(p, animal=row.get("animal") or None, session=row.get("session") or None))
+        if not sessions:
+            raise DataError(f"{manifest} lists no sessions")
+        return sessions
+    if _looks_like_session(root):
+        return [Session.open(root)]
+    sessions = [
+        Session.open(s)
+        for a in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for s in sorted(p for p in a.iterdir() if p.is_dir() and _looks_like_session(p))
+    ]
+    if not sessions:
+        raise DataError(f"no sessions under {root} (expected <animal>/<session>/ folders with a face video)")
+    return sessions
+
+
+def _looks_like_session(path: Path) -> bool:
+    return (path / "face.mp4").is_file() or (path / "face.avi").is_file() or (path / "session.json").is_file()
+
+
+def read_truth_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read ``truth/frames.csv`` (synthetic sessions) into columns.
+
+    ``label`` comes back as class indices (int64); every other column as float64.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"truth file not found: {path}")
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path} is empty") from None
+        rows = list(reader)
+    if "label" not in header or "frame" not in header:
+        raise DataError(f"{path}: needs columns frame,label,...")
+    cols: dict[str, np.ndarray] = {}
+    li = header.index("label")
+    try:
+        cols["label"] = np.array([EMOTION_INDEX[r[li]] for r in rows], dtype=np.int64)
+    except KeyError as err:
+        raise DataError(f"{path}: unknown label {err.args[0]!r}") from None
+    for j, name in enumerate(header):
+        if j == li:
+            continue
+        try:
+            cols[name] = np.array([float(r[j]) for r in rows], dtype=np.float64)
+        except ValueError:
+            continue  # non-numeric extra columns are kept out rather than guessed at
+    return cols

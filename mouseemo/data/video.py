@@ -1,0 +1,384 @@
+"""Face video reading: stream frames in chunks with OpenCV, crop, gray, exact frame counts, seeking,
+timestamps, and a decode-once uint8 frame cache for fast random access in training.
+
+Containers often store a wrong frame count, so :attr:`VideoReader.num_frames` counts by decoding
+(``grab`` without colour conversion, once, then cached). Frames are never all held in memory: use
+:meth:`VideoReader.iter_chunks`, or build a :class:`FrameCache` (a memory-mapped ``.npy``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.io import atomic_path, write_json_atomic
+
+Crop = tuple[int, int, int, int]
+
+#: Bumped when the cache layout changes, so stale caches are rebuilt instead of misread.
+CACHE_VERSION = 1
+
+
+def parse_crop(text: str | Crop | list | None) -> Crop | None:
+    """Parse ``"x,y,w,h"`` (or a 4-sequence) into a crop tuple; ``None`` passes through."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.replace(" ", "").split(",") if p.strip() != ""]
+    else:
+        parts = list(text)
+    try:
+        values = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"crop must be four integers x,y,w,h; got {text!r}") from None
+    if len(values) != 4:
+        raise ConfigError(f"crop must be four integers x,y,w,h; got {text!r}")
+    x, y, w, h = values
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ConfigError(f"crop x,y must be >= 0 and w,h > 0; got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def check_crop(crop: Crop | None, height: int, width: int, source: str | os.PathLike = "") -> None:
+    """Raise :class:`ConfigError` when ``crop`` does not fit a ``height`` x ``width`` frame."""
+    if crop is None:
+        return
+    x, y, w, h = crop
+    if x + w > width or y + h > height:
+        where = f" of {source}" if source else ""
+        raise ConfigError(
+            f"crop x={x},y={y},w={w},h={h} lies outside the {width}x{height} (w x h) frame{where}"
+        )
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """Gray uint8 frame; colour frames use OpenCV's ``COLOR_BGR2GRAY`` (the project-wide rule)."""
+    if frame.ndim == 2:
+        return frame
+    if frame.shape[2] == 1:
+        return frame[:, :, 0]
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+
+
+def read_timestamps_csv(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``frame,time_s`` file; defers to :func:`mouseemo.data.sync.read_timestamps`."""
+    from mouseemo.data.sync import read_timestamps
+
+    return read_timestamps(path)
+
+
+class VideoReader:
+    """Stream gray uint8 frames from a video file.
+
+    Args:
+        path: any OpenCV-readable video.
+        crop: ``(x, y, w, h)`` applied to every frame, or ``None``.
+        timestamps: ``frame,time_s`` CSV on the camera clock. ``"auto"`` uses ``face_timestamps.csv``
+            beside the video when present; ``None`` means ``index / fps``.
+
+    Example:
+        >>> with VideoReader("face.mp4", crop=(0, 0, 256, 192)) as vr:  # doctest: +SKIP
+        ...     for start, frames in vr.iter_chunks(256):
+        ...         print(start, frames.shape)  # (b, 192, 256) uint8
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        crop: Crop | str | None = None,
+        timestamps: str | os.PathLike | None = "auto",
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"video not found: {self.path}")
+        if not self.path.is_file():
+            raise DataError(f"video path is not a file: {self.path}")
+        if self.path.stat().st_size == 0:
+            raise DataError(f"video file is empty (0 bytes): {self.path}")
+        self._cap = self._open()
+        ok, first = self._cap.read()
+        if not ok or first is None:
+            self._cap.release()
+            raise DataError(f"video has no decodable frames (corrupt or unsupported): {self.path}")
+        self.full_height, self.full_width = first.shape[:2]
+        self._pos = 1
+        self.crop = parse_crop(crop)
+        check_crop(self.crop, self.full_height, self.full_width, self.path)
+        self._num_frames: int | None = None
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._container_fps = fps if np.isfinite(fps) and fps > 0 else None
+        if timestamps == "auto":
+            cand = self.path.with_name("face_timestamps.csv")
+            timestamps = cand if cand.exists() else None
+        self.timestamps_path = Path(timestamps) if timestamps is not None else None
+        self._timestamps: np.ndarray | None = None
+
+    # -- opening and basic properties -------------------------------------------------------------
+    def _open(self) -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise DataError(f"cannot open video (corrupt or unsupported container/codec): {self.path}")
+        return cap
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def height(self) -> int:
+        """Frame height after cropping."""
+        return self.crop[3] if self.crop else self.full_height
+
+    @property
+    def width(self) -> int:
+        """Frame width after cropping."""
+        return self.crop[2] if self.crop else self.full_width
+
+    @property
+    def fps(self) -> float:
+        """Nominal frame rate: from the timestamps when present, else the container's."""
+        if self.timestamps_path is not None:
+            t = self.timestamps
+            if len(t) > 1:
+                return float(1.0 / np.median(np.diff(t)))
+        if self._container_fps is None:
+            warnings.warn(f"{self.path}: container has no frame rate; assuming 30 fps", stacklevel=2)
+            return 30.0
+        return self._container_fps
+
+    @property
+    def num_frames(self) -> int:
+        """Exact frame count, found by decoding the whole file once (container counts lie)."""
+        if self._num_frames is None:
+            cap = self._open()
+            n = 0
+            try:
+                while cap.grab():
+                    n += 1
+            finally:
+                cap.release()
+            self._num_frames = n
+        return self._num_frames
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Camera-clock time of each frame in seconds, ``(num_frames,)`` float64."""
+        if self._timestamps is None:
+            if self.timestamps_path is None:
+                self._timestamps = np.arange(self.num_frames, dtype=np.float64) / self.fps
+            else:
+                t = read_timestamps_csv(self.timestamps_path)
+                if len(t) != self.num_frames:
+                    raise DataError(
+                        f"timestamps do not line up with the video: {self.timestamps_path} has {len(t)} rows "
+                        f"but {self.path} decodes to {self.num_frames} frames"
+                    )
+                self._timestamps = t
+        return self._timestamps
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        if self.crop is not None:
+            x, y, w, h = self.crop
+            frame = frame[y : y + h, x : x + w]
+        return to_gray(frame)
+
+    def _seek(self, index: int) -> None:
+        """Position the decoder so that the next read returns frame ``index``."""
+        if self._cap is None:
+            self._cap = self._open()
+            self._pos = 0
+        if index == self._pos:
+            return
+        if index < self._pos or index - self._pos > 64:
+            # Container seeks can land on a keyframe; verify, and fall back to decoding forward.
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) == index:
+                self._pos = index
+                return
+            self._cap.release()
+            self._cap = self._open()
+            self._pos = 0
+        while self._pos < index:
+            if not self._cap.grab():
+                raise DataError(f"cannot seek to frame {index}: {self.path} ends at frame {self._pos}")
+            self._pos += 1
+
+    def iter_chunks(
+        self, chunk_size: int = 256, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_index, frames)`` with ``frames`` uint8 ``(b, H, W)``, ``b <= chunk_size``.
+
+        Decoding stops at ``stop`` (exclusive) or at the end of the video; memory stays constant in
+        the video's length.
+        """
+        if chunk_size <= 0:
+            raise ConfigError(f"chunk_size must be positive, got {chunk_size}")
+        if start < 0:
+            raise ConfigError(f"start must be >= 0, got {start}")
+        self._seek(start)
+        index = start
+        buf = np.empty((chunk_size, self.height, self.width), dtype=np.uint8)
+        while stop is None or index < stop:
+            n = 0
+            limit = chunk_size if stop is None else min(chunk_size, stop - index)
+            while n < limit:
+                ok, frame = self._cap.read()
+                if not ok:
+                    break
+                self._pos += 1
+                if frame.shape[0] != self.full_height or frame.shape[1] != self.full_width:
+                    raise DataError(
+                        f"{self.path}: frame {index + n} is {frame.shape[1]}x{frame.shape[0]}, "
+                        f"expected {self.full_width}x{self.full_height}"
+                    )
+                buf[n] = self._prepare(frame)
+                n += 1
+            if n == 0:
+                break
+            yield index, buf[:n].copy()
+            index += n
+            if n < limit:
+                break
+        if self._num_frames is None and stop is None:
+            self._num_frames = index
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames ``[start, stop)`` as one uint8 array ``(T, H, W)`` (use for short ranges)."""
+        chunks = [frames for _, frames in self.iter_chunks(512, start, stop)]
+        if not chunks:
+            return np.empty((0, self.height, self.width), dtype=np.uint8)
+        return np.concatenate(chunks)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, frames in self.iter_chunks(64):
+            yield from frames
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Resize uint8 ``(T, H, W)`` frames to ``size = (H', W')`` with area interpolation."""
+    if size is None or tuple(frames.shape[1:]) == tuple(size):
+        return frames
+    h, w = int(size[0]), int(size[1])
+    out = np.empty((len(frames), h, w), dtype=np.uint8)
+    for i, f in enumerate(frames):
+        out[i] = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+class FrameCache:
+    """Decode-once uint8 frame cache: a memory-mapped ``(T, H, W)`` ``.npy`` plus a JSON key.
+
+    The key records the source file (path, size, mtime), crop and output size; a cache whose key no
+    longer matches is rebuilt. Building writes to a temporary file and renames it, so an interrupted
+    build never leaves a cache that looks complete.
+    """
+
+    def __init__(self, npy_path: str | os.PathLike) -> None:
+        self.path = Path(npy_path)
+        self.frames = np.load(self.path, mmap_mode="r")
+        if self.frames.ndim != 3 or self.frames.dtype != np.uint8:
+            raise DataError(f"frame cache {self.path} is not a uint8 (T,H,W) array")
+        meta_path = self.path.with_suffix(".json")
+        self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def __getitem__(self, index):  # noqa: ANN001 - numpy-style indexing
+        return self.frames[index]
+
+    @staticmethod
+    def key(video: str | os.PathLike, crop: Crop | None, size: tuple[int, int] | None) -> dict:
+        p = Path(video).resolve()
+        st = p.stat()
+        return {
+            "version": CACHE_VERSION,
+            "source": str(p),
+            "source_bytes": st.st_size,
+            "source_mtime_ns": st.st_mtime_ns,
+            "crop": list(crop) if crop else None,
+            "size": list(size) if size else None,
+        }
+
+    @classmethod
+    def cache_path(
+        cls, video: str | os.PathLike, cache_dir: str | os.PathLike, crop: Crop | None, size: tuple[int, int] | None
+    ) -> Path:
+        key = cls.key(video, crop, size)
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+        return Path(cache_dir) / f"{Path(video).stem}-{digest}.npy"
+
+    @classmethod
+    def build(
+        cls,
+        video: str | os.PathLike,
+        npy_path: str | os.PathLike,
+        crop: Crop | str | None = None,
+        size: tuple[int, int] | None = None,
+        chunk_size: int = 256,
+    ) -> FrameCache:
+        """Decode ``video`` once into ``npy_path`` (optionally cropped and resized)."""
+        crop = parse_crop(crop)
+        npy_path = Path(npy_path)
+        with VideoReader(video, crop=crop, timestamps=None) as vr:
+            num_frames = vr.num_frames
+            h, w = (int(size[0]), int(size[1])) if size else (vr.height, vr.width)
+            with atomic_path(npy_path) as tmp:
+                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(num_frames, h, w))
+                n = 0
+                for start, frames in vr.iter_chunks(chunk_size):
+                    arr[start : start + len(frames)] = resize_frames(frames, (h, w))
+                    n = start + len(frames)
+                arr.flush()
+                del arr
+                if n != num_frames:
+                    raise DataError(f"{video}: decoded {n} frames on the second pass, {num_frames} on the first")
+        write_json_atomic(
+            npy_path.with_suffix(".json"), {**cls.key(video, crop, size), "num_frames": num_frames}
+        )
+        return cls(npy_path)
+
+    @classmethod
+    def get_or_build(
+        cls,
+        video: str | os.PathLike,
+        cache_dir: str | os.PathLike,
+        crop: Crop | str | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> FrameCache:
+        """Open the matching cache in ``cache_dir``, building it first when absent or stale."""
+        crop = parse_crop(crop)
+        path = cls.cache_path(video, cache_dir, crop, size)
+        meta_path = path.with_suffix(".json")
+        if path.exists() and meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if {k: meta.get(k) for k in cls.key(video, crop, size)} == cls.key(video, crop, size):
+                return cls(path)
+        return cls.build(video, path, crop=crop, size=size)

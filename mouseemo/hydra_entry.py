@@ -1,0 +1,75 @@
+"""Hydra entry points shared by ``train.py``, ``evaluate.py``, ``mouseemo train/evaluate`` and
+``python -m mouseemo train``.
+
+The configs live in the repository's top-level ``conf/`` folder (set ``MOUSEEMO_CONFIG_DIR`` to use
+another copy). Errors caused by the user's input end as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mouseemo.errors import ConfigError, MouseemoError
+
+
+def config_dir() -> Path:
+    """Absolute path of the Hydra config folder."""
+    env = os.environ.get("MOUSEEMO_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
+    if not (path / "train.yaml").is_file():
+        raise ConfigError(
+            f"Hydra configs not found at {path}; install mouseemo from its repository with "
+            "`pip install -e .` or set MOUSEEMO_CONFIG_DIR to the conf/ folder"
+        )
+    return path
+
+
+def run(task: str, overrides: Sequence[str]) -> int:
+    """Run ``task`` (``train`` or ``evaluate``) with Hydra command-line ``overrides``."""
+    import hydra
+    from omegaconf import DictConfig
+
+    from mouseemo.cli import run_guarded
+    from mouseemo.utils.resolvers import register_resolvers
+
+    register_resolvers()
+
+    try:
+        conf = str(config_dir())
+    except MouseemoError as err:
+        print(f"mouseemo: error: {err}", file=sys.stderr)
+        return 2
+
+    result: dict[str, int] = {"code": 0}
+
+    @hydra.main(version_base="1.3", config_path=conf, config_name=task)
+    def _main(cfg: DictConfig) -> float | None:
+        from mouseemo import tasks
+
+        fn = getattr(tasks, task)
+        metrics: dict = {}
+
+        def call() -> int:
+            metrics.update(fn(cfg) or {})
+            return 0
+
+        code = run_guarded(call)
+        if code:
+            result["code"] = code
+            # Hydra multirun keeps going over the other jobs; single runs stop here.
+            return None
+        opt = cfg.get("optimized_metric")
+        return float(metrics[opt]) if opt and opt in metrics else None
+
+    saved = sys.argv
+    sys.argv = [f"{task}.py", *overrides]
+    try:
+        _main()
+    except SystemExit as err:  # argparse-style exits from Hydra itself (bad override syntax)
+        return int(err.code or 0)
+    finally:
+        sys.argv = saved
+    return result["code"]

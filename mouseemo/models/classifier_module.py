@@ -1,0 +1,144 @@
+"""CNN expression classifier as a LightningModule."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from mouseemo.constants import EMOTIONS
+from mouseemo.data.events import IGNORE_INDEX
+from mouseemo.models.components.augment import FaceAugment
+from mouseemo.models.metrics import StageMetrics
+
+
+class ClassifierLitModule(pl.LightningModule):
+    """Frame-level expression classifier.
+
+    Args:
+        net: backbone mapping ``(B, 1, H, W)`` float images to ``(B, K)`` logits.
+        optimizer: partial optimizer (``_partial_: true`` in the config).
+        scheduler: partial LR scheduler or ``None``.
+        augment: train-time augmentation applied on the device, or ``None``.
+        class_weighting: ``"balanced"`` weights the loss by inverse class frequency of the training
+            split (neutral dominates a session), ``"none"`` for plain cross-entropy.
+        label_smoothing: cross-entropy label smoothing.
+        classes: class names in index order.
+
+    Batches are the datamodules' dicts (``image`` uint8 ``(B,1,H,W)``, ``label`` ``(B,)``).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        augment: nn.Module | None = None,
+        class_weighting: str = "balanced",
+        label_smoothing: float = 0.0,
+        classes: Sequence[str] = EMOTIONS,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "augment"], logger=False)
+        self.net = net
+        self.augment = augment or FaceAugment(strength=0.0)
+        self.classes = list(classes)
+        self.register_buffer("class_weights", torch.ones(len(self.classes)))
+        self.metrics = nn.ModuleDict({s: StageMetrics(s, self.classes) for s in ("val", "test")})
+        self.test_rows: list[tuple] = []
+        self.test_confmat: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # -- data on the device -----------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        img = batch["image"]
+        if img.dtype == torch.uint8:
+            img = img.float().div_(255.0)
+        if self.trainer is not None and self.trainer.training:
+            img = self.augment(img)
+        batch["image"] = img
+        return batch
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and self.hparams.class_weighting == "balanced" and dm is not None:
+            if getattr(dm, "class_counts", None) is not None:
+                self.class_weights.copy_(dm.class_weights)
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(
+            logits,
+            target,
+            weight=self.class_weights.to(logits.dtype),
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+
+    # -- steps -------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self._loss(logits, batch["label"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self._loss(logits, batch["label"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(logits))
+        self.metrics[stage].update(logits.argmax(1), batch["label"])
+        return logits
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_stage("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self._eval_step("test", batch)
+        probs = logits.float().softmax(1).cpu()
+        for i in range(len(logits)):
+            self.test_rows.append(
+                (batch["animal"][i], batch["session"][i], int(batch["frame"][i]), float(batch["t_cam"][i]),
+                 int(batch["label"][i]), int(probs[i].argmax()), *probs[i].tolist())
+            )
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows = []
+
+    def on_test_epoch_end(self) -> None:
+        self.test_confmat = self._log_stage("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self(batch["image"]).softmax(1)
+
+    def _log_stage(self, stage: str) -> torch.Tensor:
+        values, confmat = self.metrics[stage].compute()
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name == "val/macro_f1")
+        self.metrics[stage].reset()
+        return confmat
+
+    def write_test_predictions(self, path: str | Path) -> None:
+        """Per-frame test predictions: animal, session, frame, time, label, pred, prob_<class>..."""
+        from mouseemo.utils.io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["animal", "session", "frame", "time_s", "label", "pred", *[f"prob_{c}" for c in self.classes]])
+            for row in self.test_rows:
+                w.writerow([*row[:4], self.classes[row[4]] if row[4] >= 0 else "", self.classes[row[5]],
+                            *[f"{p:.5f}" for p in row[6:]]])
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,153 @@
+"""``train(cfg)`` and ``evaluate(cfg)``: instantiate from the config, fit, test, save results.
+
+No Hydra decorator here: the functions take a composed ``DictConfig`` so tests and notebooks can
+call them directly. Each run directory ends up with ``.hydra/`` (the config record),
+``checkpoints/`` (best and last), ``splits.json``, ``metrics.json``, ``test_predictions.csv`` and
+plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_list(cfg: DictConfig | None) -> list[Any]:
+    out: list[Any] = []
+    if not cfg:
+        return out
+    for _, conf in cfg.items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            out.append(instantiate(conf))
+    return out
+
+
+def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = _instantiate_list(cfg.get("callbacks"))
+    loggers = _instantiate_list(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return datamodule, model, trainer
+
+
+def _finish(cfg: DictConfig, model: pl.LightningModule, trainer: pl.Trainer, metrics: dict, t0: float) -> dict:
+    out_dir = Path(cfg.paths.output_dir)
+    from mouseemo.viz.plots import plot_confusion_matrix, plot_per_class, plot_training_curves
+
+    classes = list(getattr(model, "classes", []))
+    confmat = getattr(model, "test_confmat", None)
+    if confmat is not None and classes:
+        plot_confusion_matrix(confmat.numpy(), classes, out_dir / "confusion_matrix.png", title="test")
+        per_class = {c: metrics.get(f"test/f1_{c}", float("nan")) for c in classes}
+        plot_per_class(per_class, out_dir / "per_class_f1.png", title="test F1 per class")
+        metrics["test/confusion_matrix"] = confmat.tolist()
+    if hasattr(model, "write_test_predictions") and getattr(model, "test_rows", None):
+        model.write_test_predictions(out_dir / "test_predictions.csv")
+    for lg in trainer.loggers:
+        if isinstance(lg, pl.loggers.CSVLogger):
+            plot_training_curves(Path(lg.log_dir) / "metrics.csv", out_dir / "training_curves.png")
+    metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    _log_files_to_wandb(trainer, out_dir)
+    return metrics
+
+
+def _log_files_to_wandb(trainer: pl.Trainer, out_dir: Path) -> None:
+    for lg in trainer.loggers:
+        if isinstance(lg, pl.loggers.WandbLogger):
+            import wandb
+
+            for name in ("splits.json", "metrics.json", "confusion_matrix.png", ".hydra/config.yaml"):
+                if (out_dir / name).exists():
+                    lg.experiment.save(str(out_dir / name), base_path=str(out_dir), policy="now")
+            if (out_dir / "confusion_matrix.png").exists():
+                lg.experiment.log({"test/confusion_matrix_plot": wandb.Image(str(out_dir / "confusion_matrix.png"))})
+
+
+def _scalars(d: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items() if torch.is_tensor(v) and v.numel() == 1 or isinstance(v, int | float)}
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit the configured model, test the best checkpoint, and save results in the run directory."""
+    t0 = time.perf_counter()
+    datamodule, model, trainer = _build(cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise DataError(f"checkpoint to resume from not found: {ckpt_path}")
+    metrics: dict = {}
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    metrics["best_ckpt"] = best
+    if cfg.get("test", True):
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+    metrics = _finish(cfg, model, trainer, metrics, t0)
+    _print_summary(metrics)
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Test a trained checkpoint (``ckpt_path``) on the configured data's test split."""
+    t0 = time.perf_counter()
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:
+        raise ConfigError("evaluate needs ckpt_path=PATH/TO/model.ckpt")
+    if not Path(ckpt_path).is_file():
+        raise DataError(f"checkpoint not found: {ckpt_path}")
+    datamodule, model, trainer = _build(cfg)
+    check_checkpoint_matches(ckpt_path, model)
+    trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    metrics = _scalars(trainer.callback_metrics)
+    metrics["ckpt_path"] = str(ckpt_path)
+    metrics = _finish(cfg, model, trainer, metrics, t0)
+    _print_summary(metrics)
+    return metrics
+
+
+def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -> None:
+    """Refuse a checkpoint whose weights or class list do not fit the configured model."""
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise DataError(f"cannot read checkpoint {ckpt_path}: {err}") from None
+    if "state_dict" not in ckpt:
+        raise DataError(f"{ckpt_path} is not a Lightning checkpoint (no state_dict)")
+    classes = ckpt.get("hyper_parameters", {}).get("classes")
+    if classes is not None and list(classes) != list(getattr(model, "classes", classes)):
+        raise ConfigError(f"{ckpt_path} was trained on classes {list(classes)}, the config has {list(model.classes)}")
+    own = model.state_dict()
+    bad = [k for k, v in ckpt["state_dict"].items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    missing = [k for k in own if k not in ckpt["state_dict"]]
+    if bad or missing:
+        raise ConfigError(
+            f"{ckpt_path} does not fit the configured model (model={model.__class__.__name__}): "
+            f"{len(missing)} missing and {len(bad)} mis-shaped weights, e.g. {(missing + bad)[:3]}"
+        )
+
+
+def _print_summary(metrics: dict) -> None:
+    keys = [k for k in ("test/accuracy", "test/balanced_accuracy", "test/macro_f1") if k in metrics]
+    if keys:
+        print("test: " + "  ".join(f"{k.split('/')[1]}={metrics[k]:.3f}" for k in keys))
+    print(json.dumps({k: metrics[k] for k in ("best_ckpt", "wall_time_s") if k in metrics}))

@@ -1,0 +1,44 @@
+"""Shared fixtures.
+
+Real data lives in ``../shared/data/real`` beside the checkout (or where ``MOUSEEMO_REAL_DATA``
+points); tests that need it skip when it is absent, as on a user's fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _real_data_dir() -> Path | None:
+    env = os.environ.get("MOUSEEMO_REAL_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data" / "real")
+    for cand in candidates:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """Folder with the small real files; skips the test when it is absent."""
+    path = _real_data_dir()
+    if path is None:
+        pytest.skip("real data folder ../shared/data/real is absent")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
