@@ -26,12 +26,24 @@ COMMAND_MODULES: tuple[str, ...] = ("synth", "hog", "prototypes", "predict")
 HYDRA_COMMANDS: dict[str, str] = {"train": "train", "evaluate": "evaluate"}
 
 
+def user_error(err: BaseException) -> MouseemoError | None:
+    """The :class:`MouseemoError` behind ``err``, following wrappers (Hydra wraps instantiation errors)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MouseemoError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def run_guarded(fn: Callable[[], int | None]) -> int:
     """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code."""
     try:
         code = fn()
-    except MouseemoError as err:
-        if os.environ.get("MOUSEEMO_DEBUG"):
+    except Exception as exc:
+        err = user_error(exc)
+        if err is None or os.environ.get("MOUSEEMO_DEBUG"):
             raise
         print(f"mouseemo: error: {err}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import write_json_atomic
@@ -43,12 +43,21 @@ def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule,
     callbacks = _instantiate_list(cfg.get("callbacks"))
     loggers = _instantiate_list(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    record = {
+        k: OmegaConf.to_container(cfg[k], resolve=True)
+        if isinstance(cfg[k], DictConfig | ListConfig)
+        else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(record)
     return datamodule, model, trainer
 
 
-def _finish(cfg: DictConfig, model: pl.LightningModule, trainer: pl.Trainer, metrics: dict, t0: float) -> dict:
+def _finish(
+    cfg: DictConfig, model: pl.LightningModule, trainer: pl.Trainer, metrics: dict, t0: float
+) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     from mouseemo.viz.plots import plot_confusion_matrix, plot_per_class, plot_training_curves
 
@@ -79,11 +88,17 @@ def _log_files_to_wandb(trainer: pl.Trainer, out_dir: Path) -> None:
                 if (out_dir / name).exists():
                     lg.experiment.save(str(out_dir / name), base_path=str(out_dir), policy="now")
             if (out_dir / "confusion_matrix.png").exists():
-                lg.experiment.log({"test/confusion_matrix_plot": wandb.Image(str(out_dir / "confusion_matrix.png"))})
+                lg.experiment.log(
+                    {"test/confusion_matrix_plot": wandb.Image(str(out_dir / "confusion_matrix.png"))}
+                )
 
 
 def _scalars(d: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in d.items() if torch.is_tensor(v) and v.numel() == 1 or isinstance(v, int | float)}
+    return {
+        k: float(v)
+        for k, v in d.items()
+        if torch.is_tensor(v) and v.numel() == 1 or isinstance(v, int | float)
+    }
 
 
 def train(cfg: DictConfig) -> dict:
@@ -135,7 +150,9 @@ def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -
         raise DataError(f"{ckpt_path} is not a Lightning checkpoint (no state_dict)")
     classes = ckpt.get("hyper_parameters", {}).get("classes")
     if classes is not None and list(classes) != list(getattr(model, "classes", classes)):
-        raise ConfigError(f"{ckpt_path} was trained on classes {list(classes)}, the config has {list(model.classes)}")
+        raise ConfigError(
+            f"{ckpt_path} was trained on classes {list(classes)}, the config has {list(model.classes)}"
+        )
     own = model.state_dict()
     bad = [k for k, v in ckpt["state_dict"].items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     missing = [k for k in own if k not in ckpt["state_dict"]]

@@ -23,15 +23,16 @@ def write_video(path: Path, frames: np.ndarray, fps: float = 20.0, fourcc: str =
 
 
 def label_frames(labels: np.ndarray, size: tuple[int, int] = (48, 64), seed: int = 0) -> np.ndarray:
-    """Frames whose content depends on the label: a bright blob at a class-specific place."""
+    """Frames whose content depends on the label: a grating with a class-specific orientation."""
     rng = np.random.default_rng(seed)
     h, w = size
     frames = np.empty((len(labels), h, w), dtype=np.uint8)
     yy, xx = np.mgrid[0:h, 0:w]
     for i, lab in enumerate(labels):
-        cx = (lab + 1) * w / (len(EMOTIONS) + 1)
-        blob = 180 * np.exp(-((xx - cx) ** 2 + (yy - h / 2) ** 2) / (2 * (h / 8) ** 2))
-        frames[i] = np.clip(40 + blob + rng.normal(0, 4, size), 0, 255).astype(np.uint8)
+        theta = np.pi * lab / len(EMOTIONS)
+        phase = rng.uniform(0, 2 * np.pi)
+        grating = np.cos(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / 8.0 + phase)
+        frames[i] = np.clip(110 + 70 * grating + rng.normal(0, 6, size), 0, 255).astype(np.uint8)
     return frames
 
 

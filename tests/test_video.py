@@ -59,7 +59,10 @@ def test_timestamps_file_used_and_checked(video, tmp_path):
     [
         (lambda p: p / "missing.mp4", "not found"),
         (lambda p: (p / "empty.mp4").write_bytes(b"") and p / "empty.mp4" or p / "empty.mp4", "empty"),
-        (lambda p: (p / "junk.mp4").write_bytes(b"\x00garbage" * 200) and p / "junk.mp4", "corrupt|cannot open"),
+        (
+            lambda p: (p / "junk.mp4").write_bytes(b"\x00garbage" * 200) and p / "junk.mp4",
+            "corrupt|cannot open",
+        ),
     ],
 )
 def test_bad_video(tmp_path, make, match):

@@ -135,7 +135,9 @@ def read_events(path: str | os.PathLike, vocabulary: Sequence[str] = EMOTIONS) -
         fields = [f.strip() for f in (reader.fieldnames or [])]
         missing = [c for c in ("onset", "duration", "label") if c not in fields]
         if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; expected header onset,duration,label[,value]")
+            raise DataError(
+                f"{path}: missing column(s) {missing}; expected header onset,duration,label[,value]"
+            )
         reader.fieldnames = fields
         for row_no, row in enumerate(reader, start=2):
             try:
@@ -149,12 +151,16 @@ def read_events(path: str | os.PathLike, vocabulary: Sequence[str] = EMOTIONS) -
                 raise DataError(f"{path}, line {row_no}: negative duration {d}")
             lab = (row["label"] or "").strip().lower()
             if lab not in vocabulary:
-                raise DataError(f"{path}, line {row_no}: unknown label {lab!r}; expected one of {list(vocabulary)}")
+                raise DataError(
+                    f"{path}, line {row_no}: unknown label {lab!r}; expected one of {list(vocabulary)}"
+                )
             raw_v = (row.get("value") or "").strip()
             try:
                 v = float(raw_v) if raw_v else math.nan
             except ValueError:
-                raise DataError(f"{path}, line {row_no}: value must be a number or empty, got {raw_v!r}") from None
+                raise DataError(
+                    f"{path}, line {row_no}: value must be a number or empty, got {raw_v!r}"
+                ) from None
             onset.append(o)
             duration.append(d)
             label.append(lab)

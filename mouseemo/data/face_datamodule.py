@@ -150,7 +150,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: str | None,
         synthesize: dict | None = None,
         label_source: str = "auto",
         outside: str = "ignore",
@@ -170,6 +170,8 @@ class FaceFramesDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
+        if not root:
+            raise ConfigError("data.root is not set: pass data.root=/path/to/dataset")
         self.root = Path(root)
         self.crop = parse_crop(crop) if crop is not None else None
         self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
@@ -189,7 +191,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Generate the synthetic dataset if needed and build the frame caches (once, on rank 0)."""
         for session in ensure_dataset(self.root, self.hparams.synthesize):
-            FrameCache.get_or_build(session.video, self._cache_dir(), self._crop_for(session), self.image_size)
+            FrameCache.get_or_build(
+                session.video, self._cache_dir(), self._crop_for(session), self.image_size
+            )
 
     def _cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.root / ".cache"
@@ -204,7 +208,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
             return
         self.sessions = []
         for session in discover_sessions(self.root):
-            cache = FrameCache.get_or_build(session.video, self._cache_dir(), self._crop_for(session), self.image_size)
+            cache = FrameCache.get_or_build(
+                session.video, self._cache_dir(), self._crop_for(session), self.image_size
+            )
             if session.face_timestamps is not None:
                 with VideoReader(session.video, timestamps=session.face_timestamps) as vr:
                     vr._num_frames = len(cache)  # counted when the cache was built
@@ -249,7 +255,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
                 labs.append(labels[sel])
             index = np.concatenate(idx) if idx else np.zeros((0, 2), dtype=np.int64)
             labels = np.concatenate(labs) if labs else np.zeros(0, dtype=np.int64)
-            self.datasets[stage] = FrameDataset(self.sessions, index.astype(np.int64), labels.astype(np.int64))
+            self.datasets[stage] = FrameDataset(
+                self.sessions, index.astype(np.int64), labels.astype(np.int64)
+            )
         self.class_counts = np.bincount(self.datasets["train"].labels, minlength=len(self.classes))
         if len(self.datasets["train"]) == 0:
             raise DataError(f"the training split of {self.root} is empty")
@@ -262,8 +270,11 @@ class FaceFramesDataModule(pl.LightningDataModule):
                     stacklevel=2,
                 )
         if self.hparams.output_dir:
-            extra = {"root": str(self.root), "animals": getattr(self, "animal_groups", None),
-                     "label_source": self.hparams.label_source}
+            extra = {
+                "root": str(self.root),
+                "animals": getattr(self, "animal_groups", None),
+                "label_source": self.hparams.label_source,
+            }
             save_splits(Path(self.hparams.output_dir) / "splits.json", self.masks, self.spec, extra)
 
     @property

@@ -80,11 +80,15 @@ class Session:
                 video = path / name
                 break
         if video is None:
-            candidates = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+            candidates = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()
+            )
             if len(candidates) == 1:
                 video = candidates[0]
             elif len(candidates) > 1:
-                raise DataError(f"{path}: several videos {[c.name for c in candidates]}; name the face video face.mp4")
+                raise DataError(
+                    f"{path}: several videos {[c.name for c in candidates]}; name the face video face.mp4"
+                )
             else:
                 raise DataError(f"{path}: no face video (face.mp4 or face.avi) in the session folder")
         return cls(
@@ -115,7 +119,9 @@ def discover_sessions(root: str | os.PathLike) -> list[Session]:
             for row in reader:
                 p = Path(row["path"])
                 p = p if p.is_absolute() else root / p
-                sessions.append(Session.open(p, animal=row.get("animal") or None, session=row.get("session") or None))
+                sessions.append(
+                    Session.open(p, animal=row.get("animal") or None, session=row.get("session") or None)
+                )
         if not sessions:
             raise DataError(f"{manifest} lists no sessions")
         return sessions

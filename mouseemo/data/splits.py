@@ -54,7 +54,9 @@ def split_animals(animals: Sequence[str], spec: SplitSpec) -> dict[str, list[str
     def pick(request: int | Sequence[str], pool: list[str], what: str) -> list[str]:
         if isinstance(request, int | np.integer):
             if request < 0 or request > len(pool):
-                raise ConfigError(f"cannot hold out {request} {what} animal(s): only {len(pool)} available {pool}")
+                raise ConfigError(
+                    f"cannot hold out {request} {what} animal(s): only {len(pool)} available {pool}"
+                )
             return sorted(rng.permutation(pool)[: int(request)].tolist())
         chosen = [str(a) for a in request]
         unknown = [a for a in chosen if a not in pool]
@@ -121,9 +123,17 @@ def ranges_to_mask(ranges: Sequence[Sequence[int]], num: int) -> np.ndarray:
     return mask
 
 
-def save_splits(path: str | os.PathLike, masks: dict[str, dict[str, np.ndarray]], spec: SplitSpec, extra: dict | None = None) -> None:
+def save_splits(
+    path: str | os.PathLike,
+    masks: dict[str, dict[str, np.ndarray]],
+    spec: SplitSpec,
+    extra: dict | None = None,
+) -> None:
     """Write ``{stage: {session: [[start, stop), ...]]}}`` plus the spec as JSON (atomically)."""
-    doc = {"spec": spec.__dict__ | {"test_animals": _plain(spec.test_animals), "val_animals": _plain(spec.val_animals)}}
+    doc = {
+        "spec": spec.__dict__
+        | {"test_animals": _plain(spec.test_animals), "val_animals": _plain(spec.val_animals)}
+    }
     doc.update(extra or {})
     for stage in STAGES:
         doc[stage] = {name: masks_to_ranges(m[stage]) for name, m in masks.items() if m[stage].any()}

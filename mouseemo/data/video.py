@@ -329,7 +329,11 @@ class FrameCache:
 
     @classmethod
     def cache_path(
-        cls, video: str | os.PathLike, cache_dir: str | os.PathLike, crop: Crop | None, size: tuple[int, int] | None
+        cls,
+        video: str | os.PathLike,
+        cache_dir: str | os.PathLike,
+        crop: Crop | None,
+        size: tuple[int, int] | None,
     ) -> Path:
         key = cls.key(video, crop, size)
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -359,7 +363,9 @@ class FrameCache:
                 arr.flush()
                 del arr
                 if n != num_frames:
-                    raise DataError(f"{video}: decoded {n} frames on the second pass, {num_frames} on the first")
+                    raise DataError(
+                        f"{video}: decoded {n} frames on the second pass, {num_frames} on the first"
+                    )
         write_json_atomic(
             npy_path.with_suffix(".json"), {**cls.key(video, crop, size), "num_frames": num_frames}
         )

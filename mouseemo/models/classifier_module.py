@@ -105,8 +105,15 @@ class ClassifierLitModule(pl.LightningModule):
         probs = logits.float().softmax(1).cpu()
         for i in range(len(logits)):
             self.test_rows.append(
-                (batch["animal"][i], batch["session"][i], int(batch["frame"][i]), float(batch["t_cam"][i]),
-                 int(batch["label"][i]), int(probs[i].argmax()), *probs[i].tolist())
+                (
+                    batch["animal"][i],
+                    batch["session"][i],
+                    int(batch["frame"][i]),
+                    float(batch["t_cam"][i]),
+                    int(batch["label"][i]),
+                    int(probs[i].argmax()),
+                    *probs[i].tolist(),
+                )
             )
 
     def on_test_epoch_start(self) -> None:
@@ -131,10 +138,26 @@ class ClassifierLitModule(pl.LightningModule):
 
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["animal", "session", "frame", "time_s", "label", "pred", *[f"prob_{c}" for c in self.classes]])
+            w.writerow(
+                [
+                    "animal",
+                    "session",
+                    "frame",
+                    "time_s",
+                    "label",
+                    "pred",
+                    *[f"prob_{c}" for c in self.classes],
+                ]
+            )
             for row in self.test_rows:
-                w.writerow([*row[:4], self.classes[row[4]] if row[4] >= 0 else "", self.classes[row[5]],
-                            *[f"{p:.5f}" for p in row[6:]]])
+                w.writerow(
+                    [
+                        *row[:4],
+                        self.classes[row[4]] if row[4] >= 0 else "",
+                        self.classes[row[5]],
+                        *[f"{p:.5f}" for p in row[6:]],
+                    ]
+                )
 
     def configure_optimizers(self):
         optimizer = self.hparams.optimizer(params=self.parameters())

@@ -24,7 +24,9 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-def plot_confusion_matrix(confmat: np.ndarray, classes: Sequence[str], path: str | os.PathLike, title: str = "") -> Path:
+def plot_confusion_matrix(
+    confmat: np.ndarray, classes: Sequence[str], path: str | os.PathLike, title: str = ""
+) -> Path:
     """Row-normalised confusion matrix (rows = truth) with counts in each cell."""
     cm = np.asarray(confmat, dtype=float)
     norm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
@@ -36,14 +38,23 @@ def plot_confusion_matrix(confmat: np.ndarray, classes: Sequence[str], path: str
     ax.set_ylabel("true")
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
     ax.set_title(title or "confusion matrix")
     return save_figure(fig, path)
 
 
-def plot_per_class(values: dict[str, float], path: str | os.PathLike, ylabel: str = "F1", title: str = "") -> Path:
+def plot_per_class(
+    values: dict[str, float], path: str | os.PathLike, ylabel: str = "F1", title: str = ""
+) -> Path:
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(values), 3))
     ax.bar(list(values), list(values.values()), color="tab:blue")
     ax.set_ylim(0, 1)

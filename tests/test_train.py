@@ -1,0 +1,145 @@
+"""Pipeline: train -> test -> evaluate round trip, resume from last.ckpt, the CLI entry points."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from mouseemo import tasks
+from mouseemo.errors import ConfigError
+from tests.helpers import write_dataset
+from tests.test_configs import compose_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("ds"), num_mice=3, num_frames=160)
+
+
+def small(dataset, run_dir, *extra):
+    return [
+        f"data.root={dataset}",
+        "data.synthesize=null",
+        "data.image_size=[24,32]",
+        "data.batch_size=32",
+        "data.train_stride=1",
+        "model.net.widths=[8,16]",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        f"paths.output_dir={run_dir}",
+        *extra,
+    ]
+
+
+def test_train_evaluate_resume(dataset, tmp_path):
+    run = tmp_path / "train"
+    metrics = tasks.train(compose_cfg("train", small(dataset, run), tmp_path))
+    assert 0.0 <= metrics["test/macro_f1"] <= 1.0
+    for name in (
+        "metrics.json",
+        "splits.json",
+        "test_predictions.csv",
+        "confusion_matrix.png",
+        "per_class_f1.png",
+    ):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    splits = json.loads((run / "splits.json").read_text())
+    held_out = set(splits["animals"]["test"]) | set(splits["animals"]["val"])
+    assert not held_out & set(splits["animals"]["train"])
+    assert {k.split("/")[0] for k in splits["test"]} == set(splits["animals"]["test"])
+    rows = (run / "test_predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("animal,session,frame,time_s,label,pred,prob_neutral")
+    assert len(rows) - 1 == 160  # the whole held-out animal, every frame
+
+    # evaluate the best checkpoint: same test split, same numbers
+    ev = tasks.evaluate(
+        compose_cfg(
+            "evaluate", small(dataset, tmp_path / "eval", f"ckpt_path={metrics['best_ckpt']}"), tmp_path
+        )
+    )
+    assert ev["test/macro_f1"] == pytest.approx(metrics["test/macro_f1"], abs=1e-6)
+
+    # resume from last.ckpt for one more epoch
+    last = run / "checkpoints" / "last.ckpt"
+    res = tasks.train(
+        compose_cfg(
+            "train",
+            small(dataset, tmp_path / "resume", f"ckpt_path={last}", "trainer.max_epochs=3"),
+            tmp_path,
+        )
+    )
+    assert torch.load(tmp_path / "resume" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
+    assert "test/macro_f1" in res
+
+
+def test_learns_label_dependent_frames(dataset, tmp_path):
+    """The tiny fixture's labels are visible in the frames: a few epochs must beat chance clearly."""
+    over = small(
+        dataset,
+        tmp_path / "run",
+        "trainer.max_epochs=12",
+        "data.image_size=[48,64]",
+        "model.augment.strength=0",
+        "model.optimizer.lr=0.005",
+        "callbacks.early_stopping.patience=20",
+    )
+    metrics = tasks.train(compose_cfg("train", over, tmp_path))
+    assert metrics["test/balanced_accuracy"] > 0.5  # chance is 1/7
+
+
+def test_evaluate_checks_checkpoint(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        tasks.evaluate(compose_cfg("evaluate", small(dataset, tmp_path / "e"), tmp_path))
+    run = tmp_path / "t"
+    m = tasks.train(compose_cfg("train", small(dataset, run, "trainer.max_epochs=1"), tmp_path))
+    wrong = small(dataset, tmp_path / "e2", f"ckpt_path={m['best_ckpt']}", "model.net.widths=[8,16,32]")
+    with pytest.raises(ConfigError, match="does not fit the configured model"):
+        tasks.evaluate(compose_cfg("evaluate", wrong, tmp_path))
+
+
+def _cli(args, cwd):
+    GlobalHydra.instance().clear()
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_train_py_fast_dev_run(dataset, tmp_path):
+    proc = _cli(
+        [
+            str(REPO / "train.py"),
+            *small(dataset, tmp_path / "cli")[:-1],
+            "debug=fast",
+            f"paths.root_dir={tmp_path}",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert (runs[0] / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_cli_user_errors_are_one_line(tmp_path):
+    proc = _cli(["-m", "mouseemo", "evaluate", f"paths.root_dir={tmp_path}"], tmp_path)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines()[-1] == "mouseemo: error: evaluate needs ckpt_path=PATH/TO/model.ckpt"
+    )
+    assert "Traceback" not in proc.stderr
+    proc = _cli(
+        [
+            str(REPO / "train.py"),
+            f"data.root={tmp_path}/nope",
+            "data.synthesize=null",
+            f"paths.root_dir={tmp_path}",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "dataset root not found" in proc.stderr
