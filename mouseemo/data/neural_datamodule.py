@@ -1,0 +1,212 @@
+"""LightningDataModule of face-video windows paired with two-photon activity on the camera clock.
+
+Each sample is ``T`` consecutive camera frames and the population activity resampled onto those
+frames' times (linear interpolation of the imaging clock, after an explicit ``lag_s``). Only frames
+inside the camera/imaging overlap are used; windows never straddle two splits.
+
+Batches are dicts: ``frames`` ``(B,T,1,H,W)`` uint8, ``neural`` ``(B,T,N)`` float32 (z-scored per
+neuron), ``label`` ``(B,)`` (the label of each window's last frame), ``t_cam`` ``(B,T)``,
+``t_neural`` ``(B,T)`` (imaging-clock times that were sampled), ``animal``, ``session``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mouseemo.constants import EMOTIONS
+from mouseemo.data.events import IGNORE_INDEX
+from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames
+from mouseemo.data.imaging import load_activity
+from mouseemo.data.splits import STAGES
+from mouseemo.data.sync import align_clocks, resample
+from mouseemo.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SessionActivity:
+    """Activity of one session on its camera clock."""
+
+    neural: np.ndarray  # (T_cam, N) float32, z-scored; NaN outside the clock overlap
+    valid: np.ndarray  # (T_cam,) bool: camera frames inside the overlap
+    neuron_ids: np.ndarray  # (N,) source ROI indices
+
+
+def activity_on_camera_clock(
+    sf: SessionFrames, signal: str, lag_s: float, fs: float | None, min_overlap_s: float
+) -> SessionActivity:
+    """Load a session's activity and resample it onto its camera frame times."""
+    session = sf.session
+    if session.suite2p is None:
+        raise DataError(f"{session.path}: no suite2p/plane0 folder for the neural side")
+    if session.imaging_timestamps is None:
+        raise DataError(
+            f"{session.path}: imaging_timestamps.csv is missing; cannot align imaging to the camera"
+        )
+    fs = fs or session.meta.get("imaging_fs")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*fs.*")
+        act = load_activity(session.path, signal=signal, fs=fs)
+    align = align_clocks(sf.times, act.t, lag_s=lag_s, min_overlap_s=min_overlap_s)
+    neural = resample(act.traces, act.t + lag_s, sf.times, method="linear", axis=1).T.astype(np.float32)
+    valid = np.zeros(len(sf.times), dtype=bool)
+    valid[align.cam_idx] = True
+    valid &= np.isfinite(neural).all(axis=1)
+    return SessionActivity(neural=neural, valid=valid, neuron_ids=act.neuron_ids)
+
+
+class WindowDataset(Dataset):
+    """Windows of ``T`` frames plus activity; memmaps open lazily in each worker."""
+
+    def __init__(self, sessions, activity, index, labels, window: int, lag_s: float) -> None:
+        self.cache_paths = [str(s.cache_path) for s in sessions]
+        self.names = [(s.session.animal, s.session.session) for s in sessions]
+        self.times = [s.times for s in sessions]
+        self.neural = [a.neural for a in activity]
+        self.index = index  # (M, 2): session, first frame
+        self.labels = labels
+        self.window = window
+        self.lag_s = lag_s
+        self._frames = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        if self._frames is None:
+            self._frames = [np.load(p, mmap_mode="r") for p in self.cache_paths]
+        s, f = (int(v) for v in self.index[i])
+        sl = slice(f, f + self.window)
+        frames = np.array(self._frames[s][sl], dtype=np.uint8)
+        t = self.times[s][sl]
+        animal, session = self.names[s]
+        return {
+            "frames": torch.from_numpy(frames)[:, None],
+            "neural": torch.from_numpy(np.ascontiguousarray(self.neural[s][sl])),
+            "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
+            "t_cam": torch.from_numpy(t.copy()),
+            "t_neural": torch.from_numpy(t - self.lag_s),
+            "frame": torch.tensor(f, dtype=torch.long),
+            "animal": animal,
+            "session": session,
+        }
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_frames"] = None
+        return state
+
+
+class FaceNeuralDataModule(FaceFramesDataModule):
+    """Face windows with simultaneous two-photon activity.
+
+    Args (beyond :class:`FaceFramesDataModule`'s):
+        window: camera frames per sample (``T``).
+        window_stride: frames between consecutive training windows (val/test use ``eval_stride``).
+        signal: ``"dff"``, ``"spks"``, ``"F"`` or ``"corrected"``.
+        lag_s: seconds added to the imaging clock before pairing (neural activity that follows the
+            face by ``lag_s`` pairs with the earlier frame when negative).
+        imaging_fs: imaging frame rate override (Suite2p's ``ops['fs']`` is often the default 1 Hz).
+        min_overlap_s: shortest acceptable camera/imaging overlap per session.
+        zscore: z-score each neuron with its session's training-split statistics (all valid frames
+            when the session has no training frames, as for held-out animals).
+
+    Sessions without imaging are skipped with a warning. With ``split.kind="animals"`` every session
+    must have the same number of neurons; the default split is ``"time"``.
+    """
+
+    def __init__(
+        self,
+        *args,
+        window: int = 8,
+        window_stride: int = 4,
+        signal: str = "dff",
+        lag_s: float = 0.0,
+        imaging_fs: float | None = None,
+        min_overlap_s: float = 10.0,
+        zscore: bool = True,
+        **kwargs,
+    ) -> None:
+        kwargs.setdefault("split", {"kind": "time"})
+        super().__init__(*args, **kwargs)
+        if window < 1 or window_stride < 1:
+            raise ConfigError("window and window_stride must be >= 1")
+        self.activity: list[SessionActivity] = []
+
+    @property
+    def num_neurons(self) -> int:
+        return int(self.activity[0].neural.shape[1]) if self.activity else 0
+
+    def _build_datasets(self) -> None:
+        hp = self.hparams
+        kept_sessions, activity = [], []
+        for sf in self.sessions:
+            if sf.session.suite2p is None:
+                warnings.warn(
+                    f"{sf.session.path}: no imaging; left out of the face+neural data", stacklevel=2
+                )
+                continue
+            kept_sessions.append(sf)
+            activity.append(
+                activity_on_camera_clock(sf, hp.signal, hp.lag_s, hp.imaging_fs, hp.min_overlap_s)
+            )
+        if not kept_sessions:
+            raise DataError(f"no session under {self.root} has two-photon data (suite2p/plane0)")
+        counts = {a.neural.shape[1] for a in activity}
+        if len(counts) > 1 and self.spec.kind == "animals":
+            raise ConfigError(
+                f"sessions have different numbers of neurons {sorted(counts)}; use split.kind=time "
+                "(one model per session) or sessions recorded from the same population"
+            )
+        self.sessions, self.activity = kept_sessions, activity
+        if hp.zscore:
+            for sf, act in zip(self.sessions, self.activity):
+                ref = act.valid & self.masks[sf.name]["train"]
+                if not ref.any():
+                    ref = act.valid
+                mu = act.neural[ref].mean(0)
+                sd = act.neural[ref].std(0)
+                act.neural = np.where(
+                    act.valid[:, None], (act.neural - mu) / np.maximum(sd, 1e-6), 0.0
+                ).astype(np.float32)
+        win = int(hp.window)
+        for stage in STAGES:
+            stride = hp.window_stride if stage == "train" else hp.eval_stride
+            idx, labs = [], []
+            for k, (sf, act) in enumerate(zip(self.sessions, self.activity)):
+                ok = act.valid & self.masks[sf.name][stage]
+                # a window is usable when all of its frames are usable: a sliding minimum over ok
+                csum = np.concatenate([[0], np.cumsum(ok)])
+                full = (csum[win:] - csum[:-win]) == win if len(ok) >= win else np.zeros(0, bool)
+                starts = np.flatnonzero(full)[::stride]
+                lab = sf.labels[starts + win - 1] if len(starts) else np.zeros(0, np.int64)
+                keep = lab != IGNORE_INDEX
+                starts, lab = starts[keep], lab[keep]
+                idx.append(np.stack([np.full(len(starts), k), starts], axis=1))
+                labs.append(lab)
+            index = np.concatenate(idx).astype(np.int64)
+            labels = np.concatenate(labs).astype(np.int64)
+            self.datasets[stage] = WindowDataset(self.sessions, self.activity, index, labels, win, hp.lag_s)
+        if len(self.datasets["train"]) == 0:
+            raise DataError(f"no training windows of {win} frames in {self.root}")
+        self.class_counts = np.bincount(
+            self.datasets["train"].labels[self.datasets["train"].labels >= 0], minlength=len(EMOTIONS)
+        )
+        if hp.output_dir:
+            from pathlib import Path
+
+            from mouseemo.data.splits import save_splits
+
+            save_splits(
+                Path(hp.output_dir) / "splits.json",
+                self.masks,
+                self.spec,
+                {"root": str(self.root), "window": win, "lag_s": hp.lag_s, "signal": hp.signal},
+            )
