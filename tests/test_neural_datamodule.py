@@ -78,3 +78,11 @@ def test_errors(synth_root, tmp_path):
     dm.prepare_data()
     with pytest.raises(DataError, match="do not overlap"):
         dm.setup()
+
+
+def test_existing_synthetic_data_with_other_parameters_warns(synth_root):
+    from mouseemo.data.face_datamodule import ensure_dataset
+
+    with pytest.warns(UserWarning, match="other parameters"):
+        sessions = ensure_dataset(synth_root, {"num_mice": 2, "minutes": 1.0, "seed": 3})
+    assert len(sessions) == 1  # reused, not regenerated

@@ -29,6 +29,7 @@ def small(dataset, run_dir, *extra):
         "data.image_size=[24,32]",
         "data.batch_size=32",
         "data.train_stride=1",
+        "data.eval_stride=1",
         "model.net.widths=[8,16]",
         "trainer.max_epochs=2",
         "trainer.enable_progress_bar=false",

@@ -51,10 +51,14 @@ def ensure_dataset(root: str | Path, synthesize: dict | None) -> list[Session]:
     """Sessions under ``root``; when there are none and ``synthesize`` is given, generate them first."""
     root = Path(root)
     try:
-        return discover_sessions(root)
+        sessions = discover_sessions(root)
     except DataError:
         if not synthesize:
             raise
+    else:
+        if synthesize:
+            _warn_if_other_synth_params(sessions, synthesize, root)
+        return sessions
     from mouseemo.data.synthetic import generate_dataset
 
     log.info("no sessions under %s: generating a synthetic dataset %s", root, dict(synthesize))
@@ -63,6 +67,25 @@ def ensure_dataset(root: str | Path, synthesize: dict | None) -> list[Session]:
         kwargs["size"] = tuple(int(v) for v in kwargs["size"])
     generate_dataset(root, **kwargs)
     return discover_sessions(root)
+
+
+def _warn_if_other_synth_params(sessions: list[Session], synthesize: dict, root: Path) -> None:
+    """Existing synthetic data is reused as is; say so when it was made with other parameters."""
+    params = sessions[0].meta.get("params") or {}
+    if not sessions[0].meta.get("synthetic"):
+        return
+    differ = {
+        k: (params.get(k), v) for k, v in dict(synthesize).items() if k in params and params.get(k) != v
+    }
+    animals = {s.animal for s in sessions}
+    if "num_mice" in synthesize and len(animals) != synthesize["num_mice"]:
+        differ["num_mice"] = (len(animals), synthesize["num_mice"])
+    if differ:
+        warnings.warn(
+            f"{root} holds synthetic data made with other parameters (existing, requested): {differ}; "
+            "it is used as it is. Delete the folder to regenerate it.",
+            stacklevel=2,
+        )
 
 
 def session_labels(session: Session, times: np.ndarray, source: str, outside: str) -> np.ndarray:

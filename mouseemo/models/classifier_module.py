@@ -16,6 +16,17 @@ from mouseemo.models.components.augment import FaceAugment
 from mouseemo.models.metrics import StageMetrics
 
 
+def standardize_images(img: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per image.
+
+    Shape:
+        ``(B, C, H, W)`` -> same.
+    """
+    mean = img.mean(dim=(-3, -2, -1), keepdim=True)
+    std = img.std(dim=(-3, -2, -1), keepdim=True)
+    return (img - mean) / (std + eps)
+
+
 class ClassifierLitModule(pl.LightningModule):
     """Frame-level expression classifier.
 
@@ -27,6 +38,9 @@ class ClassifierLitModule(pl.LightningModule):
         class_weighting: ``"balanced"`` weights the loss by inverse class frequency of the training
             split (neutral dominates a session), ``"none"`` for plain cross-entropy.
         label_smoothing: cross-entropy label smoothing.
+        standardize: give every frame zero mean and unit variance before the network (after
+            augmentation), which removes brightness and contrast differences between animals and
+            sessions.
         classes: class names in index order.
 
     Batches are the datamodules' dicts (``image`` uint8 ``(B,1,H,W)``, ``label`` ``(B,)``).
@@ -40,6 +54,7 @@ class ClassifierLitModule(pl.LightningModule):
         augment: nn.Module | None = None,
         class_weighting: str = "balanced",
         label_smoothing: float = 0.0,
+        standardize: bool = True,
         classes: Sequence[str] = EMOTIONS,
     ) -> None:
         super().__init__()
@@ -60,8 +75,10 @@ class ClassifierLitModule(pl.LightningModule):
         img = batch["image"]
         if img.dtype == torch.uint8:
             img = img.float().div_(255.0)
-        if self.trainer is not None and self.trainer.training:
+        if self._trainer is not None and self.trainer.training:
             img = self.augment(img)
+        if self.hparams.standardize:
+            img = standardize_images(img)
         batch["image"] = img
         return batch
 

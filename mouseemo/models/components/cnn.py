@@ -8,29 +8,25 @@ import torch
 from torch import nn
 
 
-class ConvBlock(nn.Sequential):
-    """conv3x3 -> BN -> ReLU -> conv3x3 -> BN -> ReLU -> 2x2 max-pool."""
-
-    def __init__(self, in_ch: int, out_ch: int, dropout: float = 0.0) -> None:
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
-        )
+def conv_bn_relu(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_ch),
+        nn.ReLU(inplace=True),
+    )
 
 
 class SmallCNN(nn.Module):
     """A compact CNN that trains in minutes on a CPU; the first real model.
 
+    A strided stem, then one stage per further width: a strided conv (halves the resolution) and a
+    plain conv. Strided convolutions instead of max-pooling keep the cost low on a CPU
+    (about 15 MMAC per 72x96 frame with the default widths).
+
     Args:
         in_channels: channels of the input (1 for gray frames).
         num_classes: output logits.
-        widths: channels of the successive conv blocks (each halves the resolution).
+        widths: channels of the stem and of each stage.
         dropout: dropout before the linear head.
 
     Shape:
@@ -38,7 +34,7 @@ class SmallCNN(nn.Module):
 
     Example:
         >>> net = SmallCNN(num_classes=7)
-        >>> net(torch.zeros(2, 1, 96, 128)).shape
+        >>> net(torch.zeros(2, 1, 72, 96)).shape
         torch.Size([2, 7])
     """
 
@@ -50,8 +46,10 @@ class SmallCNN(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        chans = [in_channels, *widths]
-        self.features = nn.Sequential(*[ConvBlock(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        layers = [conv_bn_relu(in_channels, widths[0], stride=2)]
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [conv_bn_relu(a, b, stride=2), conv_bn_relu(b, b)]
+        self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(widths[-1], num_classes)

@@ -1,0 +1,545 @@
+"""The original method as LightningModules: HOG features, no gradients.
+
+:class:`HogProtoLitModule` reproduces Dolensek et al. (2020): "fitting" is one pass over the training
+frames that computes their HOG (on the device, :func:`mouseemo.ops.hog.hog`) and builds the prototypes
+(neutral + every emotion present) at the end of the pass. Validation and test frames are labelled by
+their most similar prototype (Pearson correlation), and scored with the same
+:class:`~mouseemo.models.metrics.StageMetrics` as the CNN classifiers, so numbers are comparable.
+
+:class:`HogRFLitModule` is the lab's later classifier: a random forest on PCA of HOG (scikit-image /
+scikit-learn on the CPU), fitted at the end of the same pass.
+
+Both read the datamodules' batches unchanged (``image`` uint8 ``(B,1,H,W)``, ``label``, ``t_cam``,
+``frame``, ``animal``, ``session``). HOG sees the frames as the datamodule delivers them, i.e. resized
+to ``data.image_size``: choose ``pixels_per_cell`` for that size (12 px at 72 x 96 and 16 px at
+96 x 128 both give 6 x 8 cells; the paper's 32 px suits full 240 x 320 frames with
+``data.image_size=null``).
+
+The pass stops training after one epoch (``trainer.should_stop``), whatever ``trainer.max_epochs``
+says: more epochs would only recompute the same features.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from mouseemo.constants import EMOTIONS
+from mouseemo.data.events import IGNORE_INDEX
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.models.components.prototypes import (
+    MODES,
+    NEUTRAL,
+    POOLING,
+    build_prototypes,
+    classify,
+    label_windows,
+    pool_prototypes,
+)
+from mouseemo.models.metrics import StageMetrics
+from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
+from mouseemo.ops.similarity import pearson_similarity
+
+log = logging.getLogger(__name__)
+
+
+class _HogFeatureModule(pl.LightningModule):
+    """Shared machinery: HOG on the device, collecting the training pass, metrics, test rows.
+
+    Subclasses implement :meth:`_fit` (from the collected training features) and :meth:`_scores`
+    (per-frame scores and predicted class indices).
+    """
+
+    score_prefix = "score"
+
+    def __init__(self, hog: dict | None = None, classes: Sequence[str] = EMOTIONS) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.hog_kwargs = hog_params(**dict(hog or {}))
+        self.classes = list(classes)
+        self.metrics = nn.ModuleDict({s: StageMetrics(s, self.classes) for s in ("val", "test")})
+        self.test_rows: list[tuple] = []
+        self.test_confmat: torch.Tensor | None = None
+        self.frame_size: tuple[int, int] | None = None
+        self._store: list[dict[str, Any]] = []
+        self._fitted_epoch: int | None = None
+        self._updated = {"val": False, "test": False}
+
+    # -- features ---------------------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """HOG of a batch of gray frames, on their device.
+
+        Shape:
+            ``(B, 1, H, W)`` or ``(B, H, W)`` -> ``(B, D)`` float32.
+        """
+        from mouseemo.ops.hog import hog
+
+        x = images[:, 0] if images.ndim == 4 else images
+        with torch.no_grad():
+            return hog(x, **self.hog_kwargs).float()
+
+    @property
+    def is_fitted(self) -> bool:
+        raise NotImplementedError
+
+    # -- the training pass ------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._store = []
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        feats = self.features(batch["image"])
+        # A no-op step of Lightning's placeholder optimizer advances global_step: checkpoint callbacks
+        # skip saving while it is unchanged.
+        opt = self.optimizers()
+        (opt[0] if isinstance(opt, list) else opt).step()
+        if self.frame_size is None:
+            self.frame_size = tuple(int(v) for v in batch["image"].shape[-2:])
+        self._store.append(
+            {
+                "features": feats.cpu().numpy(),
+                "label": batch["label"].cpu().numpy().astype(np.int64),
+                "t_cam": batch["t_cam"].cpu().numpy().astype(np.float64),
+                "frame": batch["frame"].cpu().numpy().astype(np.int64),
+                "group": np.array([f"{a}/{s}" for a, s in zip(batch["animal"], batch["session"])]),
+                "animal": np.array(list(batch["animal"])),
+            }
+        )
+
+    def on_train_batch_end(self, outputs: Any, batch: dict, batch_idx: int) -> None:
+        # Fit after the last batch: validation and the epoch-end checkpoint callbacks run before the
+        # module's own on_train_epoch_end, and must see the fitted model.
+        total = self.trainer.num_training_batches
+        if isinstance(total, int | float) and batch_idx + 1 >= total:
+            self._fit_once()
+
+    def on_validation_epoch_start(self) -> None:
+        self._updated["val"] = False
+        if self._trainer is not None and self._trainer.training and self._store:
+            self._fit_once()
+
+    def on_train_epoch_end(self) -> None:
+        if self._store:
+            self._fit_once()
+        self.trainer.should_stop = True  # one pass is the whole fit
+
+    def _collected(self) -> dict[str, np.ndarray]:
+        """Training frames of this epoch from every process, sorted by session and frame."""
+        store = self._store
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+            gathered: list[list[dict]] = [None] * trainer.world_size  # type: ignore[list-item]
+            torch.distributed.all_gather_object(gathered, store)
+            store = [part for rank in gathered for part in rank]
+        if not store:
+            raise DataError("no training frames reached the model")
+        cols = {k: np.concatenate([s[k] for s in store]) for k in store[0]}
+        keep = cols["label"] != IGNORE_INDEX
+        cols = {k: v[keep] for k, v in cols.items()}
+        order = np.lexsort((cols["frame"], cols["group"]))
+        cols = {k: v[order] for k, v in cols.items()}
+        # DistributedSampler pads with repeats; drop duplicate frames
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (cols["group"][1:] != cols["group"][:-1]) | (cols["frame"][1:] != cols["frame"][:-1])
+        return {k: v[first] for k, v in cols.items()}
+
+    def _fit_once(self) -> None:
+        epoch = self.current_epoch
+        if self._fitted_epoch == epoch:
+            return
+        self._fit(self._collected())
+        self._fitted_epoch = epoch
+        self._store = []
+
+    def _fit(self, data: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _scores(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scores (B, S), predicted class indices (B,))``."""
+        raise NotImplementedError
+
+    def score_names(self) -> list[str]:
+        raise NotImplementedError
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-frame scores (similarities or class probabilities) of ``(B, 1, H, W)`` frames."""
+        return self._scores(self.features(images))[0]
+
+    def _eval_step(self, stage: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.is_fitted:
+            if self._trainer is not None and self._trainer.sanity_checking:
+                return None
+            raise ConfigError(
+                f"{type(self).__name__} has not been fitted: train it first or pass ckpt_path=... "
+                "of a fitted checkpoint"
+            )
+        self._check_frame_size(tuple(int(v) for v in batch["image"].shape[-2:]))
+        scores, preds = self._scores(self.features(batch["image"]))
+        self.metrics[stage].update(preds, batch["label"])
+        self._updated[stage] = True
+        return scores, preds
+
+    def _check_frame_size(self, size: tuple[int, int]) -> None:
+        pass
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._updated["val"]:
+            self._log_stage("val")
+        self._updated["val"] = False
+
+    def on_test_epoch_start(self) -> None:
+        self.test_rows = []
+        self._updated["test"] = False
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        out = self._eval_step("test", batch)
+        if out is None:
+            return
+        scores, preds = (t.detach().float().cpu() for t in out)
+        for i in range(len(preds)):
+            self.test_rows.append(
+                (
+                    batch["animal"][i],
+                    batch["session"][i],
+                    int(batch["frame"][i]),
+                    float(batch["t_cam"][i]),
+                    int(batch["label"][i]),
+                    int(preds[i]),
+                    *scores[i].tolist(),
+                )
+            )
+
+    def on_test_epoch_end(self) -> None:
+        if self._updated["test"]:
+            self.test_confmat = self._log_stage("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self(batch["image"])
+
+    def _log_stage(self, stage: str) -> torch.Tensor:
+        values, confmat = self.metrics[stage].compute()
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name == "val/macro_f1")
+        self.metrics[stage].reset()
+        return confmat
+
+    def write_test_predictions(self, path: str | Path) -> None:
+        """Per-frame test predictions: animal, session, frame, time, label, pred, <score>_<name>..."""
+        from mouseemo.utils.io import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(
+                [
+                    "animal",
+                    "session",
+                    "frame",
+                    "time_s",
+                    "label",
+                    "pred",
+                    *[f"{self.score_prefix}_{n}" for n in self.score_names()],
+                ]
+            )
+            for row in self.test_rows:
+                w.writerow(
+                    [
+                        *row[:4],
+                        self.classes[row[4]] if row[4] >= 0 else "",
+                        self.classes[row[5]],
+                        *[f"{p:.5f}" for p in row[6:]],
+                    ]
+                )
+
+    def configure_optimizers(self) -> None:
+        return None  # nothing to optimise: fitting is one pass over the features
+
+
+class HogProtoLitModule(_HogFeatureModule):
+    """Prototypical expressions on HOG features (Dolensek et al. 2020), as a LightningModule.
+
+    Args:
+        hog: HOG parameters (scikit-image names): ``orientations``, ``pixels_per_cell``,
+            ``cells_per_block``, ``block_norm``, ``transform_sqrt``.
+        mode: ``"least-neutral"`` (mean HOG of the ``k`` frames least correlated with neutral inside
+            each label's frames) or ``"window-mean"`` (mean over each contiguous run of the label, then
+            over runs).
+        k: frames per emotion prototype in ``least-neutral`` mode.
+        drop_first_trial: leave each label's first run (trial) out, per pooling unit (the first
+            trial of each animal with ``pool="groups"``, the first of all frames with ``"frames"``).
+        pool: ``"groups"``: build prototypes per animal and average them (each animal counts once);
+            ``"frames"``: pool all training frames, then build once.
+        margin: frames whose best similarity beats neutral by less than this are labelled neutral.
+        max_gap_s: a gap longer than this between consecutive frames of a label starts a new run.
+        prototypes_path: where to write ``prototypes.npz`` after fitting (``None``: the trainer's
+            ``default_root_dir``).
+        classes: class names in index order; ``neutral`` must be one of them.
+
+    Per-frame labels define the windows: with the datamodule's labels, "inside that label's windows"
+    means "frames with that label", and the neutral prototype is the mean of ``neutral`` frames.
+    The prototypes travel in checkpoints (``on_save_checkpoint``) and as ``prototypes.npz``.
+    """
+
+    score_prefix = "similarity"
+
+    def __init__(
+        self,
+        hog: dict | None = None,
+        mode: str = "least-neutral",
+        k: int = 10,
+        drop_first_trial: bool = False,
+        pool: str = "groups",
+        margin: float = 0.0,
+        max_gap_s: float = 1.0,
+        prototypes_path: str | None = None,
+        classes: Sequence[str] = EMOTIONS,
+    ) -> None:
+        super().__init__(hog=hog, classes=classes)
+        self.save_hyperparameters(logger=False)
+        if mode not in MODES:
+            raise ConfigError(f"model.mode must be one of {list(MODES)}; got {mode!r}")
+        if pool not in POOLING:
+            raise ConfigError(f"model.pool must be one of {list(POOLING)}; got {pool!r}")
+        if k < 1:
+            raise ConfigError(f"model.k must be >= 1; got {k}")
+        if margin < 0:
+            raise ConfigError(f"model.margin must be >= 0; got {margin}")
+        if NEUTRAL not in self.classes:
+            raise ConfigError(f"classes must include {NEUTRAL!r}; got {self.classes}")
+        # Non-persistent buffers follow the module across devices; the prototypes themselves are
+        # saved by on_save_checkpoint, because their shape is only known after fitting.
+        self.register_buffer("prototypes", torch.zeros(0, 0), persistent=False)
+        self.register_buffer("prototype_classes", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.protos: Prototypes | None = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.protos is not None
+
+    @property
+    def prototype_names(self) -> list[str]:
+        return list(self.protos.names) if self.protos is not None else []
+
+    def score_names(self) -> list[str]:
+        return self.prototype_names
+
+    def set_prototypes(self, protos: Prototypes) -> None:
+        """Use ``protos`` (e.g. loaded from a ``prototypes.npz``); their names must be classes."""
+        unknown = [n for n in protos.names if n not in self.classes]
+        if unknown:
+            raise ConfigError(f"prototype name(s) {unknown} are not among the classes {self.classes}")
+        protos.check_compatible(self.hog_kwargs)
+        self.protos = protos
+        device = self.prototypes.device
+        self.prototypes = torch.as_tensor(protos.matrix, dtype=torch.float32, device=device)
+        self.prototype_classes = torch.tensor(
+            [self.classes.index(n) for n in protos.names], dtype=torch.long, device=device
+        )
+        self.frame_size = protos.frame_size
+
+    def _fit(self, data: dict[str, np.ndarray]) -> None:
+        feats, labels = data["features"], data["label"]
+        neutral_idx = self.classes.index(NEUTRAL)
+        hp = self.hparams
+        if hp.pool == "groups":
+            units = sorted(set(data["animal"].tolist()))
+            masks = [data["animal"] == a for a in units]
+        else:
+            units, masks = ["all"], [np.ones(len(labels), dtype=bool)]
+        sets, frames_meta = [], {}
+        for unit, m in zip(units, masks):
+            idx = np.flatnonzero(m)
+            baseline = labels[idx] == neutral_idx
+            if not baseline.any():
+                raise DataError(
+                    f"no neutral training frames for {'animal ' + unit if unit != 'all' else 'any animal'}: "
+                    "the neutral prototype needs baseline frames (with events labels, set data.outside=neutral "
+                    "or add 'neutral' events)"
+                )
+            windows = label_windows(
+                labels[idx], self.classes, data["t_cam"][idx], data["group"][idx], hp.max_gap_s
+            )
+            windows = {n: w for n, w in windows.items() if n != NEUTRAL}
+            pset = build_prototypes(
+                feats[idx],
+                windows,
+                baseline=baseline,
+                mode=hp.mode,
+                k=hp.k,
+                drop_first_trial=hp.drop_first_trial,
+                source=f"the training frames of {unit}",
+            )
+            sets.append(pset)
+            for name, used in pset.frames.items():
+                g, f = data["group"][idx][used], data["frame"][idx][used]
+                for src in np.unique(g):
+                    frames_meta.setdefault(name, {})[str(src)] = to_ranges(f[g == src])
+        pooled = pool_prototypes(sets) if len(sets) > 1 else sets[0]
+        order = sorted(range(len(pooled.names)), key=lambda i: self.classes.index(pooled.names[i]))
+        dm = getattr(self._trainer, "datamodule", None)
+        protos = Prototypes(
+            matrix=pooled.matrix[order],
+            names=[pooled.names[i] for i in order],
+            hog=self.hog_kwargs,
+            frame_size=self.frame_size,
+            crop=getattr(dm, "crop", None),
+            resize=getattr(dm, "image_size", None),
+            mode=hp.mode,
+            k=hp.k,
+            drop_first_trial=hp.drop_first_trial,
+            pool=hp.pool,
+            sources=self._sources(dm, sorted(set(data["group"].tolist()))),
+            frames=frames_meta,
+            extra={"built_by": type(self).__name__, "num_training_frames": len(labels), "units": units},
+        )
+        self.set_prototypes(protos)
+        missing = [c for c in self.classes if c not in protos.names]
+        if missing:
+            log.warning("no training frames of %s: those classes can never be predicted", missing)
+        self._write_prototypes()
+
+    @staticmethod
+    def _sources(dm: Any, groups: list[str]) -> list[str]:
+        videos = {s.name: str(s.session.video) for s in getattr(dm, "sessions", []) or []}
+        return [videos.get(g, g) for g in groups]
+
+    def _write_prototypes(self) -> None:
+        if self.protos is None or (self._trainer is not None and not self.trainer.is_global_zero):
+            return
+        path = self.hparams.prototypes_path
+        if not path and self._trainer is not None:
+            path = Path(self.trainer.default_root_dir) / "prototypes.npz"
+        if path:
+            self.protos.save(path)
+            log.info("prototypes written to %s", path)
+
+    def _check_frame_size(self, size: tuple[int, int]) -> None:
+        self.protos.check_compatible(self.hog_kwargs, size, source="the evaluation frames")
+
+    def similarity(self, feats: torch.Tensor) -> torch.Tensor:
+        """Pearson similarity of ``(B, D)`` features to each prototype: ``(B, K')``."""
+        return pearson_similarity(feats, self.prototypes.to(feats.device))
+
+    def _scores(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sim = self.similarity(feats)
+        idx = classify(sim, self.prototype_names, margin=self.hparams.margin)
+        return sim, self.prototype_classes.to(idx.device)[idx]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.protos is not None:
+            checkpoint["hog_prototypes"] = self.protos.dumps()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        data = checkpoint.get("hog_prototypes")
+        if data is not None:
+            self.set_prototypes(Prototypes.loads(data))
+
+
+class HogRFLitModule(_HogFeatureModule):
+    """Random forest on PCA of HOG features (the lab's later classifier), as a LightningModule.
+
+    Args:
+        hog: HOG parameters, as for :class:`HogProtoLitModule`.
+        num_components: PCA components (capped by the number of training frames and features).
+        num_trees: trees in the forest.
+        max_depth: tree depth limit (``None``: grow until pure).
+        min_samples_leaf: minimum frames per leaf.
+        class_weight: ``"balanced"`` (inverse class frequency; neutral dominates a session) or ``None``.
+        num_jobs: scikit-learn worker threads (``-1``: all cores).
+        seed: random state of PCA and the forest.
+        classes: class names in index order.
+    """
+
+    score_prefix = "prob"
+
+    def __init__(
+        self,
+        hog: dict | None = None,
+        num_components: int = 50,
+        num_trees: int = 200,
+        max_depth: int | None = None,
+        min_samples_leaf: int = 1,
+        class_weight: str | None = "balanced",
+        num_jobs: int = -1,
+        seed: int = 0,
+        classes: Sequence[str] = EMOTIONS,
+    ) -> None:
+        super().__init__(hog=hog, classes=classes)
+        self.save_hyperparameters(logger=False)
+        if num_components < 1 or num_trees < 1:
+            raise ConfigError("model.num_components and model.num_trees must be >= 1")
+        self.pipeline = None  # sklearn Pipeline(PCA, RandomForestClassifier) once fitted
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.pipeline is not None
+
+    def score_names(self) -> list[str]:
+        return list(self.classes)
+
+    def _fit(self, data: dict[str, np.ndarray]) -> None:
+        from sklearn.decomposition import PCA
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.pipeline import Pipeline
+
+        x, y = data["features"].astype(np.float32), data["label"]
+        if len(np.unique(y)) < 2:
+            raise DataError(
+                f"the training frames hold a single class ({self.classes[int(y[0])]}); need two or more"
+            )
+        hp = self.hparams
+        ncomp = int(min(hp.num_components, x.shape[0] - 1, x.shape[1]))
+        self.pipeline = Pipeline(
+            [
+                ("pca", PCA(n_components=max(ncomp, 1), random_state=hp.seed)),
+                (
+                    "rf",
+                    RandomForestClassifier(
+                        n_estimators=hp.num_trees,
+                        max_depth=hp.max_depth,
+                        min_samples_leaf=hp.min_samples_leaf,
+                        class_weight=hp.class_weight,
+                        n_jobs=hp.num_jobs,
+                        random_state=hp.seed,
+                    ),
+                ),
+            ]
+        ).fit(x, y)
+
+    def _check_frame_size(self, size: tuple[int, int]) -> None:
+        if self.frame_size is not None and tuple(size) != tuple(self.frame_size):
+            raise ConfigError(
+                f"the forest was fitted on {self.frame_size[1]}x{self.frame_size[0]} (w x h) frames, "
+                f"got {size[1]}x{size[0]}: use the same data.image_size"
+            )
+
+    def _scores(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        proba = self.pipeline.predict_proba(feats.detach().cpu().numpy().astype(np.float32))
+        full = np.zeros((len(proba), len(self.classes)), dtype=np.float32)
+        full[:, self.pipeline.classes_.astype(np.int64)] = proba
+        probs = torch.from_numpy(full).to(feats.device)
+        return probs, probs.argmax(dim=1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.pipeline is not None:
+            checkpoint["hog_rf"] = {
+                "pipeline": pickle.dumps(self.pipeline),
+                "frame_size": list(self.frame_size) if self.frame_size else None,
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("hog_rf")
+        if state is not None:
+            self.pipeline = pickle.loads(state["pipeline"])  # noqa: S301 - our own checkpoint
+            self.frame_size = tuple(state["frame_size"]) if state["frame_size"] else None
