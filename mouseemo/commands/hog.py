@@ -1,0 +1,178 @@
+"""``mouseemo hog``: HOG features of every frame of a face video, streamed to a ``.npy`` file.
+
+Frames are decoded once, in chunks (constant memory in the video's length), while the previous chunk's
+HOG is computed. Features are appended to a temporary file beside the output; its ``.npy`` header is
+written with the final frame count at the end and the file is renamed onto ``--out``, so an
+interrupted run never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mouseemo.errors import ConfigError, DataError
+
+#: Bytes reserved for the ``.npy`` header (magic, version, length, dict, padding): the count of
+#: frames is only known at the end, so the header is rewritten in place with the same length.
+_NPY_HEADER_BYTES = 128
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from mouseemo.ops.hog import BLOCK_NORMS
+
+    p = subparsers.add_parser(
+        "hog",
+        help="HOG features of every frame of a video -> (num_frames, D) float32 .npy",
+        description=(
+            "Compute scikit-image-compatible HOG features (the paper's defaults: 8 orientations, 32x32 "
+            "pixel cells, 1x1 blocks, L2-Hys, square-root compression) of every gray frame of VIDEO and "
+            "write them as a float32 (num_frames, D) .npy file."
+        ),
+    )
+    p.add_argument("video", metavar="VIDEO", type=Path, help="face video (any OpenCV-readable file)")
+    p.add_argument("--out", required=True, type=Path, metavar="OUT.npy", help="features file to write")
+    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="crop applied to every frame")
+    p.add_argument(
+        "--pixels-per-cell", type=int, default=32, metavar="P", help="cell size in pixels (default 32)"
+    )
+    p.add_argument("--orientations", type=int, default=8, metavar="N", help="orientation bins (default 8)")
+    p.add_argument("--no-sqrt", action="store_true", help="no square-root compression (transform_sqrt=False)")
+    p.add_argument("--block-norm", default="L2-Hys", choices=BLOCK_NORMS, help="block normalisation")
+    p.add_argument(
+        "--cells-per-block", type=int, default=1, metavar="C", help="block size in cells (default 1)"
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="frames per step (default 256)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown --device {name!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def _npy_header(num_frames: int, dim: int) -> bytes:
+    """A version 1.0 ``.npy`` header for a C-order little-endian float32 array, exactly 128 bytes."""
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({num_frames}, {dim}), }}"
+    room = _NPY_HEADER_BYTES - 10 - 1
+    if len(text) > room:
+        raise DataError(f"cannot write a .npy header for shape ({num_frames}, {dim})")
+    body = (text + " " * (room - len(text)) + "\n").encode("latin1")
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+
+def _frame_count_estimate(path: Path) -> int | None:
+    """The container's frame count, only for the progress bar (it can be wrong; the output is not)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+    return n if n > 0 else None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mouseemo.data.video import VideoReader, parse_crop
+    from mouseemo.ops.hog import HOGParams, hog
+
+    if args.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    params = HOGParams.create(
+        orientations=args.orientations,
+        pixels_per_cell=args.pixels_per_cell,
+        cells_per_block=args.cells_per_block,
+        block_norm=args.block_norm,
+        transform_sqrt=not args.no_sqrt,
+    )
+    crop = parse_crop(args.crop)
+    device = _device(args.device)
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out is a folder, expected a file path: {out}")
+
+    t0 = time.perf_counter()
+    with VideoReader(args.video, crop=crop) as vr:
+        dim = params.output_size(vr.height, vr.width)  # ConfigError when a frame is smaller than a block
+        kwargs = dict(
+            orientations=params.orientations,
+            pixels_per_cell=params.pixels_per_cell,
+            cells_per_block=params.cells_per_block,
+            block_norm=params.block_norm,
+            transform_sqrt=params.transform_sqrt,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        num = 0
+        try:
+            with open(tmp, "wb") as fh, _progress(args, _frame_count_estimate(args.video)) as bar:
+                fh.write(_npy_header(0, dim))
+                for _, frames in _prefetch(vr.iter_chunks(args.batch_size)):
+                    x = torch.from_numpy(frames).to(device, non_blocking=True)
+                    feats = hog(x, **kwargs)
+                    fh.write(feats.to("cpu", torch.float32).numpy().tobytes())
+                    num += len(frames)
+                    if bar is not None:
+                        bar.update(len(frames))
+                fh.seek(0)
+                fh.write(_npy_header(num, dim))
+            os.replace(tmp, out)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    if not args.quiet:
+        dt = time.perf_counter() - t0
+        print(
+            f"wrote {out}: {num} frames x {dim} features ({num / max(dt, 1e-9):.0f} frames/s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, total: int | None):
+    if args.quiet:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="frame", desc="hog", disable=None, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _prefetch(chunks):
+    """Decode the next chunk on a helper thread while the caller computes on this one.
+
+    OpenCV releases the GIL while decoding, so the two overlap.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mouseemo-decode") as ex:
+        it = iter(chunks)
+        fut = ex.submit(next, it, None)
+        while True:
+            item = fut.result()
+            if item is None:
+                return
+            fut = ex.submit(next, it, None)
+            yield item
