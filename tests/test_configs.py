@@ -57,7 +57,12 @@ def test_option_composes(task, group, option, tmp_path):
             assert trainer.max_epochs == cfg.trainer.max_epochs
     if group == "model":
         model = instantiate(cfg.model)
-        assert model.net.num_classes == len(cfg.data.classes)
+        assert list(model.classes) == list(cfg.data.classes)
+        if hasattr(model, "net"):
+            assert model.net.num_classes == len(cfg.data.classes)
+        else:  # HOG models: no network, no optimizer; one pass over the training frames is the fit
+            assert model.automatic_optimization is False
+            assert model.configure_optimizers() is None
     if group == "logger":
         loggers = [instantiate(c) for c in cfg.logger.values()] if cfg.logger else []
         assert all(lg.save_dir.startswith(str(tmp_path)) for lg in loggers)

@@ -357,6 +357,9 @@ class HogProtoLitModule(_HogFeatureModule):
             masks = [data["animal"] == a for a in units]
         else:
             units, masks = ["all"], [np.ones(len(labels), dtype=bool)]
+        dm = getattr(self._trainer, "datamodule", None)
+        # name provenance by video path (as `mouseemo prototypes` does) when the sessions are known
+        videos = {s.name: str(s.session.video) for s in getattr(dm, "sessions", None) or []}
         sets, frames_meta = [], {}
         for unit, m in zip(units, masks):
             idx = np.flatnonzero(m)
@@ -384,10 +387,9 @@ class HogProtoLitModule(_HogFeatureModule):
             for name, used in pset.frames.items():
                 g, f = data["group"][idx][used], data["frame"][idx][used]
                 for src in np.unique(g):
-                    frames_meta.setdefault(name, {})[str(src)] = to_ranges(f[g == src])
+                    frames_meta.setdefault(name, {})[videos.get(src, str(src))] = to_ranges(f[g == src])
         pooled = pool_prototypes(sets) if len(sets) > 1 else sets[0]
         order = sorted(range(len(pooled.names)), key=lambda i: self.classes.index(pooled.names[i]))
-        dm = getattr(self._trainer, "datamodule", None)
         protos = Prototypes(
             matrix=pooled.matrix[order],
             names=[pooled.names[i] for i in order],
@@ -399,7 +401,7 @@ class HogProtoLitModule(_HogFeatureModule):
             k=hp.k,
             drop_first_trial=hp.drop_first_trial,
             pool=hp.pool,
-            sources=self._sources(dm, sorted(set(data["group"].tolist()))),
+            sources=[videos.get(g, g) for g in sorted(set(data["group"].tolist()))],
             frames=frames_meta,
             extra={"built_by": type(self).__name__, "num_training_frames": len(labels), "units": units},
         )
@@ -408,11 +410,6 @@ class HogProtoLitModule(_HogFeatureModule):
         if missing:
             log.warning("no training frames of %s: those classes can never be predicted", missing)
         self._write_prototypes()
-
-    @staticmethod
-    def _sources(dm: Any, groups: list[str]) -> list[str]:
-        videos = {s.name: str(s.session.video) for s in getattr(dm, "sessions", []) or []}
-        return [videos.get(g, g) for g in groups]
 
     def _write_prototypes(self) -> None:
         if self.protos is None or (self._trainer is not None and not self.trainer.is_global_zero):

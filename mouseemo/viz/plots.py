@@ -85,7 +85,8 @@ def plot_training_curves(metrics_csv: str | os.PathLike, path: str | os.PathLike
             axes[0].plot(x, y, marker="o", label=key)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("loss")
-    axes[0].legend()
+    if axes[0].lines:
+        axes[0].legend()
     if "val/macro_f1" in series:
         x, y = zip(*series["val/macro_f1"])
         axes[1].plot(x, y, marker="o", color="tab:green")
