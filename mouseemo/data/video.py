@@ -15,8 +15,12 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg's own messages about a broken file ("moov atom not found") would print beside mouseemo's
+# one-line error; keep FFmpeg quiet unless the user asked otherwise.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import atomic_path, write_json_atomic
