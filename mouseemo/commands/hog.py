@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.device import pick_device
 
 #: Bytes reserved for the ``.npy`` header (magic, version, length, dict, padding): the count of
 #: frames is only known at the end, so the header is rewritten in place with the same length.
@@ -51,20 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="frames per step (default 256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown --device {name!r}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name!r} requested but CUDA is not available")
-    return dev
 
 
 def _npy_header(num_frames: int, dim: int) -> bytes:
@@ -105,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         transform_sqrt=not args.no_sqrt,
     )
     crop = parse_crop(args.crop)
-    device = _device(args.device)
+    device = pick_device(args.device)
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out is a folder, expected a file path: {out}")

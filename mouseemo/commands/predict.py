@@ -37,7 +37,7 @@ from mouseemo.errors import ConfigError
 from mouseemo.models.components.prototypes import classify, stimulus_readouts
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops.similarity import minmax_scale, pearson_similarity
-from mouseemo.utils.io import _json_default, atomic_path
+from mouseemo.utils.io import atomic_path, json_default
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def predict_video(
             plot_similarity_traces(
                 t, minmax_scale(sim, axis=0), names, tmp[".png"], windows=windows, title=item.stem
             )
-        tmp[".json"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        tmp[".json"].write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
     return summary
 
 

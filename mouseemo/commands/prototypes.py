@@ -33,6 +33,7 @@ from mouseemo.models.components.prototypes import (
     pool_prototypes,
 )
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
+from mouseemo.utils.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +81,6 @@ def resolve_inputs(paths: Sequence[str], events: Sequence[str] | None, need_even
             raise ConfigError(f"{p}: no events file; pass --events EVENTS.csv (one per VIDEO)")
         out.append(VideoInput(video=video, events=ev, stem=stem))
     return out
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {name!r}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +12,7 @@ from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
 from mouseemo.models.components.augment import FaceAugment
 from mouseemo.models.metrics import StageMetrics
+from mouseemo.models.outputs import EvalOutputsMixin
 
 
 def standardize_images(img: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -27,7 +26,7 @@ def standardize_images(img: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (img - mean) / (std + eps)
 
 
-class ClassifierLitModule(pl.LightningModule):
+class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
     """Frame-level expression classifier.
 
     Args:
@@ -141,40 +140,6 @@ class ClassifierLitModule(pl.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch["image"]).softmax(1)
-
-    def _log_stage(self, stage: str) -> torch.Tensor:
-        values, confmat = self.metrics[stage].compute()
-        for name, value in values.items():
-            self.log(name, value, prog_bar=name == "val/macro_f1")
-        self.metrics[stage].reset()
-        return confmat
-
-    def write_test_predictions(self, path: str | Path) -> None:
-        """Per-frame test predictions: animal, session, frame, time, label, pred, prob_<class>..."""
-        from mouseemo.utils.io import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(
-                [
-                    "animal",
-                    "session",
-                    "frame",
-                    "time_s",
-                    "label",
-                    "pred",
-                    *[f"prob_{c}" for c in self.classes],
-                ]
-            )
-            for row in self.test_rows:
-                w.writerow(
-                    [
-                        *row[:4],
-                        self.classes[row[4]] if row[4] >= 0 else "",
-                        self.classes[row[5]],
-                        *[f"{p:.5f}" for p in row[6:]],
-                    ]
-                )
 
     def configure_optimizers(self):
         optimizer = self.hparams.optimizer(params=self.parameters())

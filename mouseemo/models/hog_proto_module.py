@@ -21,7 +21,6 @@ says: more epochs would only recompute the same features.
 
 from __future__ import annotations
 
-import csv
 import logging
 import pickle
 from collections.abc import Sequence
@@ -46,13 +45,14 @@ from mouseemo.models.components.prototypes import (
     pool_prototypes,
 )
 from mouseemo.models.metrics import StageMetrics
+from mouseemo.models.outputs import EvalOutputsMixin
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
 from mouseemo.ops.similarity import pearson_similarity
 
 log = logging.getLogger(__name__)
 
 
-class _HogFeatureModule(pl.LightningModule):
+class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
     """Shared machinery: HOG on the device, collecting the training pass, metrics, test rows.
 
     Subclasses implement :meth:`_fit` (from the collected training features) and :meth:`_scores`
@@ -227,40 +227,6 @@ class _HogFeatureModule(pl.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch["image"])
-
-    def _log_stage(self, stage: str) -> torch.Tensor:
-        values, confmat = self.metrics[stage].compute()
-        for name, value in values.items():
-            self.log(name, value, prog_bar=name == "val/macro_f1")
-        self.metrics[stage].reset()
-        return confmat
-
-    def write_test_predictions(self, path: str | Path) -> None:
-        """Per-frame test predictions: animal, session, frame, time, label, pred, <score>_<name>..."""
-        from mouseemo.utils.io import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(
-                [
-                    "animal",
-                    "session",
-                    "frame",
-                    "time_s",
-                    "label",
-                    "pred",
-                    *[f"{self.score_prefix}_{n}" for n in self.score_names()],
-                ]
-            )
-            for row in self.test_rows:
-                w.writerow(
-                    [
-                        *row[:4],
-                        self.classes[row[4]] if row[4] >= 0 else "",
-                        self.classes[row[5]],
-                        *[f"{p:.5f}" for p in row[6:]],
-                    ]
-                )
 
     def configure_optimizers(self) -> None:
         return None  # nothing to optimise: fitting is one pass over the features

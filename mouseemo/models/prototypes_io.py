@@ -37,7 +37,7 @@ import numpy as np
 
 from mouseemo import __version__
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.utils.io import atomic_path
+from mouseemo.utils.io import atomic_path, json_default
 
 FORMAT = "mouseemo.prototypes"
 FORMAT_VERSION = 1
@@ -201,7 +201,7 @@ class Prototypes:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the ``.npz`` atomically (temporary file, then rename)."""
         path = Path(path)
-        meta = json.dumps(self.metadata(), default=_json_default)
+        meta = json.dumps(self.metadata(), default=json_default)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(
                 fh,
@@ -299,7 +299,7 @@ class Prototypes:
             buf,
             prototypes=self.matrix.astype(np.float32),
             names=np.array(self.names, dtype=np.str_),
-            metadata=np.array(json.dumps(self.metadata(), default=_json_default), dtype=np.str_),
+            metadata=np.array(json.dumps(self.metadata(), default=json_default), dtype=np.str_),
         )
         return buf.getvalue()
 
@@ -327,13 +327,3 @@ class Prototypes:
                     f"prototypes were built on {self.frame_size[1]}x{self.frame_size[0]} (w x h) frames "
                     f"(crop {self.crop}), got {got[1]}x{got[0]}{where}: use the same crop size"
                 )
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

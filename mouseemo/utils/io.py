@@ -44,7 +44,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray, allow_pickle: bool = False) -> None:
@@ -57,7 +57,8 @@ def save_npz_atomic(path: str | os.PathLike, **arrays: Any) -> None:
         np.savez(fh, **arrays)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
