@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.models.checkpoint import RecordConfig, checkpoint_record, read_checkpoint
 from mouseemo.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule,
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = _instantiate_list(cfg.get("callbacks"))
+    callbacks.append(RecordConfig(checkpoint_record(cfg)))
     loggers = _instantiate_list(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     record = {
@@ -142,12 +144,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -> None:
     """Refuse a checkpoint whose weights or class list do not fit the configured model."""
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise DataError(f"cannot read checkpoint {ckpt_path}: {err}") from None
-    if "state_dict" not in ckpt:
-        raise DataError(f"{ckpt_path} is not a Lightning checkpoint (no state_dict)")
+    ckpt = read_checkpoint(ckpt_path)
     classes = ckpt.get("hyper_parameters", {}).get("classes")
     if classes is not None and list(classes) != list(getattr(model, "classes", classes)):
         raise ConfigError(
