@@ -64,12 +64,21 @@ def run(task: str, overrides: Sequence[str]) -> int:
         opt = cfg.get("optimized_metric")
         return float(metrics[opt]) if opt and opt in metrics else None
 
-    saved = sys.argv
-    sys.argv = [f"{task}.py", *overrides]
+    import __main__
+
+    saved, saved_spec = sys.argv, getattr(__main__, "__spec__", None)
+    # Lightning's DDP launcher starts the other processes by re-running `sys.argv` (or
+    # `python -m <__main__.__spec__>`) with the same overrides: point it at the task's script, so
+    # that `mouseemo train`, `python -m mouseemo train` and `python train.py` from any folder work.
+    script = Path(conf).parent / f"{task}.py"
+    sys.argv = [str(script) if script.is_file() else f"{task}.py", *overrides]
+    if script.is_file():
+        __main__.__spec__ = None
     try:
         _main()
     except SystemExit as err:  # argparse-style exits from Hydra itself (bad override syntax)
         return int(err.code or 0)
     finally:
         sys.argv = saved
+        __main__.__spec__ = saved_spec
     return result["code"]

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.models.checkpoint import RecordConfig, checkpoint_record, read_checkpoint
+from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, checkpoint_record, read_checkpoint
 from mouseemo.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ def _finish(
     out_dir = Path(cfg.paths.output_dir)
     from mouseemo.viz.plots import plot_confusion_matrix, plot_per_class, plot_training_curves
 
+    _gather_test_rows(model, trainer)
+    if not trainer.is_global_zero:  # one process writes the run directory
+        return metrics
+
     classes = list(getattr(model, "classes", []))
     confmat = getattr(model, "test_confmat", None)
     if confmat is not None and classes:
@@ -79,6 +83,24 @@ def _finish(
     write_json_atomic(out_dir / "metrics.json", metrics)
     _log_files_to_wandb(trainer, out_dir)
     return metrics
+
+
+def _gather_test_rows(model: pl.LightningModule, trainer: pl.Trainer) -> None:
+    """Under DDP each process tested a shard: collect every row (once) on every process."""
+    rows = getattr(model, "test_rows", None)
+    if rows is None or trainer.world_size < 2 or not torch.distributed.is_initialized():
+        return
+    gathered: list = [None] * trainer.world_size
+    torch.distributed.all_gather_object(gathered, rows)
+    unique = {(r[0], r[1], r[2]): r for part in gathered for r in part}  # the sampler pads with repeats
+    model.test_rows = [unique[k] for k in sorted(unique)]
+
+
+def _close_loggers(trainer: pl.Trainer) -> None:
+    """End wandb runs, so that a later run in the same process (benchmark, baseline) starts its own."""
+    for lg in trainer.loggers:
+        if isinstance(lg, pl.loggers.WandbLogger) and trainer.is_global_zero:
+            lg.experiment.finish()
 
 
 def _log_files_to_wandb(trainer: pl.Trainer, out_dir: Path) -> None:
@@ -104,7 +126,16 @@ def _scalars(d: dict) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit the configured model, test the best checkpoint, and save results in the run directory."""
+    """Fit the configured model, test the best checkpoint, and save results in the run directory.
+
+    With ``cfg.baseline`` (a model config name, e.g. ``hog_proto``) that model is then fitted and
+    tested on the same split and printed beside the trained one. With ``cfg.benchmark`` the run is
+    the HOG-vs-learned benchmark (:func:`mouseemo.benchmark.run_benchmark`).
+    """
+    if cfg.get("benchmark"):
+        from mouseemo.benchmark import run_benchmark
+
+        return run_benchmark(cfg)
     t0 = time.perf_counter()
     datamodule, model, trainer = _build(cfg)
     ckpt_path = cfg.get("ckpt_path")
@@ -120,12 +151,29 @@ def train(cfg: DictConfig) -> dict:
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update(_scalars(trainer.callback_metrics))
     metrics = _finish(cfg, model, trainer, metrics, t0)
-    _print_summary(metrics)
+    _close_loggers(trainer)
+    if trainer.is_global_zero:
+        _print_summary(metrics)
+    if cfg.get("baseline") and cfg.get("test", True):
+        from mouseemo.benchmark import SCORES, run_baseline
+
+        base = run_baseline(cfg, metrics)
+        if base is not None:
+            metrics.update({f"baseline/test/{k}": base[f"test/{k}"] for k in SCORES if f"test/{k}" in base})
+            if trainer.is_global_zero:
+                write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Test a trained checkpoint (``ckpt_path``) on the configured data's test split."""
+    """Test a trained checkpoint (``ckpt_path``) on the configured data's test split.
+
+    With ``cfg.benchmark`` set (``experiment=benchmark``) it runs the HOG-vs-learned benchmark instead.
+    """
+    if cfg.get("benchmark"):
+        from mouseemo.benchmark import run_benchmark
+
+        return run_benchmark(cfg)
     t0 = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:
@@ -138,13 +186,27 @@ def evaluate(cfg: DictConfig) -> dict:
     metrics = _scalars(trainer.callback_metrics)
     metrics["ckpt_path"] = str(ckpt_path)
     metrics = _finish(cfg, model, trainer, metrics, t0)
-    _print_summary(metrics)
+    _close_loggers(trainer)
+    if trainer.is_global_zero:
+        _print_summary(metrics)
     return metrics
 
 
 def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -> None:
-    """Refuse a checkpoint whose weights or class list do not fit the configured model."""
+    """Refuse a checkpoint of another model, class list or network shape than the configured one."""
     ckpt = read_checkpoint(ckpt_path)
+    record = ckpt.get(RECORD_KEY) or {}
+    target = (record.get("model") or {}).get("_target_")
+    own_target = f"{type(model).__module__}.{type(model).__qualname__}"
+    if target and target != own_target:
+        raise ConfigError(
+            f"{ckpt_path} holds a {target.rsplit('.', 1)[-1]} model but the config builds "
+            f"{own_target.rsplit('.', 1)[-1]}: pass the model=... it was trained with"
+        )
+    arch = ((record.get("model") or {}).get("net") or {}).get("arch")
+    own_arch = getattr(getattr(model, "net", None), "arch", None)
+    if arch and own_arch and arch != own_arch:
+        raise ConfigError(f"{ckpt_path} holds a {arch} network but the config builds {own_arch}")
     classes = ckpt.get("hyper_parameters", {}).get("classes")
     if classes is not None and list(classes) != list(getattr(model, "classes", classes)):
         raise ConfigError(

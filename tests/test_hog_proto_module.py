@@ -32,6 +32,7 @@ def small(dataset, run_dir, model, *extra):
         "data.eval_stride=1",
         "model.hog.pixels_per_cell=[16,16]",
         "trainer.enable_progress_bar=false",
+        "++baseline=null",
         f"paths.output_dir={run_dir}",
         *extra,
     ]

@@ -33,6 +33,7 @@ def small(dataset, run_dir, *extra):
         "model.net.widths=[8,16]",
         "trainer.max_epochs=2",
         "trainer.enable_progress_bar=false",
+        "++baseline=null",
         f"paths.output_dir={run_dir}",
         *extra,
     ]

@@ -7,7 +7,9 @@ as ``splits.json`` in the run directory.
 
 Batches are dicts: ``image`` ``(B,1,H,W)`` uint8 (modules convert to float on the device), ``label``
 ``(B,)`` int64, ``t_cam`` ``(B,)`` float, ``frame`` ``(B,)`` int64, ``animal`` and ``session`` lists
-of names.
+of names. With ``clip_length`` T > 1 the frames come as clips ``frames`` ``(B,T,1,H,W)`` ending at
+the labelled frame (``frame``, ``t_cam`` and ``label`` are the last frame's); clips never reach
+across a session or a split boundary (earlier frames repeat the first frame of the segment).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX, read_events
@@ -108,15 +110,44 @@ def session_labels(session: Session, times: np.ndarray, source: str, outside: st
     raise ConfigError(f"label_source must be 'truth', 'events' or 'auto'; got {source!r}")
 
 
-class FrameDataset(Dataset):
-    """Random access to cached frames; memmaps are opened lazily so worker processes share nothing."""
+def segment_starts(mask: np.ndarray) -> np.ndarray:
+    """For every frame, the first frame of the run of ``True`` it belongs to (-1 outside the mask).
 
-    def __init__(self, sessions: Sequence[SessionFrames], index: np.ndarray, labels: np.ndarray) -> None:
+    Shape:
+        ``(T,)`` bool -> ``(T,)`` int64.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    idx = np.arange(len(mask))
+    is_start = mask & ~np.concatenate([[False], mask[:-1]])
+    starts = np.maximum.accumulate(np.where(is_start, idx, -1)) if len(mask) else idx
+    return np.where(mask, starts, -1).astype(np.int64)
+
+
+class FrameDataset(Dataset):
+    """Random access to cached frames; memmaps are opened lazily so worker processes share nothing.
+
+    With ``clip_length`` T > 1 an item is the clip of T frames (``clip_step`` apart) ending at the
+    indexed frame, under the key ``frames`` ``(T, 1, H, W)``; frames before ``starts`` (the first frame
+    of the item's segment) are replaced by that first frame.
+    """
+
+    def __init__(
+        self,
+        sessions: Sequence[SessionFrames],
+        index: np.ndarray,
+        labels: np.ndarray,
+        clip_length: int = 1,
+        clip_step: int = 1,
+        starts: np.ndarray | None = None,
+    ) -> None:
         self.cache_paths = [str(s.cache_path) for s in sessions]
         self.names = [(s.session.animal, s.session.session) for s in sessions]
         self.times = [s.times for s in sessions]
         self.index = index  # (M, 2): session, frame
         self.labels = labels  # (M,) labels used for training (possibly shuffled)
+        self.clip_length = int(clip_length)
+        self.clip_step = int(clip_step)
+        self.starts = starts if starts is not None else index[:, 1].copy()  # (M,) segment starts
         self._frames: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -129,10 +160,15 @@ class FrameDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         s, f = (int(v) for v in self.index[i])
-        img = np.array(self._open()[s][f], dtype=np.uint8)
         animal, session = self.names[s]
+        if self.clip_length > 1:
+            offsets = self.clip_step * np.arange(self.clip_length - 1, -1, -1)
+            frames = np.maximum(f - offsets, int(self.starts[i]))
+            pixels = {"frames": torch.from_numpy(np.array(self._open()[s][frames], dtype=np.uint8))[:, None]}
+        else:
+            pixels = {"image": torch.from_numpy(np.array(self._open()[s][f], dtype=np.uint8))[None]}
         return {
-            "image": torch.from_numpy(img)[None],
+            **pixels,
             "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
             "t_cam": torch.tensor(float(self.times[s][f]), dtype=torch.float64),
             "frame": torch.tensor(f, dtype=torch.long),
@@ -164,6 +200,12 @@ class FaceFramesDataModule(pl.LightningDataModule):
         eval_stride: the same for val and test.
         shuffle_train_labels: control: circularly shift the training labels of each session by a
             random offset, which keeps their temporal structure but breaks their link to the face.
+        clip_length: frames per item; 1 gives single frames (``image``), T > 1 clips (``frames``)
+            for temporal models.
+        clip_step: frames between the members of a clip (1: consecutive frames).
+        sampler: ``"shuffle"`` (every training frame once per epoch, in random order) or
+            ``"balanced"`` (a ``WeightedRandomSampler`` that draws each class equally often, as
+            many draws per epoch as there are training frames).
         batch_size, num_workers, pin_memory: loader settings.
         cache_dir: where decoded frames are cached (default ``<root>/.cache``).
         output_dir: where ``splits.json`` is written (the run directory), or ``None``.
@@ -183,6 +225,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
         train_stride: int = 1,
         eval_stride: int = 1,
         shuffle_train_labels: bool = False,
+        clip_length: int = 1,
+        clip_step: int = 1,
+        sampler: str = "shuffle",
         batch_size: int = 64,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -203,6 +248,12 @@ class FaceFramesDataModule(pl.LightningDataModule):
             raise ConfigError(f"split.kind must be 'animals' or 'time'; got {self.spec.kind!r}")
         if train_stride < 1 or eval_stride < 1:
             raise ConfigError("train_stride and eval_stride must be >= 1")
+        if int(clip_length) < 1 or int(clip_step) < 1:
+            raise ConfigError(f"clip_length and clip_step must be >= 1; got {clip_length}, {clip_step}")
+        if sampler not in ("shuffle", "balanced"):
+            raise ConfigError(f"data.sampler must be 'shuffle' or 'balanced'; got {sampler!r}")
+        self.clip_length = int(clip_length)
+        self.sampler = sampler
         self.classes = tuple(classes)
         self.sessions: list[SessionFrames] = []
         self.masks: dict[str, dict[str, np.ndarray]] = {}
@@ -267,7 +318,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
     def _build_datasets(self) -> None:
         rng = np.random.default_rng(self.spec.seed + 1)
         for stage in STAGES:
-            idx, labs = [], []
+            idx, labs, starts = [], [], []
             stride = self.hparams.train_stride if stage == "train" else self.hparams.eval_stride
             for k, s in enumerate(self.sessions):
                 labels = s.labels
@@ -276,10 +327,16 @@ class FaceFramesDataModule(pl.LightningDataModule):
                 sel = np.flatnonzero(self.masks[s.name][stage] & (labels != IGNORE_INDEX))[::stride]
                 idx.append(np.stack([np.full(len(sel), k), sel], axis=1))
                 labs.append(labels[sel])
+                starts.append(segment_starts(self.masks[s.name][stage])[sel])
             index = np.concatenate(idx) if idx else np.zeros((0, 2), dtype=np.int64)
             labels = np.concatenate(labs) if labs else np.zeros(0, dtype=np.int64)
             self.datasets[stage] = FrameDataset(
-                self.sessions, index.astype(np.int64), labels.astype(np.int64)
+                self.sessions,
+                index.astype(np.int64),
+                labels.astype(np.int64),
+                clip_length=self.clip_length,
+                clip_step=self.hparams.clip_step,
+                starts=np.concatenate(starts).astype(np.int64) if starts else None,
             )
         self.class_counts = np.bincount(self.datasets["train"].labels, minlength=len(self.classes))
         if len(self.datasets["train"]) == 0:
@@ -310,10 +367,20 @@ class FaceFramesDataModule(pl.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        sampler = None
+        if stage == "train" and self.sampler == "balanced":
+            labels = self.datasets[stage].labels
+            weights = 1.0 / np.bincount(labels, minlength=len(self.classes))[labels]
+            generator = torch.Generator().manual_seed(int(self.spec.seed))
+            sampler = WeightedRandomSampler(
+                weights.tolist(), len(labels), replacement=True, generator=generator
+            )
+            shuffle = False
         return DataLoader(
             self.datasets[stage],
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory,
             persistent_workers=self.hparams.num_workers > 0,

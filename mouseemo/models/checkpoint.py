@@ -6,7 +6,8 @@ how frames were prepared for them. :class:`RecordConfig`, added to every trainer
 
 * ``model``: the resolved Hydra model config (``_target_`` and all), so the module can be rebuilt
   without the run directory;
-* ``data``: the preprocessing the model saw (``crop``, ``image_size``, ``classes``);
+* ``data``: the preprocessing the model saw (``crop``, ``image_size``, ``classes``, and
+  ``clip_length``/``clip_step``: frames per input of a temporal model, 1 for frame models);
 * ``version``: the mouseemo version that wrote it.
 
 :func:`load_model` rebuilds the module from that record and loads the weights, e.g. for
@@ -29,7 +30,7 @@ from mouseemo.errors import DataError
 RECORD_KEY = "mouseemo"
 
 #: Data settings that decide what a frame looks like when it reaches the model.
-PREPROCESSING_KEYS = ("crop", "image_size", "classes")
+PREPROCESSING_KEYS = ("crop", "image_size", "classes", "clip_length", "clip_step")
 
 
 def checkpoint_record(cfg: DictConfig) -> dict[str, Any]:
@@ -70,6 +71,9 @@ class LoadedModel:
         score_prefix: ``prob`` (classifiers) or ``similarity`` (prototype models).
         score_names: names of the score columns, in order.
         path: the checkpoint file.
+        clip_length: frames per model input: 1 for frame models (``image`` ``(B,1,H,W)``), T > 1
+            for temporal models (``frames`` ``(B,T,1,H,W)``, the last frame is the one scored).
+        clip_step: frames between the members of a clip.
     """
 
     module: pl.LightningModule
@@ -79,6 +83,8 @@ class LoadedModel:
     score_prefix: str
     score_names: list[str]
     path: Path
+    clip_length: int = 1
+    clip_step: int = 1
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -140,4 +146,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         score_prefix=getattr(module, "score_prefix", "prob"),
         score_names=list(names),
         path=path,
+        clip_length=int(data.get("clip_length") or getattr(module, "clip_length", 1)),
+        clip_step=int(data.get("clip_step") or 1),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
@@ -10,16 +11,19 @@ from torch import nn
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
+from mouseemo.errors import ConfigError
 from mouseemo.models.components.augment import FaceAugment
 from mouseemo.models.metrics import StageMetrics
 from mouseemo.models.outputs import EvalOutputsMixin
 
+log = logging.getLogger(__name__)
+
 
 def standardize_images(img: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean, unit variance per image.
+    """Zero mean, unit variance per image (per frame of a clip).
 
     Shape:
-        ``(B, C, H, W)`` -> same.
+        ``(B, C, H, W)`` -> same; ``(B, T, C, H, W)`` -> same.
     """
     mean = img.mean(dim=(-3, -2, -1), keepdim=True)
     std = img.std(dim=(-3, -2, -1), keepdim=True)
@@ -35,14 +39,19 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         scheduler: partial LR scheduler or ``None``.
         augment: train-time augmentation applied on the device, or ``None``.
         class_weighting: ``"balanced"`` weights the loss by inverse class frequency of the training
-            split (neutral dominates a session), ``"none"`` for plain cross-entropy.
+            split (neutral dominates a session), ``"none"`` for plain cross-entropy. With the
+            datamodule's balanced sampler (``data.sampler=balanced``) the loss stays unweighted, so
+            the imbalance is not corrected twice.
         label_smoothing: cross-entropy label smoothing.
         standardize: give every frame zero mean and unit variance before the network (after
             augmentation), which removes brightness and contrast differences between animals and
             sessions.
         classes: class names in index order.
 
-    Batches are the datamodules' dicts (``image`` uint8 ``(B,1,H,W)``, ``label`` ``(B,)``).
+    Batches are the datamodules' dicts: ``image`` uint8 ``(B,1,H,W)`` or, for a clip network (one
+    with an int ``clip_length`` > 1, e.g. :class:`~mouseemo.models.components.temporal.TemporalConvNet`),
+    ``frames`` uint8 ``(B,T,1,H,W)``; ``label`` ``(B,)`` is the (last) frame's class. The module
+    exposes ``clip_length`` (1 for frame models) so that data loaders and inference know what to feed.
     """
 
     def __init__(
@@ -61,6 +70,8 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         self.net = net
         self.augment = augment or FaceAugment(strength=0.0)
         self.classes = list(classes)
+        self.clip_length = int(getattr(net, "clip_length", 1))
+        self.input_key = "frames" if self.clip_length > 1 else "image"
         self.register_buffer("class_weights", torch.ones(len(self.classes)))
         self.metrics = nn.ModuleDict({s: StageMetrics(s, self.classes) for s in ("val", "test")})
         self.test_rows: list[tuple] = []
@@ -71,21 +82,37 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
 
     # -- data on the device -----------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        img = batch["image"]
-        if img.dtype == torch.uint8:
-            img = img.float().div_(255.0)
-        if self._trainer is not None and self.trainer.training:
-            img = self.augment(img)
-        if self.hparams.standardize:
-            img = standardize_images(img)
-        batch["image"] = img
+        """uint8 -> float in [0, 1], augmentation (training only), per-frame standardisation."""
+        for key in ("image", "frames"):
+            if key not in batch:
+                continue
+            img = batch[key]
+            if img.dtype == torch.uint8:
+                img = img.float().div_(255.0)
+            if self._trainer is not None and self.trainer.training:
+                img = self.augment(img)
+            if self.hparams.standardize:
+                img = standardize_images(img)
+            batch[key] = img
         return batch
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and self.hparams.class_weighting == "balanced" and dm is not None:
-            if getattr(dm, "class_counts", None) is not None:
-                self.class_weights.copy_(dm.class_weights)
+        dm_clip = int(getattr(dm, "clip_length", 1) or 1) if dm is not None else self.clip_length
+        if dm_clip != self.clip_length:
+            raise ConfigError(
+                f"the model takes clips of {self.clip_length} frame(s) but the data gives {dm_clip}: "
+                "leave data.clip_length to follow the model (model.net.clip_length)"
+            )
+        if stage != "fit" or dm is None or getattr(dm, "class_counts", None) is None:
+            return
+        weighting = self.hparams.class_weighting
+        if weighting not in ("balanced", "none", None):
+            raise ConfigError(f"model.class_weighting must be 'balanced' or 'none'; got {weighting!r}")
+        if weighting == "balanced" and getattr(dm, "sampler", "shuffle") == "balanced":
+            log.info("balanced sampling already evens out the classes: the loss is not weighted")
+        elif weighting == "balanced":
+            self.class_weights.copy_(dm.class_weights)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(
@@ -98,13 +125,13 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
 
     # -- steps -------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
+        logits = self(batch[self.input_key])
         loss = self._loss(logits, batch["label"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
         return loss
 
     def _eval_step(self, stage: str, batch: dict) -> torch.Tensor:
-        logits = self(batch["image"])
+        logits = self(batch[self.input_key])
         loss = self._loss(logits, batch["label"])
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(logits))
         self.metrics[stage].update(logits.argmax(1), batch["label"])
@@ -139,7 +166,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         self.test_confmat = self._log_stage("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self(batch["image"]).softmax(1)
+        return self(batch[self.input_key]).softmax(1)
 
     def configure_optimizers(self):
         optimizer = self.hparams.optimizer(params=self.parameters())

@@ -1,0 +1,341 @@
+"""HOG versus learned models on the same held-out animals, with label-shuffle controls.
+
+:func:`run_benchmark` (``python evaluate.py experiment=benchmark``) trains or fits every model named
+in ``cfg.benchmark.models`` (options of the ``model`` config group) on the configured split, tests it
+on the held-out animals, and repeats each with circularly shifted training labels as a control. Each
+job is an ordinary :func:`mouseemo.tasks.train` run in a sub-folder of the run directory; the
+summary goes to ``benchmark.csv``, ``benchmark.md`` and ``benchmark.png`` and is printed.
+
+:func:`run_baseline` fits one such model (by default the HOG prototypes) after a training run, on the
+same split, and prints its test metrics beside the trained model's.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.io import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+#: Test metrics reported per model (and, prefixed ``shuffle_``, for its label-shuffle control).
+SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def model_config(name: str) -> DictConfig:
+    """The ``model`` group option ``conf/model/<name>.yaml`` as Hydra composes it (unresolved)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mouseemo.hydra_entry import config_dir
+
+    conf = config_dir()
+    options = sorted(p.stem for p in (conf / "model").glob("*.yaml"))
+    if name not in options:
+        raise ConfigError(f"unknown model {name!r}: the model configs are {options}")
+    if GlobalHydra.instance().is_initialized():
+        composed = compose(config_name="train", overrides=[f"model={name}"])
+    else:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            composed = compose(config_name="train", overrides=[f"model={name}"])
+    # detached from the composed tree: its interpolations resolve against the run it is put into
+    return OmegaConf.create(OmegaConf.to_container(composed.model, resolve=False))
+
+
+def job_config(
+    cfg: DictConfig,
+    model_cfg: DictConfig,
+    out_dir: str | Path,
+    shuffle: bool,
+    csv_only: bool = False,
+    fold: int | None = None,
+) -> DictConfig:
+    """``cfg`` with another model, run directory and label-shuffle setting: one benchmark job."""
+    sub = copy.deepcopy(cfg)
+    with open_dict(sub):
+        sub.model = model_cfg
+        sub.paths.output_dir = str(out_dir)
+        sub.data.shuffle_train_labels = bool(shuffle)
+        if fold is not None:
+            sub.data.split.fold = int(fold)
+        sub.baseline = None
+        sub.benchmark = None
+        sub.ckpt_path = None
+        sub.train = True
+        sub.test = True
+        if csv_only and sub.get("logger"):
+            sub.logger = {
+                k: v for k, v in sub.logger.items() if str(v.get("_target_", "")).endswith("CSVLogger")
+            }
+    return sub
+
+
+def _missing_classes(metrics: dict, classes: list[str]) -> list[str]:
+    confmat = metrics.get("test/confusion_matrix")
+    if confmat is None:
+        return []
+    support = np.asarray(confmat).sum(axis=1)
+    return [c for c, n in zip(classes, support) if n == 0]
+
+
+def _test_split(run_dir: Path) -> dict:
+    path = run_dir / "splits.json"
+    return json.loads(path.read_text()).get("test", {}) if path.is_file() else {}
+
+
+def _fold_list(cfg: DictConfig) -> list[int | None]:
+    folds = cfg.benchmark.get("folds")
+    if folds is None:
+        return [None]
+    if isinstance(folds, str):
+        if folds != "all":
+            raise ConfigError(f"benchmark.folds must be null, 'all' or a list of fold indices; got {folds!r}")
+        from mouseemo.data.face_datamodule import ensure_dataset
+
+        sessions = ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))
+        return list(range(len({s.animal for s in sessions})))
+    if isinstance(folds, int):
+        return [int(folds)]
+    return [int(f) for f in folds]
+
+
+def run_benchmark(cfg: DictConfig) -> dict:
+    """Train/fit and test every benchmark model (and its shuffle control) on the same split.
+
+    Returns:
+        ``{"benchmark/<model>/<metric>": value}`` for the mean over folds.
+
+    Raises:
+        ConfigError: an unknown model name or an empty model list.
+        DataError: the jobs did not test on the same frames.
+    """
+    from mouseemo import tasks
+
+    spec = cfg.benchmark
+    models = list(spec.get("models") or [])
+    if not models:
+        raise ConfigError("benchmark.models is empty: list model configs, e.g. [hog_proto,hog_rf,cnn]")
+    overrides = spec.get("model_overrides") or {}
+    unknown = [k for k in overrides if k not in models]
+    if unknown:
+        raise ConfigError(f"benchmark.model_overrides names model(s) {unknown} that are not in {models}")
+    model_cfgs = {}
+    for name in models:
+        model_cfgs[name] = model_config(name)
+        if name in overrides:
+            model_cfgs[name] = OmegaConf.merge(model_cfgs[name], overrides[name])
+    controls = [False, True] if spec.get("shuffle_control", True) else [False]
+    classes = list(cfg.data.classes)
+    out = Path(cfg.paths.output_dir)
+    folds = _fold_list(cfg)
+
+    jobs: list[dict[str, Any]] = []
+    for fold in folds:
+        fold_dir = out / f"fold_{fold}" if fold is not None else out
+        reference: tuple[str, dict] | None = None
+        for name in models:
+            for shuffle in controls:
+                run_dir = fold_dir / (f"{name}_shuffle" if shuffle else name)
+                log.info("benchmark: %s%s%s", name, " (shuffled labels)" if shuffle else "",
+                         f", fold {fold}" if fold is not None else "")  # fmt: skip
+                metrics = tasks.train(job_config(cfg, model_cfgs[name], run_dir, shuffle, fold=fold))
+                split = _test_split(run_dir)
+                if reference is None:
+                    reference = (name, split)
+                elif split != reference[1]:
+                    raise DataError(
+                        f"benchmark jobs {reference[0]} and {name} were tested on different frames; "
+                        "they must share data.seed and data.split"
+                    )
+                jobs.append(
+                    {
+                        "model": name,
+                        "shuffle": shuffle,
+                        "fold": fold,
+                        "metrics": metrics,
+                        "test_animals": sorted({k.split("/")[0] for k in split}),
+                        "missing": _missing_classes(metrics, classes),
+                        "num_test_frames": int(np.asarray(metrics.get("test/confusion_matrix", [[0]])).sum()),
+                    }
+                )
+    rows = summarize(jobs, models, classes)
+    if _is_rank_zero():
+        write_outputs(out, rows, jobs, classes)
+        print("\nHOG vs learned, tested on held-out animals (shuffle_*: trained on shifted labels):\n")
+        print(markdown_table(rows))
+        print(f"\nbenchmark written to {out / 'benchmark.csv'}")
+    result = {f"benchmark/{r['model']}/{k}": r[k] for r in rows for k in r if k.endswith(SCORES)}
+    result["benchmark_csv"] = str(out / "benchmark.csv")
+    return result
+
+
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def summarize(jobs: list[dict], models: list[str], classes: list[str]) -> list[dict]:
+    """One row per model: test scores averaged over folds, its shuffle control's, per-class F1."""
+    rows = []
+    for name in models:
+        real = [j for j in jobs if j["model"] == name and not j["shuffle"]]
+        ctrl = [j for j in jobs if j["model"] == name and j["shuffle"]]
+        row: dict[str, Any] = {"model": name}
+        for key in SCORES:
+            row[key] = _mean([j["metrics"].get(f"test/{key}") for j in real])
+        for key in SCORES:
+            row[f"shuffle_{key}"] = _mean([j["metrics"].get(f"test/{key}") for j in ctrl])
+        f1s = [j["metrics"].get("test/macro_f1", float("nan")) for j in real]
+        row["macro_f1_std"] = float(np.std(f1s)) if len(f1s) > 1 else float("nan")
+        row["num_folds"] = len(real)
+        row["num_test_frames"] = sum(j["num_test_frames"] for j in real)
+        row["test_animals"] = " ".join(sorted({a for j in real for a in j["test_animals"]}))
+        row["missing_test_classes"] = " ".join(sorted({c for j in real for c in j["missing"]}))
+        row["wall_time_s"] = round(sum(j["metrics"].get("wall_time_s", 0.0) for j in real), 1)
+        for c in classes:
+            row[f"f1_{c}"] = _mean([j["metrics"].get(f"test/f1_{c}") for j in real])
+        rows.append(row)
+    missing = sorted({c for r in rows for c in r["missing_test_classes"].split()})
+    if missing:
+        warnings.warn(
+            f"the held-out test frames contain no {missing}: F1 of those classes is undefined and "
+            "macro-F1 averages over the classes that are present or predicted",
+            stacklevel=2,
+        )
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = ["model", *SCORES, "shuffle_macro_f1", "macro_f1_std", "num_test_frames", "wall_time_s"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[str]) -> None:
+    """``benchmark.csv`` (one row per model), ``benchmark_jobs.csv``, ``benchmark.md``, ``benchmark.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "benchmark.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({k: _fmt(v) for k, v in r.items()} for r in rows)
+    cols = ["model", "shuffle", "fold", *SCORES, "num_test_frames", "test_animals", "missing", "wall_time_s"]
+    with atomic_path(out / "benchmark_jobs.csv") as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        for j in jobs:
+            m = j["metrics"]
+            w.writerow(
+                [j["model"], j["shuffle"], "" if j["fold"] is None else j["fold"]]
+                + [_fmt(m.get(f"test/{k}", float("nan"))) for k in SCORES]
+                + [j["num_test_frames"], " ".join(j["test_animals"]), " ".join(j["missing"])]
+                + [m.get("wall_time_s", "")]
+            )
+    chance = 1.0 / max(len(classes), 1)
+    text = (
+        "# HOG vs learned expression classifiers\n\n"
+        "Test scores on held-out animals; `shuffle_*` is the same model trained on circularly shifted "
+        f"labels (a control that should stay near chance, balanced accuracy {chance:.3f}).\n\n"
+        + markdown_table(rows)
+        + "\n"
+    )
+    write_text_atomic(out / "benchmark.md", text)
+    plot_benchmark(rows, out / "benchmark.png", chance)
+
+
+def plot_benchmark(rows: list[dict], path: Path, chance: float) -> Path:
+    from mouseemo.viz.plots import plt, save_figure
+
+    names = [r["model"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(rows), 3.4))
+    for k, (key, label, color) in enumerate(
+        [
+            ("macro_f1", "macro-F1", "tab:blue"),
+            ("balanced_accuracy", "balanced accuracy", "tab:green"),
+            ("shuffle_macro_f1", "macro-F1, shuffled labels", "tab:gray"),
+        ]
+    ):
+        vals = [0.0 if math.isnan(r[key]) else r[key] for r in rows]
+        err = [0.0 if math.isnan(r["macro_f1_std"]) else r["macro_f1_std"] for r in rows]
+        ax.bar(x + (k - 1) * 0.27, vals, 0.27, label=label, color=color,
+               yerr=err if key == "macro_f1" else None, capsize=3)  # fmt: skip
+    ax.axhline(chance, color="k", lw=0.8, ls="--", label=f"chance ({chance:.2f})")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test score (held-out animals)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("HOG vs learned models")
+    return save_figure(fig, path)
+
+
+def run_baseline(cfg: DictConfig, metrics: dict) -> dict | None:
+    """Fit ``cfg.baseline`` (a model config name) on the same split and print it beside ``metrics``.
+
+    Returns:
+        The baseline's test metrics, or ``None`` when no baseline is configured or the trained model
+        is the baseline itself.
+    """
+    from mouseemo import tasks
+
+    name = cfg.get("baseline")
+    if not name:
+        return None
+    base_cfg = model_config(str(name))
+    if base_cfg.get("_target_") == cfg.model.get("_target_"):
+        return None
+    out = Path(cfg.paths.output_dir) / "baseline"
+    sub = job_config(cfg, base_cfg, out, shuffle=bool(cfg.data.get("shuffle_train_labels")), csv_only=True)
+    with open_dict(sub):
+        sub.callbacks = {k: v for k, v in (sub.get("callbacks") or {}).items() if k != "model_summary"}
+    base = tasks.train(sub)
+    rows = [{"model": _model_name(cfg.model) + " (this run)"}, {"model": f"{name} (baseline)"}]
+    for row, m in zip(rows, (metrics, base)):
+        for key in SCORES:
+            row[key] = float(m.get(f"test/{key}", float("nan")))
+    cols = ["model", *SCORES]
+    width = max(len(r["model"]) for r in rows)
+    if not _is_rank_zero():
+        return base
+    print("\nsame split, held-out test frames:")
+    print(f"{'':{width}}  " + "  ".join(f"{c:>17}" for c in SCORES))
+    for r in rows:
+        print(f"{r['model']:{width}}  " + "  ".join(f"{_fmt(r[c]):>17}" for c in cols[1:]))
+    return base
+
+
+def _is_rank_zero() -> bool:
+    from pytorch_lightning.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _model_name(model_cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get("model")
+        if choice:
+            return str(choice)
+    net = model_cfg.get("net")
+    if isinstance(net, DictConfig):
+        target = str(net.get("arch") or net.get("_target_", "")).rsplit(".", 1)[-1]
+        return target
+    return str(model_cfg.get("_target_", "model")).rsplit(".", 1)[-1]
