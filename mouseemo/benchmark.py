@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
+def model_options() -> list[str]:
+    """Names of the ``model`` config group's options (``conf/model/*.yaml``)."""
+    from mouseemo.hydra_entry import config_dir
+
+    return sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+
+
 def model_config(name: str) -> DictConfig:
     """The ``model`` group option ``conf/model/<name>.yaml`` as Hydra composes it (unresolved)."""
     from hydra import compose, initialize_config_dir
@@ -41,7 +48,7 @@ def model_config(name: str) -> DictConfig:
     from mouseemo.hydra_entry import config_dir
 
     conf = config_dir()
-    options = sorted(p.stem for p in (conf / "model").glob("*.yaml"))
+    options = model_options()
     if name not in options:
         raise ConfigError(f"unknown model {name!r}: the model configs are {options}")
     if GlobalHydra.instance().is_initialized():
@@ -127,9 +134,10 @@ def run_benchmark(cfg: DictConfig) -> dict:
     if not models:
         raise ConfigError("benchmark.models is empty: list model configs, e.g. [hog_proto,hog_rf,cnn]")
     overrides = spec.get("model_overrides") or {}
-    unknown = [k for k in overrides if k not in models]
+    options = model_options()
+    unknown = [k for k in overrides if k not in options]
     if unknown:
-        raise ConfigError(f"benchmark.model_overrides names model(s) {unknown} that are not in {models}")
+        raise ConfigError(f"benchmark.model_overrides names {unknown}, which are not model configs {options}")
     model_cfgs = {}
     for name in models:
         model_cfgs[name] = model_config(name)
@@ -201,12 +209,14 @@ def summarize(jobs: list[dict], models: list[str], classes: list[str]) -> list[d
         row["num_folds"] = len(real)
         row["num_test_frames"] = sum(j["num_test_frames"] for j in real)
         row["test_animals"] = " ".join(sorted({a for j in real for a in j["test_animals"]}))
-        row["missing_test_classes"] = " ".join(sorted({c for j in real for c in j["missing"]}))
+        absent = {c for j in real for c in j["missing"]}
+        row["missing_test_classes"] = " ".join(c for c in classes if c in absent)
         row["wall_time_s"] = round(sum(j["metrics"].get("wall_time_s", 0.0) for j in real), 1)
-        for c in classes:
-            row[f"f1_{c}"] = _mean([j["metrics"].get(f"test/f1_{c}") for j in real])
+        for c in classes:  # undefined (empty) where the test frames hold no such class
+            row[f"f1_{c}"] = _mean([j["metrics"].get(f"test/f1_{c}") for j in real if c not in j["missing"]])
         rows.append(row)
-    missing = sorted({c for r in rows for c in r["missing_test_classes"].split()})
+    absent = {c for r in rows for c in r["missing_test_classes"].split()}
+    missing = [c for c in classes if c in absent]
     if missing:
         warnings.warn(
             f"the held-out test frames contain no {missing}: F1 of those classes is undefined and "

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, checkpoint_record, read_checkpoint
-from mouseemo.utils.io import write_json_atomic
+from mouseemo.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,21 @@ def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule,
     callbacks.append(RecordConfig(checkpoint_record(cfg)))
     loggers = _instantiate_list(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    record = {
+    record = _resolved(cfg)
+    for lg in loggers:
+        lg.log_hyperparams(record)
+    return datamodule, model, trainer
+
+
+def _resolved(cfg: DictConfig) -> dict:
+    """The run's config with every interpolation resolved (the ``hydra`` node left out)."""
+    return {
         k: OmegaConf.to_container(cfg[k], resolve=True)
         if isinstance(cfg[k], DictConfig | ListConfig)
         else cfg[k]
         for k in cfg
         if k != "hydra"
     }
-    for lg in loggers:
-        lg.log_hyperparams(record)
-    return datamodule, model, trainer
 
 
 def _finish(
@@ -81,6 +86,7 @@ def _finish(
             plot_training_curves(Path(lg.log_dir) / "metrics.csv", out_dir / "training_curves.png")
     metrics["wall_time_s"] = round(time.perf_counter() - t0, 2)
     write_json_atomic(out_dir / "metrics.json", metrics)
+    write_text_atomic(out_dir / "config_resolved.yaml", OmegaConf.to_yaml(_resolved(cfg)))
     _log_files_to_wandb(trainer, out_dir)
     return metrics
 
@@ -108,7 +114,14 @@ def _log_files_to_wandb(trainer: pl.Trainer, out_dir: Path) -> None:
         if isinstance(lg, pl.loggers.WandbLogger):
             import wandb
 
-            for name in ("splits.json", "metrics.json", "confusion_matrix.png", ".hydra/config.yaml"):
+            names = (
+                "splits.json",
+                "metrics.json",
+                "config_resolved.yaml",
+                "confusion_matrix.png",
+                ".hydra/config.yaml",
+            )
+            for name in names:
                 if (out_dir / name).exists():
                     lg.experiment.save(str(out_dir / name), base_path=str(out_dir), policy="now")
             if (out_dir / "confusion_matrix.png").exists():

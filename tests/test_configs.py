@@ -45,6 +45,10 @@ def compose_cfg(task: str, overrides: list[str], tmp_path: Path):
     ],
 )
 def test_option_composes(task, group, option, tmp_path):
+    if (group, option) == ("experiment", "optuna_search"):
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the [cluster] extra")
+    if (group, option) == ("logger", "tensorboard"):
+        pytest.importorskip("tensorboard", reason="needs the [tensorboard] extra")
     extra = [f"data.root={tmp_path}/ds"] if option == "sessions" else []
     cfg = compose_cfg(task, [f"{group}={option}", *extra], tmp_path)
     assert cfg.data._target_.endswith("FaceFramesDataModule")
@@ -55,11 +59,20 @@ def test_option_composes(task, group, option, tmp_path):
         if option in ("cpu", "ddp_cpu"):
             trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
             assert trainer.max_epochs == cfg.trainer.max_epochs
+        if option in ("gpu", "ddp"):  # no CUDA here: check what can be built without it
+            assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+        if option in ("ddp", "ddp_cpu"):
+            strategy = instantiate(cfg.trainer.strategy)
+            assert type(strategy).__name__ == "MouseemoDDPStrategy"
+            assert cfg.trainer.devices >= 2
+            assert option == "ddp_cpu" or cfg.trainer.num_nodes == 1  # trainer.num_nodes=N: multi-node
     if group == "model":
         model = instantiate(cfg.model)
         assert list(model.classes) == list(cfg.data.classes)
         if hasattr(model, "net"):
             assert model.net.num_classes == len(cfg.data.classes)
+            # the data follows the model: clips for temporal models, single frames otherwise
+            assert cfg.data.clip_length == model.clip_length == getattr(model.net, "clip_length", 1)
         else:  # HOG models: no network, no optimizer; one pass over the training frames is the fit
             assert model.automatic_optimization is False
             assert model.configure_optimizers() is None
@@ -72,6 +85,35 @@ def test_option_composes(task, group, option, tmp_path):
     if group == "data":
         dm = instantiate(cfg.data)
         assert dm.image_size == tuple(cfg.data.image_size)
+    if group == "experiment" and option.startswith("benchmark"):
+        assert list(cfg.benchmark.models) == ["hog_proto", "hog_rf", "cnn"]
+        assert cfg.callbacks.model_checkpoint.monitor == "val/macro_f1"  # best + last for every job
+    if group == "experiment" and option == "optuna_search":
+        sweeper = cfg.hydra.sweeper
+        assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+        assert set(sweeper.params) == {"model", "model.optimizer.lr", "model.augment.strength"}
+        assert cfg.optimized_metric == "val/macro_f1"
+
+
+@pytest.mark.parametrize("task", ["train", "evaluate"])
+def test_slurm_launcher_composes(task, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the [cluster] extra")
+    cfg = compose_cfg(task, ["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2"], tmp_path)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert instantiate(launcher).params["timeout_min"] == launcher.timeout_min
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet18", "temporal_cnn"])
+def test_optuna_search_space_applies(model, tmp_path):
+    """Each point of the search space is a valid set of overrides for every searched backbone."""
+    cfg = compose_cfg(
+        "train", [f"model={model}", "model.optimizer.lr=0.0005", "model.augment.strength=1.7"], tmp_path
+    )
+    module = instantiate(cfg.model)
+    assert module.augment.strength == pytest.approx(1.7)
+    assert cfg.model.optimizer.lr == 0.0005
 
 
 def test_experiment_overrides_apply(tmp_path):
