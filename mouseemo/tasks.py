@@ -216,10 +216,12 @@ def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -
             f"{ckpt_path} holds a {target.rsplit('.', 1)[-1]} model but the config builds "
             f"{own_target.rsplit('.', 1)[-1]}: pass the model=... it was trained with"
         )
-    arch = ((record.get("model") or {}).get("net") or {}).get("arch")
-    own_arch = getattr(getattr(model, "net", None), "arch", None)
-    if arch and own_arch and arch != own_arch:
-        raise ConfigError(f"{ckpt_path} holds a {arch} network but the config builds {own_arch}")
+    net_record = (record.get("model") or {}).get("net") or {}
+    net = getattr(model, "net", None)
+    saved = net_record.get("arch") or str(net_record.get("_target_", "")).rsplit(".", 1)[-1]
+    own = getattr(net, "arch", None) or type(net).__name__
+    if saved and net is not None and saved != own:
+        raise ConfigError(f"{ckpt_path} holds a {saved} network but the config builds {own}")
     classes = ckpt.get("hyper_parameters", {}).get("classes")
     if classes is not None and list(classes) != list(getattr(model, "classes", classes)):
         raise ConfigError(
