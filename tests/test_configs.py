@@ -130,3 +130,20 @@ def test_sessions_requires_root(tmp_path):
     with pytest.raises(Exception) as info:
         instantiate(cfg.data)
     assert "data.root is not set" in str(user_error(info.value))
+
+
+@pytest.mark.parametrize("experiment", ["time_split", "shuffle_control"])
+def test_experiment_runs_one_step(experiment, tmp_path):
+    from mouseemo import tasks
+    from tests.helpers import write_dataset
+
+    ds = write_dataset(tmp_path / "ds", num_mice=3, num_frames=80)
+    over = [
+        f"experiment={experiment}", f"data.root={ds}", "data.synthesize=null", "data.image_size=[24,32]",
+        "model.net.widths=[8,16]", "debug=fast", "baseline=null", f"paths.output_dir={tmp_path}/run",
+    ]  # fmt: skip
+    if experiment == "time_split":
+        over.append("data.split.gap_s=0.2")
+    metrics = tasks.train(compose_cfg("train", over, tmp_path))
+    assert 0 <= metrics["test/macro_f1"] <= 1
+    assert (tmp_path / "run" / "splits.json").is_file()

@@ -39,9 +39,10 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         scheduler: partial LR scheduler or ``None``.
         augment: train-time augmentation applied on the device, or ``None``.
         class_weighting: ``"balanced"`` weights the loss by inverse class frequency of the training
-            split (neutral dominates a session), ``"none"`` for plain cross-entropy. With the
-            datamodule's balanced sampler (``data.sampler=balanced``) the loss stays unweighted, so
-            the imbalance is not corrected twice.
+            split (neutral dominates a session), ``"sqrt"`` by its square root (a milder correction
+            that trades some rare-class recall for fewer false alarms), ``"none"`` for plain
+            cross-entropy. With the datamodule's balanced sampler (``data.sampler=balanced``) the
+            loss stays unweighted, so the imbalance is not corrected twice.
         label_smoothing: cross-entropy label smoothing.
         standardize: give every frame zero mean and unit variance before the network (after
             augmentation), which removes brightness and contrast differences between animals and
@@ -107,12 +108,18 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         if stage != "fit" or dm is None or getattr(dm, "class_counts", None) is None:
             return
         weighting = self.hparams.class_weighting
-        if weighting not in ("balanced", "none", None):
-            raise ConfigError(f"model.class_weighting must be 'balanced' or 'none'; got {weighting!r}")
-        if weighting == "balanced" and getattr(dm, "sampler", "shuffle") == "balanced":
+        if weighting not in ("balanced", "sqrt", "none", None):
+            raise ConfigError(
+                f"model.class_weighting must be 'balanced', 'sqrt' or 'none'; got {weighting!r}"
+            )
+        if weighting in ("balanced", "sqrt") and getattr(dm, "sampler", "shuffle") == "balanced":
             log.info("balanced sampling already evens out the classes: the loss is not weighted")
-        elif weighting == "balanced":
-            self.class_weights.copy_(dm.class_weights)
+        elif weighting in ("balanced", "sqrt"):
+            w = dm.class_weights.to(self.class_weights)
+            if weighting == "sqrt":  # milder: fewer false alarms of rare classes on neutral frames
+                w = w.sqrt()
+                w = w / w[w > 0].mean()
+            self.class_weights.copy_(w)
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(
