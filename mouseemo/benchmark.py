@@ -287,7 +287,7 @@ def plot_benchmark(rows: list[dict], path: Path, chance: float) -> Path:
         err = [0.0 if math.isnan(r["macro_f1_std"]) else r["macro_f1_std"] for r in rows]
         ax.bar(x + (k - 1) * 0.27, vals, 0.27, label=label, color=color,
                yerr=err if key == "macro_f1" else None, capsize=3)  # fmt: skip
-    ax.axhline(chance, color="k", lw=0.8, ls="--", label=f"chance ({chance:.2f})")
+    ax.axhline(chance, color="k", lw=0.8, ls="--", label=f"chance balanced accuracy ({chance:.2f})")
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test score (held-out animals)")

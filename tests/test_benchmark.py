@@ -119,3 +119,23 @@ def test_default_train_prints_the_hog_baseline(dataset, tmp_path, capsys):
     # the baseline saw the same split
     split = json.loads((tmp_path / "run" / "splits.json").read_text())
     assert json.loads((tmp_path / "run" / "baseline" / "splits.json").read_text())["test"] == split["test"]
+
+
+def test_benchmark_over_all_folds(dataset, tmp_path):
+    over = tiny(
+        dataset, "benchmark.models=[hog_proto]", "benchmark.shuffle_control=false", "benchmark.folds=all"
+    )
+    over = [o for o in over if "model_overrides.cnn" not in o and "hog_rf" not in o]
+    result = tasks.evaluate(compose_cfg("evaluate", [*over, f"paths.output_dir={tmp_path}/run"], tmp_path))
+    with open(tmp_path / "run" / "benchmark_jobs.csv", newline="") as fh:
+        jobs = list(csv.DictReader(fh))
+    assert [j["fold"] for j in jobs] == ["0", "1", "2"]
+    assert sorted(j["test_animals"] for j in jobs) == ["m01", "m02", "m03"]  # each animal held out once
+    with open(tmp_path / "run" / "benchmark.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["num_folds"] == "3" and row["macro_f1_std"] != ""
+    mean = sum(float(j["macro_f1"]) for j in jobs) / 3
+    assert float(row["macro_f1"]) == pytest.approx(mean, abs=2e-3)
+    assert result["benchmark/hog_proto/macro_f1"] == pytest.approx(mean, abs=1e-6)
+    for fold in range(3):
+        assert (tmp_path / "run" / f"fold_{fold}" / "hog_proto" / "metrics.json").is_file()
