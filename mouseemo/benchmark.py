@@ -211,7 +211,7 @@ def summarize(jobs: list[dict], models: list[str], classes: list[str]) -> list[d
         row["test_animals"] = " ".join(sorted({a for j in real for a in j["test_animals"]}))
         absent = {c for j in real for c in j["missing"]}
         row["missing_test_classes"] = " ".join(c for c in classes if c in absent)
-        row["wall_time_s"] = round(sum(j["metrics"].get("wall_time_s", 0.0) for j in real), 1)
+        row["wall_time_s"] = int(round(sum(j["metrics"].get("wall_time_s", 0.0) for j in real)))
         for c in classes:  # undefined (empty) where the test frames hold no such class
             row[f"f1_{c}"] = _mean([j["metrics"].get(f"test/f1_{c}") for j in real if c not in j["missing"]])
         rows.append(row)
