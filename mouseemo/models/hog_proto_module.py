@@ -60,6 +60,8 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
     """
 
     score_prefix = "score"
+    #: Frames per input: HOG models score single frames (``image`` ``(B,1,H,W)``).
+    clip_length = 1
 
     def __init__(self, hog: dict | None = None, classes: Sequence[str] = EMOTIONS) -> None:
         super().__init__()
