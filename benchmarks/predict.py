@@ -18,6 +18,9 @@ Rows, per device (CPU, and CUDA when available):
 
 ``ratio`` is end-to-end fps over the slower of decode-only and the model-only row (HOG or CNN): 1.0
 means decoding and compute fully overlap; the goal is >= 0.75 on a 2-core CPU, >= 0.9 on a GPU.
+``CPU ms/frame`` is user + system CPU time per frame (all threads): on a shared machine it shows
+whether a low ratio comes from the work itself or from cores taken by other processes (the
+end-to-end CPU time should be close to decode + model).
 ``--parallel N`` adds a row for N copies of the video with ``--workers N``.
 
     python benchmarks/predict.py                      # 10-minute video
@@ -102,37 +105,43 @@ def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
     return protos, ckpt
 
 
-def best(repeats: int, fn, *args) -> float:
-    return max(fn(*args) for _ in range(repeats))
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
-def decode_fps(video: Path, batch: int) -> float:
+def best(repeats: int, fn, *args) -> tuple[float, float]:
+    """The fastest of ``repeats`` runs of ``fn(*args) -> (fps, cpu ms/frame)``."""
+    return max((fn(*args) for _ in range(repeats)), key=lambda r: r[0])
+
+
+def decode_fps(video: Path, batch: int) -> tuple[float, float]:
     from mouseemo.data.video import VideoReader
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     n = 0
     with VideoReader(video, timestamps=None) as vr:
         for _, frames in vr.iter_chunks(batch):
             n += len(frames)
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (cpu_seconds() - c0) / n * 1e3
 
 
-def model_fps(scorer, frames: np.ndarray, batch: int) -> float:
+def model_fps(scorer, frames: np.ndarray, batch: int) -> tuple[float, float]:
     """Scores per second on decoded frames: prepare (resize) + transfer + model, as predict does."""
     score = scorer.stream()
     sync = torch.cuda.synchronize if scorer.device.type == "cuda" else (lambda: None)
     score(torch.from_numpy(scorer.prepare(frames[:batch])).to(scorer.device))  # warm-up
     sync()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     for i in range(0, len(frames), batch):
         x = torch.from_numpy(scorer.prepare(frames[i : i + batch])).to(scorer.device)
         score(x).cpu()
     sync()
-    return len(frames) / (time.perf_counter() - t0)
+    return len(frames) / (time.perf_counter() - t0), (cpu_seconds() - c0) / len(frames) * 1e3
 
 
-def run_command(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``python -m mouseemo predict ARGS`` in a fresh process."""
+def run_command(args: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of ``python -m mouseemo predict ARGS`` (a fresh process)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "mouseemo", "predict", *args], cwd=REPO, env=env)
@@ -141,7 +150,7 @@ def run_command(args: list[str]) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"mouseemo predict {' '.join(args)} failed with exit code {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
 
 
 def main(argv=None) -> None:
@@ -180,71 +189,58 @@ def main(argv=None) -> None:
         f"best of {args.repeats}",
         flush=True,
     )
-    rows = []
+    rows = []  # (device, stage, fps, cpu ms/frame, ratio, peak RSS MB)
     out = Path(tempfile.mkdtemp(prefix="mouseemo-bench-"))
+
+    def command(
+        label: str, device: str, model: list[str], inputs: list[str], frames_total: int, ref, extra=()
+    ):
+        runs = [
+            run_command([*inputs, *model, "--out", str(out), "--device", device, "--overwrite", "--quiet",
+                         "--batch-size", str(args.batch_size), *extra])
+            for _ in range(args.repeats)
+        ]  # fmt: skip
+        wall, cpu, rss = min(runs)
+        fps = frames_total / wall
+        rows.append((device, label, fps, cpu / frames_total * 1e3, fps / ref if ref else None, rss))
+
     try:
         for device in devices:
-            dec = best(args.repeats, decode_fps, video, args.batch_size)
-            rows.append((device, "decode only", dec, None, None))
-            hog = best(args.repeats, model_fps, PrototypeScorer.load(protos, device), frames, args.batch_size)
-            rows.append((device, f"HOG only ({len(frames)} decoded frames)", hog, None, None))
-            common = [str(video), "--out", str(out), "--device", device, "--overwrite", "--quiet"]
-            common += ["--batch-size", str(args.batch_size)]
-            runs = [
-                run_command([*common[:1], "--prototypes", str(protos), *common[1:]])
-                for _ in range(args.repeats)
-            ]
-            wall, rss = min(runs)
-            fps = num_frames / wall
-            rows.append((device, "predict --prototypes (whole command)", fps, fps / min(dec, hog), rss))
+            dec, dec_cpu = best(args.repeats, decode_fps, video, args.batch_size)
+            rows.append((device, "decode only", dec, dec_cpu, None, None))
+            hog, hog_cpu = best(
+                args.repeats, model_fps, PrototypeScorer.load(protos, device), frames, args.batch_size
+            )
+            rows.append((device, f"HOG only ({len(frames)} decoded frames)", hog, hog_cpu, None, None))
+            model = ["--prototypes", str(protos)]
+            command(
+                "predict --prototypes (whole command)", device, model, [str(video)], num_frames, min(dec, hog)
+            )
             if not args.no_cnn:
-                cnn = best(
-                    args.repeats, model_fps, CheckpointScorer.load(ckpt, device), frames, args.batch_size
-                )
-                rows.append((device, "CNN only (resize + forward)", cnn, None, None))
-                runs = [
-                    run_command([*common[:1], "--ckpt", str(ckpt), *common[1:]]) for _ in range(args.repeats)
-                ]
-                wall, rss = min(runs)
-                fps = num_frames / wall
-                rows.append((device, "predict --ckpt cnn (whole command)", fps, fps / min(dec, cnn), rss))
+                scorer = CheckpointScorer.load(ckpt, device)
+                cnn, cnn_cpu = best(args.repeats, model_fps, scorer, frames, args.batch_size)
+                rows.append((device, "CNN only (resize + forward)", cnn, cnn_cpu, None, None))
+                command("predict --ckpt cnn (whole command)", device, ["--ckpt", str(ckpt)], [str(video)],
+                        num_frames, min(dec, cnn))  # fmt: skip
             if args.parallel > 1:
                 copies = out / "copies"
                 copies.mkdir(exist_ok=True)
                 for k in range(args.parallel):
                     dst = copies / f"copy{k}.mp4"
                     if not dst.exists():
-                        os.link(video, dst) if hasattr(os, "link") else shutil.copy(video, dst)
-                par = [
-                    str(copies),
-                    "--prototypes",
-                    str(protos),
-                    "--out",
-                    str(out / "par"),
-                    "--device",
-                    device,
-                ]
-                par += ["--overwrite", "--quiet", "--workers", str(args.parallel)]
-                wall, rss = min(run_command(par) for _ in range(args.repeats))
-                fps = args.parallel * num_frames / wall
-                rows.append(
-                    (
-                        device,
-                        f"predict --prototypes, {args.parallel} videos --workers {args.parallel}",
-                        fps,
-                        None,
-                        rss,
-                    )
-                )
+                        os.link(video, dst)
+                label = f"predict --prototypes, {args.parallel} videos, --workers {args.parallel}"
+                command(label, device, model, [str(copies)], args.parallel * num_frames, None,
+                        ["--workers", str(args.parallel)])  # fmt: skip
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
     print()
-    print(f"{'device':<7} {'stage':<52} {'fps':>8} {'ratio':>6} {'peak RSS':>9}")
-    for device, stage, fps, ratio, rss in rows:
+    print(f"{'device':<7} {'stage':<52} {'fps':>7} {'CPU ms/frame':>13} {'ratio':>6} {'peak RSS':>9}")
+    for device, stage, fps, cpu, ratio, rss in rows:
         r = f"{ratio:.2f}" if ratio is not None else ""
         m = f"{rss:.0f} MB" if rss is not None else ""
-        print(f"{device:<7} {stage:<52} {fps:>8.0f} {r:>6} {m:>9}")
+        print(f"{device:<7} {stage:<52} {fps:>7.0f} {cpu:>13.2f} {r:>6} {m:>9}")
     print(
         "ratio: end-to-end fps / min(decode only, model only); goal >= 0.75 on a 2-core CPU, >= 0.9 on a GPU"
     )

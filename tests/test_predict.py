@@ -673,3 +673,19 @@ def test_predict_on_real_face_frames(real_data_dir, tmp_path):
     cap = cv2.VideoCapture(str(out / "face.overlay.mp4"))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 6
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
+
+
+# -- GPU -----------------------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_scores(world, ckpts, tmp_path):
+    cases = [
+        (world["sessions"][0], ["--prototypes", world["protos"]], "m01_s01", "similarity"),
+        (ckpts["dataset"] / "m02" / "s01", ["--ckpt", ckpts["cnn"]], "m02_s01", "prob"),
+    ]
+    for session, model, stem, prefix in cases:
+        for device in ("cpu", "cuda"):
+            assert run_cli(session, *model, "--out", tmp_path / device, "--device", device, "--no-plot") == 0
+        a, b = (scores_of(tmp_path / d / f"{stem}.csv", prefix) for d in ("cpu", "cuda"))
+        np.testing.assert_allclose(a, b, atol=1e-4)
+        qa, qb = (json.loads((tmp_path / d / f"{stem}.json").read_text())["qc"] for d in ("cpu", "cuda"))
+        assert qa["blur"] == qb["blur"]  # QC statistics are computed on the CPU in both cases

@@ -347,6 +347,9 @@ def _process(todo, scorer, out_dir: Path, opts, workers: int, console: _Console)
         overall = tqdm(total=len(todo), unit="video", desc="videos", position=0, dynamic_ncols=True)
 
     def one(entry, res: Result) -> None:
+        if opts.cancel.is_set():  # interrupted while this video waited for a worker
+            res.message = "interrupted"
+            return
         bar = None
         with slot_lock:
             slot = slots.pop()

@@ -1,10 +1,10 @@
 """One video in, its predictions out: the streaming loop behind ``mouseemo predict``.
 
 :func:`predict_video` opens the video (crop, gray), checks that it fits the model, then streams it:
-a background thread decodes and prepares chunks of ``batch_size`` frames (resize to the model's
-input, QC statistics) at most ``depth`` chunks ahead; the calling thread moves each chunk's uint8
-frames to the device, scores them, and appends the chunk's rows to the CSV (and frames to the
-overlay video) right away. Memory is flat in the video's length: no frame outlives its chunk;
+a background thread decodes chunks of ``batch_size`` frames at most ``depth`` chunks ahead, a
+second one prepares them (resize to the model's input, QC statistics); the calling thread moves
+each chunk's uint8 frames to the device, scores them, and appends the chunk's rows to the CSV (and
+frames to the overlay video) right away. Memory is flat in the video's length: no frame outlives its chunk;
 per frame only the scores, label, time and three QC numbers are kept, for the summary and plot.
 
 Outputs, per video (``<stem>`` from the input; see ``mouseemo predict --help``):
@@ -29,6 +29,7 @@ import datetime as _dt
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,10 +201,15 @@ def predict_video(
         device = scorer.device
         pin = device.type == "cuda"
 
-        def prepare(chunk):
-            start, frames = chunk
+        def prepare_on_side(frames):
             x = torch.from_numpy(scorer.prepare(frames))
-            return start, frames, x.pin_memory() if pin else x, frame_stats(frames)
+            return (x.pin_memory() if pin else x), frame_stats(frames)
+
+        def prepare(chunk):
+            # resize and QC run on a side thread, so that the decoding thread only decodes (on a GPU
+            # server decoding is the bottleneck); the decode-ahead bound also bounds these futures
+            start, frames = chunk
+            return start, frames, side.submit(prepare_on_side, frames)
 
         paths = output_paths(out_dir, item.stem, opts)
         all_scores, all_labels, all_times = [], [], []
@@ -221,14 +227,16 @@ def predict_video(
                     OverlayWriter(tmp["overlay"], fps, height, width, names, scorer.prefix)
                 )
             n = 0
+            side = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mouseemo-prepare"))
             # closed (the decoding thread joined) before the outputs are renamed or the reader closes
             depth = opts.depth or max(1, min(4, AHEAD_BYTES // (opts.batch_size * height * width)))
             chunks = stack.enter_context(
                 closing(decode_ahead(vr.iter_chunks(opts.batch_size), prepare, depth))
             )
-            for start, frames, x, stats in chunks:
+            for start, frames, prepared in chunks:
                 if opts.cancel is not None and opts.cancel.is_set():
                     raise Cancelled(f"{item.video}: interrupted")
+                x, stats = prepared.result()
                 b = len(frames)
                 if t_all is not None:
                     if start + b > len(t_all):
