@@ -111,33 +111,47 @@ def discover_sessions(root: str | os.PathLike) -> list[Session]:
         raise DataError(f"dataset root not found: {root}")
     manifest = root / "manifest.csv"
     if manifest.is_file():
-        sessions = []
-        with open(manifest, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise DataError(f"{manifest}: needs a 'path' column (animal,session,path)")
-            for row in reader:
-                p = Path(row["path"])
-                p = p if p.is_absolute() else root / p
-                sessions.append(
-                    Session.open(p, animal=row.get("animal") or None, session=row.get("session") or None)
-                )
-        if not sessions:
-            raise DataError(f"{manifest} lists no sessions")
-        return sessions
-    if _looks_like_session(root):
+        return [Session.open(p, animal=a, session=s) for a, s, p in read_manifest(manifest)]
+    if looks_like_session(root):
         return [Session.open(root)]
     sessions = [
         Session.open(s)
         for a in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for s in sorted(p for p in a.iterdir() if p.is_dir() and _looks_like_session(p))
+        for s in sorted(p for p in a.iterdir() if p.is_dir() and looks_like_session(p))
     ]
     if not sessions:
         raise DataError(f"no sessions under {root} (expected <animal>/<session>/ folders with a face video)")
     return sessions
 
 
-def _looks_like_session(path: Path) -> bool:
+def read_manifest(manifest: str | os.PathLike) -> list[tuple[str | None, str | None, Path]]:
+    """Rows ``(animal, session, folder)`` of a ``manifest.csv`` (``path`` relative to its folder).
+
+    Raises:
+        DataError: no ``path`` column, or no rows.
+    """
+    manifest = Path(manifest)
+    rows = []
+    with open(manifest, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            raise DataError(f"{manifest}: needs a 'path' column (animal,session,path)")
+        for row in reader:
+            p = Path(row["path"])
+            rows.append(
+                (
+                    row.get("animal") or None,
+                    row.get("session") or None,
+                    p if p.is_absolute() else manifest.parent / p,
+                )
+            )
+    if not rows:
+        raise DataError(f"{manifest} lists no sessions")
+    return rows
+
+
+def looks_like_session(path: Path) -> bool:
+    """Whether ``path`` is a session folder (a ``face.mp4``/``face.avi`` or a ``session.json``)."""
     return (path / "face.mp4").is_file() or (path / "face.avi").is_file() or (path / "session.json").is_file()
 
 

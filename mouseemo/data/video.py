@@ -18,12 +18,16 @@ from pathlib import Path
 # FFmpeg's own messages about a broken file ("moov atom not found") would print beside mouseemo's
 # one-line error; keep FFmpeg quiet unless the user asked otherwise.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+_QUIET_OPENCV = "OPENCV_LOG_LEVEL" not in os.environ
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mouseemo.errors import ConfigError, DataError
-from mouseemo.utils.io import atomic_path, write_json_atomic
+from mouseemo.errors import ConfigError, DataError  # noqa: E402
+from mouseemo.utils.io import atomic_path, write_json_atomic  # noqa: E402
+
+if _QUIET_OPENCV:  # OpenCV's own "could not find decoder" lines, likewise (cv2 may be imported already)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 Crop = tuple[int, int, int, int]
 
@@ -81,6 +85,21 @@ def read_timestamps_csv(path: str | os.PathLike) -> np.ndarray:
     return read_timestamps(path)
 
 
+def describe_unreadable(path: str | os.PathLike) -> str:
+    """Why OpenCV may fail to open ``path``, from its first bytes (for error messages)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        i = head.find(b"vids")
+        codec = head[i + 4 : i + 8].decode("latin1", "replace").strip("\x00 ") if i >= 0 else ""
+        return f"AVI container; codec {codec!r} unsupported by this OpenCV/FFmpeg, or the file is corrupt"
+    if head[4:8] == b"ftyp":
+        return "MP4/MOV container without a readable index: corrupt, or truncated while recording"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska container; unsupported codec or corrupt file"
+    return "not a video container OpenCV recognises, or corrupt"
+
+
 class VideoReader:
     """Stream gray uint8 frames from a video file.
 
@@ -131,7 +150,7 @@ class VideoReader:
     def _open(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
-            raise DataError(f"cannot open video (corrupt or unsupported container/codec): {self.path}")
+            raise DataError(f"cannot open video ({describe_unreadable(self.path)}): {self.path}")
         return cap
 
     def __enter__(self) -> VideoReader:
@@ -172,6 +191,17 @@ class VideoReader:
             warnings.warn(f"{self.path}: container has no frame rate; assuming 30 fps", stacklevel=2)
             return 30.0
         return self._container_fps
+
+    @property
+    def container_fps(self) -> float | None:
+        """The frame rate the container states, or ``None``."""
+        return self._container_fps
+
+    @property
+    def frame_count_hint(self) -> int | None:
+        """The frame count the container states (no decoding; may be wrong), or ``None``."""
+        n = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) if self._cap is not None else 0
+        return int(n) if np.isfinite(n) and n > 0 else None
 
     @property
     def num_frames(self) -> int:

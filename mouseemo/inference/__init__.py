@@ -1,0 +1,10 @@
+"""Inference on new videos, as ``mouseemo predict`` runs it.
+
+* :mod:`~mouseemo.inference.stream`: decoding on a background thread, a bounded number of chunks
+  ahead of the computation;
+* :mod:`~mouseemo.inference.scorers`: per-frame scores from a prototypes file or a trained
+  checkpoint (frames prepared exactly as in training);
+* :mod:`~mouseemo.inference.qc`: quality checks computed while the video streams;
+* :mod:`~mouseemo.inference.pipeline`: one video in, its CSV / JSON / plot / overlay / NWB out;
+* :mod:`~mouseemo.inference.nwb`: the NWB export (optional ``pynwb``).
+"""

@@ -1,0 +1,414 @@
+"""One video in, its predictions out: the streaming loop behind ``mouseemo predict``.
+
+:func:`predict_video` opens the video (crop, gray), checks that it fits the model, then streams it:
+a background thread decodes chunks of ``batch_size`` frames at most ``depth`` chunks ahead, a
+second one prepares them (resize to the model's input, QC statistics); the calling thread moves
+each chunk's uint8 frames to the device, scores them, and appends the chunk's rows to the CSV (and
+frames to the overlay video) right away. Memory is flat in the video's length: no frame outlives its chunk;
+per frame only the scores, label, time and three QC numbers are kept, for the summary and plot.
+
+Outputs, per video (``<stem>`` from the input; see ``mouseemo predict --help``):
+
+============================ =================================================================
+``<stem>.csv``               ``frame,time_s,label,<prefix>_<name>...``, one row per decoded frame
+``<stem>.json``              summary: frames, fps, time per label, per-stimulus readouts, QC,
+                             decoding (truncation), model, processing speed
+``<stem>.png``               traces plot (unless ``plot=False``)
+``<stem>.overlay.mp4``       the face with its label and score bars (``overlay=True``)
+``<stem>.nwb``               the time series in NWB (``nwb=True``, needs ``pynwb``)
+============================ =================================================================
+
+Every file is written under a temporary name and renamed at the end, the JSON last (its presence
+marks a finished video; a stale JSON is removed first when a video is redone), so an interrupted or
+failed video leaves no file that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mouseemo import __version__
+from mouseemo.data.events import Events, read_events
+from mouseemo.data.sync import read_timestamps
+from mouseemo.data.video import Crop, VideoReader, parse_crop
+from mouseemo.errors import DataError, MouseemoError
+from mouseemo.inference.qc import StreamingQC, frame_stats
+from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
+from mouseemo.inference.stream import decode_ahead
+from mouseemo.models.components.prototypes import stimulus_readouts
+from mouseemo.utils.io import atomic_path, json_default
+
+#: Output kinds and their file suffixes; the JSON comes last (it marks completion).
+SUFFIXES: dict[str, str] = {
+    "csv": ".csv",
+    "png": ".png",
+    "overlay": ".overlay.mp4",
+    "nwb": ".nwb",
+    "json": ".json",
+}
+
+#: Bytes of decoded frames that may wait for the computation (sets the default read-ahead depth).
+AHEAD_BYTES = 64 << 20
+
+# pyplot keeps global state: one figure at a time across worker threads
+_PLOT_LOCK = threading.Lock()
+
+
+class Cancelled(MouseemoError):
+    """The run was interrupted; the video's outputs were not written."""
+
+
+@dataclass
+class PredictInput:
+    """One video to predict: the file, its events (if any), the output stem, session metadata."""
+
+    video: Path
+    events: Path | None
+    stem: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class PredictOptions:
+    """How :func:`predict_video` runs.
+
+    Attributes:
+        crop: ``(x, y, w, h)`` overriding the model's crop (``None``: the model's; for checkpoints
+            whose training crop was per session, the session's ``session.json`` crop).
+        batch_size: frames per chunk (decoded, moved to the device and scored together).
+        depth: chunks the decoding thread may run ahead (``None``: as many as fit in
+            :data:`AHEAD_BYTES`, 1 to 4).
+        plot, overlay, nwb: which optional outputs to write.
+        min_confidence: threshold of the low-confidence QC check (``None``: per score kind, see
+            :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
+        cancel: set it to stop between chunks (the video then raises :class:`Cancelled`).
+    """
+
+    crop: Crop | None = None
+    batch_size: int = 256
+    depth: int | None = None
+    plot: bool = True
+    overlay: bool = False
+    nwb: bool = False
+    min_confidence: float | None = None
+    cancel: threading.Event | None = None
+
+    def kinds(self) -> list[str]:
+        wanted = {
+            "csv",
+            "json",
+            "png" if self.plot else "",
+            "overlay" if self.overlay else "",
+            "nwb" if self.nwb else "",
+        }
+        return [k for k in SUFFIXES if k in wanted]
+
+
+def output_paths(out_dir: Path, stem: str, opts: PredictOptions) -> dict[str, Path]:
+    """The files :func:`predict_video` writes for ``stem``, by kind (``csv``, ``json``, ...)."""
+    return {k: Path(out_dir) / f"{stem}{SUFFIXES[k]}" for k in opts.kinds()}
+
+
+def is_finished(out_dir: Path, stem: str, opts: PredictOptions) -> bool:
+    """Whether every output of ``stem`` exists (the JSON is renamed last, so it marks completion)."""
+    return all(p.is_file() for p in output_paths(out_dir, stem, opts).values())
+
+
+def _clock(vr: VideoReader) -> tuple[np.ndarray | None, float, list[str]]:
+    """Per-frame times from ``face_timestamps.csv`` (or ``None``), the frame rate, and warnings."""
+    notes = []
+    if vr.timestamps_path is not None:
+        # duplicated frames (equal times) are allowed: QC reports them
+        t = read_timestamps(vr.timestamps_path, strict=False)
+        positive = np.diff(t)[np.diff(t) > 0]
+        if len(positive):
+            return t, float(1.0 / np.median(positive)), notes
+        fps = vr.container_fps
+        return t, fps or 30.0, notes
+    fps = vr.container_fps
+    if fps is None:
+        notes.append(
+            "the container states no frame rate and there is no face_timestamps.csv: assuming 30 fps"
+        )
+        fps = 30.0
+    return None, fps, notes
+
+
+def _csv_rows(start: int, times: np.ndarray, labels: list[str], scores: np.ndarray) -> str:
+    vals = np.char.mod("%.6f", scores.astype(np.float64))
+    return "".join(
+        f"{start + i},{times[i]:.6f},{labels[i]},{','.join(vals[i])}\n" for i in range(len(labels))
+    )
+
+
+def predict_video(
+    item: PredictInput,
+    scorer: Scorer,
+    out_dir: str | Path,
+    opts: PredictOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
+) -> dict:
+    """Score every frame of one video and write its outputs; returns the summary (also the JSON).
+
+    Args:
+        item: the video (see :class:`PredictInput`).
+        scorer: the model (:mod:`mouseemo.inference.scorers`).
+        out_dir: output folder (created when the first output is written).
+        opts: see :class:`PredictOptions`.
+        progress: called with the number of frames after each chunk.
+        on_start: called once the video is open, with its expected frame count (or ``None``).
+
+    Raises:
+        DataError: unreadable video, timestamps or events; a video with more frames than its
+            timestamps file has rows.
+        ConfigError: a crop outside the frame; frames the model cannot score (other HOG parameters
+            or frame size than the prototypes, ...).
+        Cancelled: ``opts.cancel`` was set.
+    """
+    opts = opts or PredictOptions()
+    out_dir = Path(out_dir)
+    t_start = time.perf_counter()
+    events = read_events(item.events) if item.events is not None else None
+    crop = opts.crop or scorer.crop
+    if crop is None and scorer.kind == "checkpoint" and item.meta.get("crop"):
+        crop = parse_crop(item.meta["crop"])  # as the training datamodule crops such sessions
+    names = scorer.names
+    notes: list[str] = []
+    with VideoReader(item.video, crop=crop) as vr:
+        height, width = vr.height, vr.width
+        scorer.check(height, width, source=f"{item.video} (crop {list(crop) if crop else None})")
+        t_all, fps, clock_notes = _clock(vr)
+        notes += clock_notes
+        expected = len(t_all) if t_all is not None else vr.frame_count_hint
+        if on_start is not None:
+            on_start(expected)
+        min_conf = opts.min_confidence
+        if min_conf is None:
+            min_conf = DEFAULT_MIN_CONFIDENCE.get(scorer.prefix)
+        qc = StreamingQC(height, width, min_confidence=min_conf, confidence_measure=scorer.confidence_measure)
+        score = scorer.stream()
+        device = scorer.device
+        pin = device.type == "cuda"
+
+        def prepare_on_side(frames):
+            x = torch.from_numpy(scorer.prepare(frames))
+            return (x.pin_memory() if pin else x), frame_stats(frames)
+
+        def prepare(chunk):
+            # resize and QC run on a side thread, so that the decoding thread only decodes (on a GPU
+            # server decoding is the bottleneck); the decode-ahead bound also bounds these futures
+            start, frames = chunk
+            return start, frames, side.submit(prepare_on_side, frames)
+
+        paths = output_paths(out_dir, item.stem, opts)
+        all_scores, all_labels, all_times = [], [], []
+        with ExitStack() as stack:
+            # entered in SUFFIXES order, so renamed in reverse on success: the JSON last
+            tmp = {k: stack.enter_context(atomic_path(p)) for k, p in reversed(list(paths.items()))}
+            tmp = {k: tmp[k] for k in paths}
+            fh = stack.enter_context(open(tmp["csv"], "w", newline=""))
+            fh.write(",".join(["frame", "time_s", "label", *scorer.columns]) + "\n")
+            overlay = None
+            if opts.overlay:
+                from mouseemo.viz.overlay import OverlayWriter
+
+                overlay = stack.enter_context(
+                    OverlayWriter(tmp["overlay"], fps, height, width, names, scorer.prefix)
+                )
+            n = 0
+            side = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mouseemo-prepare"))
+            # closed (the decoding thread joined) before the outputs are renamed or the reader closes
+            depth = opts.depth or max(1, min(4, AHEAD_BYTES // (opts.batch_size * height * width)))
+            chunks = stack.enter_context(
+                closing(decode_ahead(vr.iter_chunks(opts.batch_size), prepare, depth))
+            )
+            for start, frames, prepared in chunks:
+                if opts.cancel is not None and opts.cancel.is_set():
+                    raise Cancelled(f"{item.video}: interrupted")
+                x, stats = prepared.result()
+                b = len(frames)
+                if t_all is not None:
+                    if start + b > len(t_all):
+                        raise DataError(
+                            f"timestamps do not line up with the video: {vr.timestamps_path} has {len(t_all)} "
+                            f"rows but {item.video} has more frames"
+                        )
+                    t = t_all[start : start + b]
+                else:
+                    t = np.arange(start, start + b, dtype=np.float64) / fps
+                s = score(x.to(device, non_blocking=True))
+                lab = scorer.labels(s)
+                conf = scorer.confidence(s)
+                s_np = s.cpu().numpy().astype(np.float32)
+                label_names = [names[i] for i in lab]
+                fh.write(_csv_rows(start, t, label_names, s_np))
+                if overlay is not None:
+                    overlay.write(frames, label_names, s_np, t)
+                qc.update(stats, t, conf)
+                all_scores.append(s_np)
+                all_labels.append(lab)
+                all_times.append(t)
+                n += b
+                if progress is not None:
+                    progress(b)
+            if n == 0:
+                raise DataError(f"no frames decoded from {item.video}")
+            times = np.concatenate(all_times)
+            scores = np.concatenate(all_scores)
+            labels = np.concatenate(all_labels)
+            decoding = {"decoded_frames": n, "expected_frames": expected, "truncated": False}
+            # a container's count can be off by one for some formats; a timestamps file is exact
+            if expected is not None and n < expected - (0 if t_all is not None else 1):
+                source = vr.timestamps_path.name if t_all is not None else "the container"
+                decoding.update(truncated=True, missing_frames=int(expected - n))
+                notes.append(
+                    f"truncated: decoded {n} of {expected} frames ({source} lists {expected}); "
+                    f"processed the {n} decoded frames"
+                )
+            elapsed = time.perf_counter() - t_start
+            summary = build_summary(
+                item, scorer, crop, fps, scores, labels, times, events,
+                qc.summary(times, t_all is not None, fps), decoding, notes, elapsed, paths, opts,
+            )  # fmt: skip
+            if opts.plot:
+                _plot(tmp["png"], item, scorer, times, scores, events)
+            if opts.nwb:
+                from mouseemo.inference.nwb import write_predictions_nwb
+
+                write_predictions_nwb(
+                    tmp["nwb"], item.video, times, scores, names, scorer.prefix, labels, fps,
+                    description=f"mouseemo {scorer.kind} {scorer.path.name}", meta=item.meta,
+                )  # fmt: skip
+            import json
+
+            tmp["json"].write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
+            # a redone video: drop the old completion marker before any new file replaces an old one
+            paths["json"].unlink(missing_ok=True)
+    return summary
+
+
+def _plot(path: Path, item: PredictInput, scorer: Scorer, times, scores, events: Events | None) -> None:
+    from mouseemo.ops.similarity import minmax_scale
+
+    with _PLOT_LOCK:
+        from mouseemo.viz.expressions import plot_similarity_traces
+
+        windows = list(zip(events.onset, events.end, events.label)) if events is not None else []
+        if scorer.prefix == "similarity":
+            traces, what = minmax_scale(scores, axis=0), "similarity to each prototype (min-max scaled)"
+        else:
+            traces, what = scores, f"{scorer.prefix} per class"
+        plot_similarity_traces(
+            times, traces, scorer.names, path, windows=windows, title=f"{item.stem}: {what}"
+        )
+
+
+def build_summary(
+    item: PredictInput,
+    scorer: Scorer,
+    crop,
+    fps: float,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    times: np.ndarray,
+    events: Events | None,
+    qc: dict,
+    decoding: dict,
+    notes: list[str],
+    elapsed: float,
+    paths: dict[str, Path],
+    opts: PredictOptions,
+) -> dict:
+    """The summary JSON of one video (see the module docstring)."""
+    names = scorer.names
+    counts = np.bincount(labels, minlength=len(names))
+    summary = {
+        "video": str(item.video),
+        "stem": item.stem,
+        "events": str(item.events) if item.events is not None else None,
+        "model": scorer.describe(),
+        "names": names,
+        "columns": ["frame", "time_s", "label", *scorer.columns],
+        "frames": int(len(labels)),
+        "fps": float(fps),
+        "duration_s": float(times[-1] - times[0] + 1.0 / fps),
+        "crop": list(crop) if crop is not None else None,
+        "resize": list(scorer.resize) if scorer.resize is not None else None,
+        "margin": scorer.margin if scorer.prefix == "similarity" else None,
+        # frame counts over the nominal rate: exact for constant-rate video, close with dropped frames
+        "seconds_per_label": {n: float(c / fps) for n, c in zip(names, counts)},
+        "fraction_per_label": {n: float(c / len(labels)) for n, c in zip(names, counts)},
+        f"mean_{scorer.prefix}": {n: float(np.nanmean(scores[:, j])) for j, n in enumerate(names)},
+    }
+    if scorer.kind == "prototypes":
+        summary["prototypes"] = str(scorer.path)
+    if events is not None:
+        summary["stimuli"] = _stimuli(events, names, scores, times, scorer.prefix)
+    summary["qc"] = qc
+    summary["decoding"] = decoding
+    summary["warnings"] = list(notes)
+    summary["outputs"] = {k: p.name for k, p in paths.items()}
+    summary["processing"] = {
+        "seconds": round(elapsed, 3),
+        "frames_per_second": round(len(labels) / max(elapsed, 1e-9), 1),
+        "device": str(scorer.device),
+        "batch_size": opts.batch_size,
+    }
+    summary["mouseemo_version"] = __version__
+    summary["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return summary
+
+
+def _stimuli(
+    events: Events, names: list[str], scores: np.ndarray, times: np.ndarray, prefix: str
+) -> list[dict]:
+    """Per stimulus: onset, duration, label, value and, when a class of that name exists, intensity
+    and persistence of its score trace (:func:`stimulus_readouts`)."""
+    out = []
+    for i in np.argsort(events.onset, kind="stable"):
+        label = events.label[i]
+        if label == "neutral":
+            continue
+        entry = {
+            "onset": float(events.onset[i]),
+            "duration": float(events.duration[i]),
+            "label": label,
+            "value": None if np.isnan(events.value[i]) else float(events.value[i]),
+        }
+        if label in names:
+            # persistence is looked for until the next stimulus starts
+            later = events.onset[events.onset > events.onset[i]]
+            post = float(later.min() - events.end[i]) if len(later) else None
+            entry["score"] = f"{prefix}_{label}"
+            entry.update(
+                stimulus_readouts(
+                    scores[:, names.index(label)], times, events.onset[i], events.duration[i], post_s=post
+                )
+            )
+        else:
+            entry["note"] = f"no {label!r} class in the model"
+        out.append(entry)
+    return out
+
+
+__all__ = [
+    "SUFFIXES",
+    "Cancelled",
+    "PredictInput",
+    "PredictOptions",
+    "build_summary",
+    "is_finished",
+    "output_paths",
+    "predict_video",
+]

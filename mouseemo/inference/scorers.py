@@ -1,0 +1,266 @@
+"""Per-frame scores of new frames: prototypes (HOG + Pearson similarity) or a trained checkpoint.
+
+A scorer says how frames must be prepared (crop, then resize: the model's own), checks that a video
+fits it, and turns batches of uint8 gray frames on the device into ``(b, K)`` scores, a label and a
+confidence per frame. Scores are ``similarity_<name>`` (prototype models) or ``prob_<name>``
+(classifiers), as in the prediction CSV.
+
+* :class:`PrototypeScorer`: a prototypes file (``mouseemo prototypes``): HOG of each frame on the
+  device (:func:`mouseemo.ops.hog.hog`), Pearson similarity to each prototype, label by the most
+  similar (with ``margin`` toward neutral).
+* :class:`CheckpointScorer`: any trained mouseemo LightningModule
+  (:func:`mouseemo.models.checkpoint.load_model`). Frames are cropped and resized with
+  :func:`mouseemo.data.video.resize_frames`, as the training frame cache did, then go through the
+  module's ``on_after_batch_transfer`` and ``predict_step`` (softmax probabilities for classifiers,
+  similarities for HOG-prototype models). A module with an integer ``clip_length`` > 1 is temporal:
+  it reads ``batch["frames"]`` ``(B, T, 1, H, W)``, a window of ``T`` frames ending at each frame
+  (the first frame repeated before the start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mouseemo.data.video import Crop, resize_frames
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.models.components.prototypes import classify
+from mouseemo.models.prototypes_io import Prototypes
+from mouseemo.ops.similarity import pearson_similarity
+
+#: Default confidence thresholds of the low-confidence QC check, per score kind.
+DEFAULT_MIN_CONFIDENCE = {"prob": 0.5, "similarity": 0.01}
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Scorer:
+    """What :func:`mouseemo.inference.pipeline.predict_video` needs from a model.
+
+    Attributes:
+        kind: ``"prototypes"`` or ``"checkpoint"``.
+        path: the prototypes or checkpoint file.
+        names: class / prototype names, in score column order.
+        prefix: score column prefix (``similarity`` or ``prob``).
+        crop: the crop the model was built with (``None``: full frame).
+        resize: ``(H, W)`` frames are resized to after cropping, or ``None``.
+        device: where scores are computed.
+        margin: for similarities, best-minus-neutral below this stays neutral.
+    """
+
+    kind = ""
+
+    def __init__(self, path: str | Path, names, prefix, crop, resize, device, margin: float = 0.0) -> None:
+        self.path = Path(path)
+        self.names = list(names)
+        self.prefix = prefix
+        self.crop: Crop | None = crop
+        self.resize: tuple[int, int] | None = resize
+        self.device = torch.device(device)
+        self.margin = float(margin)
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"{self.prefix}_{n}" for n in self.names]
+
+    @property
+    def confidence_measure(self) -> str:
+        if self.prefix == "prob":
+            return "highest class probability"
+        return "best minus second-best similarity"
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` of the frames the model sees, for cropped frames of ``height`` x ``width``."""
+        return self.resize if self.resize is not None else (height, width)
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """Cropped uint8 ``(b, H, W)`` frames -> the model's input size (runs on the decoding thread)."""
+        return resize_frames(frames, self.resize)
+
+    def check(self, height: int, width: int, source: str) -> None:
+        """Raise :class:`ConfigError` when cropped ``height`` x ``width`` frames of ``source`` do not fit."""
+        raise NotImplementedError
+
+    def stream(self) -> ScoreFn:
+        """A scoring function for one video: uint8 ``(b, H, W)`` on the device -> float32 ``(b, K)``.
+
+        Temporal models keep the last frames of the previous call, so call it on consecutive chunks.
+        """
+        raise NotImplementedError
+
+    def labels(self, scores: torch.Tensor) -> np.ndarray:
+        """Index into :attr:`names` of each frame's label, ``(b,)`` int64."""
+        if self.prefix == "similarity":
+            return classify(scores, self.names, margin=self.margin).cpu().numpy()
+        return scores.argmax(dim=1).cpu().numpy()
+
+    def confidence(self, scores: torch.Tensor) -> np.ndarray:
+        """Per-frame confidence, ``(b,)`` float32 (see :attr:`confidence_measure`)."""
+        s = scores.float()
+        if self.prefix == "prob" or s.shape[1] < 2:
+            return s.max(dim=1).values.cpu().numpy()
+        top = torch.topk(s, 2, dim=1).values
+        return (top[:, 0] - top[:, 1]).cpu().numpy()
+
+    def describe(self) -> dict:
+        """The model's entry in the summary JSON."""
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "score_prefix": self.prefix,
+            "names": self.names,
+            "crop": list(self.crop) if self.crop else None,
+            "resize": list(self.resize) if self.resize else None,
+            "margin": self.margin if self.prefix == "similarity" else None,
+        }
+
+
+class PrototypeScorer(Scorer):
+    """Similarity of each frame's HOG to prototypes from a ``.npz`` (:class:`Prototypes`)."""
+
+    kind = "prototypes"
+
+    def __init__(self, protos: Prototypes, path: str | Path, device, margin: float = 0.0) -> None:
+        super().__init__(path, protos.names, "similarity", protos.crop, protos.resize, device, margin)
+        self.protos = protos
+        self._matrix = torch.as_tensor(protos.matrix, device=self.device)
+
+    @classmethod
+    def load(cls, path: str | Path, device, margin: float | None = None) -> PrototypeScorer:
+        return cls(Prototypes.load(path), path, device, 0.0 if margin is None else margin)
+
+    def check(self, height: int, width: int, source: str) -> None:
+        self.protos.check_compatible(self.protos.hog, self.input_size(height, width), source=source)
+
+    def stream(self) -> ScoreFn:
+        from mouseemo.ops.hog import hog
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return pearson_similarity(hog(x, **self.protos.hog).float(), self._matrix)
+
+        return score
+
+    def describe(self) -> dict:
+        return {**super().describe(), "hog": self.protos.hog, "frame_size": list(self.protos.frame_size)}
+
+
+class CheckpointScorer(Scorer):
+    """Scores from a trained module rebuilt from its checkpoint (:func:`load_model`)."""
+
+    kind = "checkpoint"
+
+    def __init__(self, loaded, device, margin: float | None = None) -> None:
+        module = loaded.module
+        if margin is None:  # the model's own margin (HOG-prototype modules have one)
+            margin = float(dict(getattr(module, "hparams", {})).get("margin") or 0.0)
+        super().__init__(
+            loaded.path,
+            loaded.score_names,
+            loaded.score_prefix,
+            loaded.crop,
+            loaded.image_size,
+            device,
+            margin,
+        )
+        self.module = module
+        self.classes = loaded.classes
+        clip = getattr(module, "clip_length", 1)
+        self.clip_length = int(clip) if isinstance(clip, int) and not isinstance(clip, bool) else 1
+        self.target = type(module).__module__ + "." + type(module).__qualname__
+        import pytorch_lightning as pl  # only checkpoints need it (seconds to import)
+
+        # a module's own predict_step gives its scores (softmax for classifiers); Lightning's default
+        # would hand it the whole batch dict
+        self._has_predict_step = type(module).predict_step is not pl.LightningModule.predict_step
+
+    @classmethod
+    def load(cls, path: str | Path, device, margin: float | None = None) -> CheckpointScorer:
+        from mouseemo.models.checkpoint import load_model
+
+        return cls(load_model(path, device), device, margin)
+
+    def _run(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, H, W)`` (or ``(B, T, H, W)`` for temporal models) -> scores ``(B, K)``."""
+        key = "frames" if self.clip_length > 1 else "image"
+        batch = {key: frames.unsqueeze(-3)}
+        with torch.inference_mode():
+            batch = self.module.on_after_batch_transfer(batch, 0)
+            if self._has_predict_step:
+                out = self.module.predict_step(batch, 0)
+            else:
+                out = self.module(batch[key])
+                if self.prefix == "prob":
+                    out = out.float().softmax(dim=1)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.float()
+
+    def check(self, height: int, width: int, source: str) -> None:
+        size = self.input_size(height, width)
+        fit = getattr(self.module, "_check_frame_size", None)  # HOG modules know their frame size
+        if fit is not None:
+            try:
+                fit(size)
+            except ConfigError as err:
+                raise ConfigError(f"{self.path} does not fit {source}: {err}") from None
+        shape = (1, self.clip_length, *size) if self.clip_length > 1 else (1, *size)
+        probe = torch.full(shape, 128, dtype=torch.uint8, device=self.device)
+        try:
+            out = self._run(probe)
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure means the input does not fit the model
+            raise ConfigError(
+                f"{self.path} cannot score {size[1]}x{size[0]} (w x h) frames of {source}: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+        if out.ndim != 2 or out.shape[1] != len(self.names):
+            raise DataError(
+                f"{self.path}: the model gives scores of shape {tuple(out.shape)}, expected (B, {len(self.names)})"
+            )
+
+    def stream(self) -> ScoreFn:
+        t = self.clip_length
+        if t <= 1:
+            return self._run
+        history: list[torch.Tensor] = []
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            past = history[0] if history else x[:1].expand(t - 1, *x.shape[1:])
+            full = torch.cat([past, x])  # (t - 1 + b, H, W)
+            windows = full.unfold(0, t, 1).permute(0, 3, 1, 2)  # (b, T, H, W): frames i-T+1 .. i
+            history[:] = [full[-(t - 1) :].clone()]
+            return self._run(windows.contiguous())
+
+        return score
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "module": self.target,
+            "classes": self.classes,
+            "clip_length": self.clip_length,
+        }
+
+
+def load_scorer(
+    prototypes: str | Path | None, ckpt: str | Path | None, device, margin: float | None = None
+) -> Scorer:
+    """The scorer for ``--prototypes`` or ``--ckpt`` (exactly one)."""
+    if (prototypes is None) == (ckpt is None):
+        raise ConfigError("give exactly one of --prototypes and --ckpt")
+    if prototypes is not None:
+        return PrototypeScorer.load(prototypes, device, margin)
+    return CheckpointScorer.load(ckpt, device, margin)
+
+
+__all__ = [
+    "DEFAULT_MIN_CONFIDENCE",
+    "CheckpointScorer",
+    "PrototypeScorer",
+    "Scorer",
+    "load_scorer",
+]
