@@ -244,6 +244,11 @@ def main(argv=None) -> None:
     print(
         "ratio: end-to-end fps / min(decode only, model only); goal >= 0.75 on a 2-core CPU, >= 0.9 on a GPU"
     )
+    if hasattr(os, "getloadavg"):  # other processes' load changes every row on a shared machine
+        load = os.getloadavg()
+        print(
+            f"load average at the end (1/5/15 min): {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} cores"
+        )
 
 
 if __name__ == "__main__":

@@ -250,6 +250,20 @@ def test_inputs_folders_globs_manifests(world, tmp_path):
         expand_inputs([str(tree)], events=[str(data / "m01" / "s01" / "events.csv")], exclude=tree / "out")
 
 
+def test_events_option_overrides_the_session_events(world, tmp_path):
+    events = tmp_path / "one.csv"
+    events.write_text("onset,duration,label,value\n0,1,neutral,\n2.0,1.0,pain,0.5\n")
+    out = tmp_path / "pred"
+    code = run_cli(world["sessions"][0], "--events", events, "--prototypes", world["protos"], "--out", out)
+    assert code == 0
+    s = json.loads((out / "m01_s01.json").read_text())
+    assert s["events"] == str(events)
+    assert [(st["label"], st["value"]) for st in s["stimuli"]] == [("pain", 0.5)]
+    assert s["stimuli"][0]["score"] == "similarity_pain" and s["stimuli"][0]["intensity"] is not None
+    assert run_cli(world["sessions"][0], "--events", tmp_path / "gone.csv", "--prototypes", world["protos"],
+                   "--out", tmp_path / "p2") == 2  # fmt: skip
+
+
 def test_same_stem_twice_is_refused(world, tmp_path, capsys):
     other = tmp_path / "elsewhere"
     other.mkdir()
@@ -369,7 +383,8 @@ def test_workers_give_the_same_outputs(world, tmp_path):
 
 
 def test_streaming_consumes_the_reader_in_bounded_chunks(world, tmp_path, monkeypatch):
-    """The decoder runs at most `depth` chunks ahead of scoring; no chunk exceeds the batch size."""
+    """The decoder runs at most `depth` chunks ahead of scoring; no chunk exceeds the batch size; the
+    video is decoded once (timestamps and QC need no counting pass)."""
     from mouseemo.inference import pipeline, scorers
 
     log: list[tuple[str, int]] = []
@@ -397,8 +412,13 @@ def test_streaming_consumes_the_reader_in_bounded_chunks(world, tmp_path, monkey
 
     monkeypatch.setattr(VideoReader, "iter_chunks", counting_iter)
     monkeypatch.setattr(scorers.PrototypeScorer, "stream", counting_stream)
+
+    def no_counting_pass(self):
+        raise AssertionError("num_frames decodes the whole video once more")
+
+    monkeypatch.setattr(VideoReader, "num_frames", property(no_counting_pass))
     scorer = scorers.PrototypeScorer.load(world["protos"], "cpu")
-    item = pipeline.PredictInput(world["sessions"][2] / "face.mp4", None, "s")
+    item = pipeline.PredictInput(world["sessions"][2] / "face.mp4", world["sessions"][2] / "events.csv", "s")
     opts = pipeline.PredictOptions(batch_size=8, depth=2, plot=False)
     summary = pipeline.predict_video(item, scorer, tmp_path, opts)
     assert summary["frames"] == 120

@@ -60,12 +60,18 @@ class Result:
 
 
 # -- inputs --------------------------------------------------------------------------------------
-def _session_input(path: Path, animal: str | None = None, session: str | None = None):
+def _session_input(
+    path: Path, animal: str | None = None, session: str | None = None, events: str | None = None
+):
     from mouseemo.data.session import Session
+    from mouseemo.errors import DataError
     from mouseemo.inference.pipeline import PredictInput
 
     s = Session.open(path, animal=animal, session=session)
-    return PredictInput(video=s.video, events=s.events_path, stem=f"{s.animal}_{s.session}", meta=s.meta)
+    if events is not None and not Path(events).is_file():
+        raise DataError(f"events file not found: {events}")
+    ev = Path(events) if events is not None else s.events_path
+    return PredictInput(video=s.video, events=ev, stem=f"{s.animal}_{s.session}", meta=s.meta)
 
 
 def _file_input(path: Path, events: str | None, stem: str | None = None):
@@ -101,10 +107,13 @@ def _folder_inputs(root: Path, exclude: Path | None) -> list:
     from mouseemo.data.session import looks_like_session
 
     found: list = []
+    seen: set[Path] = set()
 
     def visit(d: Path) -> None:
-        if exclude is not None and d.resolve() == exclude:
+        real = d.resolve()
+        if real == exclude or real in seen:  # the output folder; a symlink loop
             return
+        seen.add(real)
         if d != root and looks_like_session(d):
             found.extend(_guarded(str(d), _session_input, d))
             return
@@ -143,7 +152,7 @@ def _path_inputs(p: Path, events: str | None, exclude: Path | None) -> list:
         if (p / "manifest.csv").is_file():
             return _manifest_inputs(p / "manifest.csv")
         if looks_like_session(p):
-            return _guarded(str(p), _session_input, p)
+            return _guarded(str(p), _session_input, p, None, None, events)
         return _folder_inputs(p, exclude)
     return [InputFailure(str(p), f"video not found: {p}")]
 

@@ -26,6 +26,7 @@ failed video leaves no file that looks complete.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -228,8 +229,8 @@ def predict_video(
                 )
             n = 0
             side = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mouseemo-prepare"))
-            # closed (the decoding thread joined) before the outputs are renamed or the reader closes
             depth = opts.depth or max(1, min(4, AHEAD_BYTES // (opts.batch_size * height * width)))
+            # closed (the decoding thread joined) before the outputs are renamed or the reader closes
             chunks = stack.enter_context(
                 closing(decode_ahead(vr.iter_chunks(opts.batch_size), prepare, depth))
             )
@@ -290,8 +291,6 @@ def predict_video(
                     tmp["nwb"], item.video, times, scores, names, scorer.prefix, labels, fps,
                     description=f"mouseemo {scorer.kind} {scorer.path.name}", meta=item.meta,
                 )  # fmt: skip
-            import json
-
             tmp["json"].write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
             # a redone video: drop the old completion marker before any new file replaces an old one
             paths["json"].unlink(missing_ok=True)
@@ -341,7 +340,7 @@ def build_summary(
         "names": names,
         "columns": ["frame", "time_s", "label", *scorer.columns],
         "frames": int(len(labels)),
-        "fps": float(fps),
+        "fps": round(float(fps), 6),
         "duration_s": float(times[-1] - times[0] + 1.0 / fps),
         "crop": list(crop) if crop is not None else None,
         "resize": list(scorer.resize) if scorer.resize is not None else None,
