@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["PearsonSimilarity", "minmax_scale", "pearson_similarity"]
+__all__ = ["PearsonSimilarity", "expression_intensity", "minmax_scale", "pearson_similarity"]
 
 
 def _standardise(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -86,6 +86,113 @@ def pearson_similarity(
     if as_numpy:
         return sim.cpu().numpy()
     return sim.to(out_dtype)
+
+
+def expression_intensity(
+    features: torch.Tensor | np.ndarray,
+    prototypes: torch.Tensor | np.ndarray,
+    neutral_index: int = 0,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+) -> torch.Tensor | np.ndarray:
+    """How much of each prototypical expression a frame holds: non-negative unmixing against neutral.
+
+    Each frame's features are written as the neutral prototype plus a non-negative combination of the
+    expression directions ``prototype_k - neutral``, in the least-squares sense::
+
+        c = argmin_{c >= 0} || f - n - sum_k c_k (p_k - n) ||^2
+
+    ``c_k`` is 0 for a neutral face and about 1 for a face like prototype ``k``. Pearson similarities
+    to the prototypes share a large common part (every expression is "not neutral"), so they move
+    together; the unmixed intensities separate expressions that share features.
+
+    Solved exactly (to ``tol``) by coordinate descent on the ``K' x K'`` Gram matrix, vectorised over
+    frames, on the features' device.
+
+    Args:
+        features: ``(B, D)`` feature vectors (HOG of frames).
+        prototypes: ``(K, D)`` prototypes, the neutral one included.
+        neutral_index: row of ``prototypes`` that is neutral.
+        max_iter: sweeps over the expressions at most.
+        tol: stop when no coefficient moves by more than this in a sweep.
+
+    Returns:
+        ``(B, K - 1)`` intensities of the non-neutral prototypes, in their order. Torch in, torch out
+        (float32 unless float64 came in); numpy in, float64 numpy out.
+
+    Raises:
+        ValueError: wrong shapes, or an expression prototype equal to the neutral one.
+
+    Shape:
+        features ``(B, D)``, prototypes ``(K, D)`` -> ``(B, K - 1)``.
+
+    Example:
+        >>> n, a, b = torch.eye(3)
+        >>> expression_intensity((n + 0.5 * (a - n))[None], torch.stack([n, a, b])).round(decimals=3)
+        tensor([[0.5000, 0.0000]])
+    """
+    as_numpy = not torch.is_tensor(features)
+    f = torch.as_tensor(np.asarray(features) if as_numpy else features)
+    p = torch.as_tensor(np.asarray(prototypes) if not torch.is_tensor(prototypes) else prototypes).to(
+        f.device
+    )
+    if f.ndim != 2 or p.ndim != 2 or f.shape[1] != p.shape[1]:
+        raise ValueError(
+            f"features must be (B, D) and prototypes (K, D) with the same D; got {tuple(f.shape)} and "
+            f"{tuple(p.shape)}"
+        )
+    num_k = p.shape[0]
+    if not 0 <= neutral_index < num_k:
+        raise ValueError(f"neutral_index {neutral_index} out of range for {num_k} prototypes")
+    out_dtype = torch.float64 if (as_numpy or f.dtype == torch.float64) else torch.float32
+    f = f.to(torch.float64)
+    p = p.to(torch.float64)
+    neutral = p[neutral_index]
+    others = [k for k in range(num_k) if k != neutral_index]
+    directions = p[others] - neutral  # (K', D)
+    gram = directions @ directions.T
+    diag = torch.diagonal(gram)
+    if len(others) and bool((diag <= 1e-20).any()):
+        raise ValueError("an expression prototype equals the neutral one: its intensity is undefined")
+    rhs = (f - neutral) @ directions.T  # (B, K')
+    c = torch.zeros_like(rhs)
+    for _ in range(max_iter if len(others) else 0):
+        moved = torch.zeros((), dtype=c.dtype, device=c.device)
+        for k in range(len(others)):
+            new = (c[:, k] + (rhs[:, k] - c @ gram[:, k]) / diag[k]).clamp_min(0.0)
+            moved = torch.maximum(moved, (new - c[:, k]).abs().max())
+            c[:, k] = new
+        if float(moved) <= tol:
+            break
+    if len(others):
+        c = _polish_on_support(c, gram, rhs)
+    c = c.to(out_dtype)
+    return c.cpu().numpy() if as_numpy else c
+
+
+def _polish_on_support(c: torch.Tensor, gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Exact least squares on each frame's non-zero coefficients, where that stays feasible.
+
+    Coordinate descent finds the support quickly but converges slowly in it when expression
+    directions are nearly collinear; solving the normal equations on the support finishes the job.
+    Frames are grouped by support (few distinct ones), one solve per group.
+    """
+    support = c > 0
+    patterns, inverse = torch.unique(support, dim=0, return_inverse=True)
+    out = c.clone()
+    for g, pattern in enumerate(patterns):
+        if not bool(pattern.any()):
+            continue
+        rows = inverse == g
+        sub = gram[pattern][:, pattern]
+        sol = torch.linalg.solve(sub, rhs[rows][:, pattern].T).T
+        full = torch.zeros_like(c[rows])
+        full[:, pattern] = sol
+        grad = rhs[rows] - full @ gram  # KKT: <= 0 off the support
+        scale = rhs[rows].abs().amax(dim=1) + 1e-300
+        ok = (sol >= 0).all(dim=1) & ((grad[:, ~pattern] <= 1e-9 * scale[:, None]).all(dim=1))
+        out[rows] = torch.where(ok[:, None], full, c[rows])
+    return out
 
 
 def minmax_scale(

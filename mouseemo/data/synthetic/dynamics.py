@@ -230,6 +230,9 @@ AU_DRIFT: dict[str, float] = {
     "jaw_fwd": 0.05,
 }
 
+#: Sniffing amplitude outside expressions: ``SNIFF_BASE + SNIFF_PER_WHISK * whisking bout amplitude``.
+SNIFF_BASE, SNIFF_PER_WHISK = 0.2, 0.5
+
 #: ``nuisance`` level -> scale of camera motion, lighting drift, noise, dropped frames, grooming.
 NUISANCE_LEVELS: dict[str, float] = {"low": 0.35, "medium": 1.0, "high": 1.8}
 
@@ -563,8 +566,9 @@ def simulate_face(
         2 * np.pi * np.concatenate([[0.0], np.cumsum(out["whisk_freq"][:-1] * np.diff(times))]), 2 * np.pi
     )
 
+    out["whisk_bout"] = state.copy()  # the spontaneous part of whisking (neurons.py's movement drive)
     # sniffing goes with whisking (phase-locked in mice); emotions modulate it
-    sniff = 0.2 + 0.5 * state
+    sniff = SNIFF_BASE + SNIFF_PER_WHISK * state
     for i, emo in enumerate(STATES):
         sniff += inten[i] * EMOTION_AUS[emo].get("sniff", 0.0)
     out["sniff"] = np.clip(sniff, *AU_RANGES["sniff"])

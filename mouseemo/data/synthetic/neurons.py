@@ -11,9 +11,16 @@ preferred      fraction  rate driver
 =============  ========  ==================================================================
 each emotion   7% x 6    that emotion's latent intensity
 ``mixed``      12%       weighted sum of two emotions' intensities (weights 0.4-1)
-``movement``   16%       one face movement: whisking amplitude, jaw/licking or sniffing
+``movement``   16%       one spontaneous face movement: whisking bouts, licking or sniffing
 ``none``       rest      nothing (spontaneous firing only)
 =============  ========  ==================================================================
+
+A movement neuron follows what the face does outside any expression: the exploratory whisking bouts
+(``whisk_bout``, the spontaneous part of ``whisk_amp``), the sniffing locked to them, or the licking
+rate (the envelope of the lick cycle: at the spout and in spontaneous bouts). The changes of
+whisking, sniffing, jaw and tongue that make up an emotion's expression are that emotion's, not
+movement drive: otherwise a "sniffing" neuron (sniffing is mostly set by fear in the face model) or
+a "licking" neuron driven by the disgust gape would be an emotion neuron under another name.
 
 Firing rate = ``baseline + gain * drive`` (baseline log-normal, median 0.5 Hz; gain 3-10 Hz), drives in
 [0, ~1]. Spikes are Poisson per imaging frame; calcium is the spike train convolved with a GCaMP-like
@@ -48,13 +55,22 @@ import numpy as np
 from scipy import sparse
 from scipy.signal import lfilter
 
-from mouseemo.data.synthetic.dynamics import STATES
+from mouseemo.data.synthetic.dynamics import SNIFF_BASE, SNIFF_PER_WHISK, STATES
 
 #: Movement drivers a ``movement`` neuron may follow (truth columns, combined as documented).
 MOVEMENT_DRIVERS: tuple[str, ...] = ("whisking", "licking", "sniffing")
 
 #: Rows of the drive matrix: the six emotion intensities, then the movement drivers.
 DRIVERS: tuple[str, ...] = STATES + MOVEMENT_DRIVERS
+
+#: Mean of one lick cycle ``clip(sin, 0, 1) ** 1.5`` (:func:`.dynamics.simulate_face`): licking at the
+#: spout has a licking-rate envelope of about 1.
+LICK_CYCLE_MEAN = float(
+    np.mean(np.clip(np.sin(np.linspace(0, 2 * np.pi, 4096, endpoint=False)), 0, 1) ** 1.5)
+)
+
+#: Seconds over which the lick cycle is averaged into a licking rate.
+LICK_WINDOW_S = 0.3
 
 NEUROPIL_COEFF = 0.7
 TAU_RISE = 0.05
@@ -263,15 +279,35 @@ def imaging_clock(t_cam_end: float, fs: float, rng: np.random.Generator) -> np.n
 
 
 def drives_at(t_img: np.ndarray, t_frames: np.ndarray, truth: dict[str, np.ndarray]) -> np.ndarray:
-    """Drive matrix (len(DRIVERS), T_img): per-frame truth interpolated onto imaging times."""
+    """Drive matrix (len(DRIVERS), T_img): per-frame series interpolated onto imaging times.
+
+    ``truth`` is :func:`.dynamics.simulate_face`'s output (it holds ``whisk_bout``, which
+    ``truth/frames.csv`` does not).
+    """
     rows = [np.interp(t_img, t_frames, truth[f"intensity_{s}"]) for s in STATES]
+    bout = truth["whisk_bout"]
     movement = {
-        "whisking": truth["whisk_amp"],
-        "licking": np.clip(truth["jaw_open"] + truth["lick"] + truth["tongue"], 0, 1.5),
-        "sniffing": truth["sniff"],
+        "whisking": bout,
+        "licking": licking_rate(truth["lick"], t_frames),
+        "sniffing": SNIFF_BASE + SNIFF_PER_WHISK * bout,
     }
     rows += [np.interp(t_img, t_frames, movement[m]) for m in MOVEMENT_DRIVERS]
     return np.stack(rows)
+
+
+def licking_rate(lick: np.ndarray, t_frames: np.ndarray) -> np.ndarray:
+    """Licking rate in [0, 1]: the lick cycle averaged over :data:`LICK_WINDOW_S`, ~1 while licking.
+
+    Shape:
+        lick, t_frames: ``(T,)`` per video frame -> ``(T,)``.
+    """
+    lick = np.asarray(lick, dtype=np.float64)
+    if len(lick) < 2:
+        return np.clip(lick / LICK_CYCLE_MEAN, 0.0, 1.0)
+    fps = 1.0 / float(np.median(np.diff(t_frames)))
+    width = max(1, int(round(LICK_WINDOW_S * fps)))
+    envelope = np.convolve(lick, np.ones(width) / width, mode="same")
+    return np.clip(envelope / LICK_CYCLE_MEAN, 0.0, 1.0)
 
 
 def _ou(num: int, dt: float, tau: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,551 @@
+"""Neuron–expression correlates: which neurons go with which facial expression.
+
+The analysis of Dolensek et al. (2020), made explicit:
+
+1. Each emotion's trace (similarity to its prototype, the prototype's unmixed intensity, or a
+   classifier's probability) is moved from the camera clock onto the imaging clock
+   (:func:`traces_on_imaging_clock`: bin means, since the camera is usually faster).
+2. Every neuron's activity is correlated (Pearson) with every trace, optionally at several lags
+   (neural activity following the face by ``lag`` seconds).
+3. Significance comes from a circular-shift null: the neural traces are rotated against the face
+   traces, which keeps the autocorrelation of both (slow calcium, long expressions) and breaks only
+   their alignment. Each (neuron, emotion) pair takes its best correlation over the lags, at the true
+   alignment and at every shift; its p-value is the fraction of alignments (the true one included)
+   that do at least as well. A neuron's p-value is its smallest pair p-value judged against the
+   smallest one at every shift (min-p, Westfall & Young), so it accounts for having looked at every
+   emotion and lag while each emotion is judged against its own null (a long malaise block, a brief
+   pain). By default every shift is used, the shifts near the true alignment included: that is what
+   makes the test exact. (Leaving them out, as is often done, makes p-values of autocorrelated signals
+   too small: the true alignment competes only with far shifts, while its own neighbourhood is as
+   good as it, so it tops them far more often than 1 time in S.) The price is resolution: a neuron's
+   p-value is rarely below ``K x (width of its correlation peak) / T``, so short recordings have
+   little power.
+4. p-values are corrected across neurons with Benjamini–Hochberg (false discovery rate); a neuron's
+   preferred emotion is its best emotion (smallest pair p-value, ties broken by the correlation in
+   null standard deviations) when its q-value is below ``alpha``, else ``none``.
+
+All correlations at all circular shifts come from one FFT per neuron and trace
+(:func:`circular_crosscorrelation`), so 1000 or all possible shifts cost the same.
+
+On synthetic sessions, :func:`compare_with_truth` scores the result against ``truth/neurons.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import fft as sp_fft
+from scipy.stats import rankdata
+
+from mouseemo.constants import EMOTIONS
+from mouseemo.data.sync import ClockAlignment, align_clocks, resample
+from mouseemo.errors import ConfigError, DataError
+
+__all__ = [
+    "CorrelatesResult",
+    "benjamini_hochberg",
+    "circular_crosscorrelation",
+    "compare_with_truth",
+    "correlate_neurons",
+    "read_truth_neurons",
+    "traces_on_imaging_clock",
+]
+
+TAILS = ("greater", "two-sided")
+
+#: Most circular shifts used when every shift is asked for (longer recordings draw this many).
+MAX_SHIFTS = 20000
+NONE = "none"
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values (adjusted p-values) of independent or positively dependent tests.
+
+    ``q_(i) = min_{j >= i} p_(j) * m / j`` over the sorted p-values, capped at 1; NaN stays NaN and does
+    not count as a test.
+
+    Shape:
+        any shape -> the same shape.
+
+    Example:
+        >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5])).round(3).tolist()
+        [0.04, 0.053, 0.053, 0.5]
+    """
+    p = np.asarray(p, dtype=np.float64)
+    flat = p.ravel()
+    ok = np.isfinite(flat)
+    if np.any((flat[ok] < 0) | (flat[ok] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    q = np.full(flat.shape, np.nan)
+    m = int(ok.sum())
+    if m:
+        vals = flat[ok]
+        order = np.argsort(vals, kind="stable")
+        ranked = vals[order] * m / np.arange(1, m + 1)
+        adjusted = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+        out = np.empty(m)
+        out[order] = adjusted
+        q[ok] = out
+    return q.reshape(p.shape)
+
+
+def _standardise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows centred and scaled to unit L2 norm (float64); also a mask of constant rows (left at 0)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=-1, keepdims=True)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    flat = norm[..., 0] <= 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))
+    return np.where(flat[..., None], 0.0, x / np.where(norm > 0, norm, 1.0)), flat
+
+
+def circular_crosscorrelation(x: np.ndarray, y: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """Pearson correlation of every row of ``y`` with every row of ``x`` at every circular shift.
+
+    ``out[n, k, s] = corr(y[k, t], x[n, (t + s) mod T])``: a positive shift pairs the face at ``t`` with
+    neural activity ``s`` samples later. Constant rows correlate 0 with everything.
+
+    Args:
+        x: neural activity ``(N, T)``.
+        y: face traces ``(K, T)`` on the same clock.
+        workers: FFT threads (default: all cores).
+
+    Returns:
+        float64 ``(N, K, T)``.
+
+    Shape:
+        x ``(N, T)``, y ``(K, T)`` -> ``(N, K, T)``.
+
+    Example:
+        >>> y = np.sin(np.arange(100) / 5.0)[None]
+        >>> x = np.roll(y, 3, axis=1)
+        >>> int(circular_crosscorrelation(x, y)[0, 0].argmax())
+        3
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise DataError(f"need activity (N, T) and traces (K, T) on one clock; got {x.shape} and {y.shape}")
+    num_t = x.shape[1]
+    xs, _ = _standardise_rows(x)
+    ys, _ = _standardise_rows(y)
+    fx = sp_fft.rfft(xs, axis=1, workers=workers or -1)
+    fy = sp_fft.rfft(ys, axis=1, workers=workers or -1)
+    return sp_fft.irfft(np.conj(fy)[None] * fx[:, None], n=num_t, axis=-1, workers=workers or -1)
+
+
+@dataclass
+class CorrelatesResult:
+    """Per-neuron correlates of the face traces.
+
+    Attributes:
+        names: the ``K`` traces tested (emotion names).
+        neuron_ids: ``(N,)`` source ROI index of each neuron (Suite2p row in ``F.npy``).
+        r: ``(N, K)`` correlation with each trace at that pair's best lag.
+        lag_s: ``(N, K)`` that best lag in seconds (neural activity follows the face by ``lag_s``).
+        best: ``(N,)`` index into ``names`` of each neuron's best trace: the smallest ``p_pair``,
+            ties broken by ``z``.
+        stat: ``(N,)`` the correlation with the best trace (``|r|`` when two-sided).
+        p: ``(N,)`` circular-shift p-value of the neuron's best trace, corrected for having tried every
+            trace (min-p over traces, judged against the same minimum at every shift).
+        p_pair: ``(N, K)`` circular-shift p-value of each trace on its own (best over lags at the
+            observed and at every shifted alignment), uncorrected.
+        q: ``(N,)`` Benjamini–Hochberg q-values of ``p`` across neurons.
+        significant: ``(N,)`` ``q < alpha`` (and a positive correlation when one-sided).
+        lags_s: the lags swept, in seconds.
+        shifts_s: the circular shifts of the null, in seconds.
+        fs: imaging frame rate used to turn lags and shifts into samples.
+        alpha, tail: the test's settings.
+        null_minp: ``(N, S)`` the min-p over traces at every shift (the null of ``p``).
+        z: ``(N, K)`` each pair's best correlation in standard deviations of its null.
+    """
+
+    names: list[str]
+    neuron_ids: np.ndarray
+    r: np.ndarray
+    lag_s: np.ndarray
+    best: np.ndarray
+    stat: np.ndarray
+    p: np.ndarray
+    p_pair: np.ndarray
+    q: np.ndarray
+    significant: np.ndarray
+    lags_s: np.ndarray
+    shifts_s: np.ndarray
+    fs: float
+    alpha: float
+    tail: str
+    null_minp: np.ndarray = field(repr=False)
+    z: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def num_neurons(self) -> int:
+        return len(self.neuron_ids)
+
+    @property
+    def preferred(self) -> list[str]:
+        """Each neuron's preferred trace name, ``none`` when not significant."""
+        return [self.names[b] if s else NONE for b, s in zip(self.best, self.significant)]
+
+    @property
+    def r_best(self) -> np.ndarray:
+        """``(N,)`` correlation with the best trace (signed)."""
+        return self.r[np.arange(self.num_neurons), self.best]
+
+    @property
+    def lag_best(self) -> np.ndarray:
+        return self.lag_s[np.arange(self.num_neurons), self.best]
+
+    def counts(self) -> dict[str, int]:
+        """Neurons per preferred emotion (and ``none``), in ``names`` order."""
+        pref = self.preferred
+        out = {name: int(sum(p == name for p in pref)) for name in self.names}
+        out[NONE] = int(sum(p == NONE for p in pref))
+        return out
+
+    def fractions(self) -> dict[str, float]:
+        """Fraction of all neurons per preferred emotion (and ``none``)."""
+        n = max(self.num_neurons, 1)
+        return {k: v / n for k, v in self.counts().items()}
+
+    def rows(self) -> tuple[list[str], list[list]]:
+        """Header and rows of ``neurons.csv``."""
+        header = ["neuron", "preferred", "r", "lag_s", "p", "q", "significant"]
+        header += [f"r_{n}" for n in self.names] + [f"p_{n}" for n in self.names]
+        rows = []
+        pref = self.preferred
+        for i in range(self.num_neurons):
+            rows.append(
+                [
+                    int(self.neuron_ids[i]),
+                    pref[i],
+                    f"{self.r_best[i]:.5f}",
+                    f"{self.lag_best[i]:.4f}",
+                    f"{self.p[i]:.6g}",
+                    f"{self.q[i]:.6g}",
+                    int(bool(self.significant[i])),
+                    *[f"{v:.5f}" for v in self.r[i]],
+                    *[f"{v:.6g}" for v in self.p_pair[i]],
+                ]
+            )
+        return header, rows
+
+
+def _check_finite(arr: np.ndarray, what: str, names: Sequence[str] | None = None) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        label = names[row] if names is not None else f"row {row}"
+        raise DataError(
+            f"{what} contain NaN or inf ({int(bad.sum())} values; first: {label} at sample {col}); "
+            "fill or drop those samples first"
+        )
+
+
+def correlate_neurons(
+    activity: np.ndarray,
+    traces: np.ndarray,
+    fs: float,
+    names: Sequence[str] | None = None,
+    neuron_ids: Sequence[int] | None = None,
+    lags_s: Sequence[float] = (0.0,),
+    num_shifts: int | None = None,
+    min_shift_s: float = 0.0,
+    alpha: float = 0.05,
+    tail: str = "greater",
+    seed: int = 0,
+    max_chunk_bytes: int = 256 * 2**20,
+) -> CorrelatesResult:
+    """Correlate every neuron with every face trace; circular-shift null; BH-FDR across neurons.
+
+    Args:
+        activity: neural activity on the imaging clock ``(N, T)`` (dF/F, deconvolved, ...).
+        traces: face traces on the same clock ``(K, T)``.
+        fs: imaging frame rate in Hz (lags and shifts are given in seconds).
+        names: the ``K`` trace names (default ``trace0 ...``).
+        neuron_ids: ``(N,)`` ids written out (default ``0 .. N-1``).
+        lags_s: lags to sweep; the statistic is the best over them (``(0,)`` for no sweep).
+        num_shifts: circular shifts in the null, drawn without replacement; ``None`` for every shift
+            (at most :data:`MAX_SHIFTS`). A neuron's p-value is no smaller than about ``K / (S + 1)``,
+            so more shifts resolve smaller p-values.
+        min_shift_s: shortest shift. ``0`` (every shift) gives an exact test. Leaving out the shifts
+            near the true alignment, as is often done, makes p-values of autocorrelated signals too
+            small: the true alignment then competes only with shifts far from it, while each of those
+            has near-copies of itself in the null.
+        alpha: false discovery rate.
+        tail: ``"greater"`` (neurons excited with the expression) or ``"two-sided"``.
+        seed: draws the shifts.
+        max_chunk_bytes: bound on the memory of one block of neurons' cross-correlations.
+
+    Returns:
+        :class:`CorrelatesResult`.
+
+    Raises:
+        DataError: shapes that do not match, NaN/inf, too few samples for the shifts asked for.
+        ConfigError: invalid settings.
+
+    Shape:
+        activity ``(N, T)``, traces ``(K, T)``.
+    """
+    activity = np.asarray(activity)
+    traces = np.asarray(traces)
+    if activity.ndim != 2:
+        raise DataError(f"activity must be (neurons, frames); got shape {activity.shape}")
+    if traces.ndim == 1:
+        traces = traces[None]
+    if traces.ndim != 2 or traces.shape[1] != activity.shape[1]:
+        raise DataError(
+            f"traces {traces.shape} and activity {activity.shape} are not on one clock "
+            "(need (K, T) and (N, T) with the same T)"
+        )
+    num_n, num_t = activity.shape
+    num_k = traces.shape[0]
+    names = list(names) if names is not None else [f"trace{k}" for k in range(num_k)]
+    if len(names) != num_k:
+        raise ConfigError(f"{len(names)} names for {num_k} traces")
+    ids = np.arange(num_n) if neuron_ids is None else np.asarray(neuron_ids, dtype=np.int64)
+    if ids.shape != (num_n,):
+        raise DataError(f"{len(ids)} neuron ids for {num_n} neurons")
+    if num_n == 0:
+        raise DataError("no neurons to correlate")
+    if num_k == 0:
+        raise DataError("no face traces to correlate with")
+    _check_finite(activity, "neural traces", [f"neuron {i}" for i in ids])
+    _check_finite(traces, "face traces", names)
+    if not np.isfinite(fs) or fs <= 0:
+        raise ConfigError(f"imaging frame rate must be positive; got {fs}")
+    if tail not in TAILS:
+        raise ConfigError(f"tail must be one of {list(TAILS)}; got {tail!r}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1); got {alpha}")
+    if num_shifts is not None and num_shifts < 1:
+        raise ConfigError(f"num_shifts must be >= 1 (or None for every shift); got {num_shifts}")
+
+    lag_samples = np.unique(np.round(np.asarray(lags_s, dtype=np.float64) * fs).astype(np.int64))
+    if lag_samples.size == 0:
+        raise ConfigError("lags_s is empty; use (0,) for no lag sweep")
+    if np.abs(lag_samples).max() >= num_t // 4:
+        raise ConfigError(
+            f"lags up to {np.abs(lag_samples).max() / fs:.1f} s are too long for {num_t / fs:.1f} s of data"
+        )
+    lo = max(int(np.ceil(min_shift_s * fs)), 1)
+    allowed = np.arange(lo, num_t - lo + 1)
+    if allowed.size == 0:
+        raise DataError(
+            f"{num_t / fs:.1f} s of overlapping data is too short for circular shifts of at least "
+            f"{min_shift_s} s; record longer or lower min_shift_s"
+        )
+    rng = np.random.default_rng(seed)
+    want = min(allowed.size, MAX_SHIFTS) if num_shifts is None else num_shifts
+    if allowed.size <= want:
+        shifts = allowed
+        if allowed.size < want:
+            warnings.warn(
+                f"only {allowed.size} circular shifts fit in {num_t / fs:.1f} s of data; using all of them "
+                f"(p-values no smaller than {1 / (allowed.size + 1):.2g})",
+                stacklevel=2,
+            )
+    else:
+        shifts = np.sort(rng.choice(allowed, size=want, replace=False))
+
+    _, flat_x = _standardise_rows(activity)
+    _, flat_y = _standardise_rows(traces)
+    if flat_y.any():
+        warnings.warn(
+            f"face trace(s) {[n for n, f in zip(names, flat_y) if f]} are constant: they correlate 0",
+            stacklevel=2,
+        )
+    r = np.zeros((num_n, num_k))
+    lag_of = np.zeros((num_n, num_k))
+    z = np.zeros((num_n, num_k))
+    p_pair = np.ones((num_n, num_k))
+    null_minp = np.ones((num_n, len(shifts)))
+    p_neuron = np.ones(num_n)
+    num_s = len(shifts)
+    # bytes per neuron: the cross-correlations and their FFTs, and the (K, S, L) null windows
+    per_neuron = max(num_k * num_t * 8 * 3, num_k * (num_s + 1) * (len(lag_samples) + 4) * 8)
+    chunk = max(1, int(max_chunk_bytes // per_neuron))
+    two_sided = tail == "two-sided"
+    # observed lags, and every shift's window of lags (shift + lag), as indices into the shifts
+    obs_idx = lag_samples % num_t
+    null_idx = (shifts[:, None] + lag_samples[None, :]) % num_t  # (S, L)
+    for a in range(0, num_n, chunk):
+        b = min(a + chunk, num_n)
+        cc = circular_crosscorrelation(activity[a:b], traces)  # (n, K, T)
+        score = np.abs(cc) if two_sided else cc
+        obs = score[:, :, obs_idx]  # (n, K, L)
+        j = obs.argmax(axis=2)
+        r[a:b] = np.take_along_axis(cc[:, :, obs_idx], j[..., None], axis=2)[..., 0]
+        lag_of[a:b] = lag_samples[j] / fs
+        obs_best = obs.max(axis=2)  # (n, K)
+        null = score[:, :, null_idx].max(axis=3)  # (n, K, S): the same best-over-lags at every shift
+        sd = null.std(axis=2)
+        z[a:b] = (obs_best - null.mean(axis=2)) / np.where(sd > 0, sd, 1.0)
+        # every alignment's per-trace p-value among all of them (the true one included), then the best
+        # trace: the true alignment and the shifts are exchangeable under the null, so counting how
+        # many alignments have a minimum at least as small gives an exact min-p test
+        pooled = np.concatenate([obs_best[..., None], null], axis=2)  # (n, K, S + 1)
+        p_all = (num_s + 2 - rankdata(pooled, method="min", axis=2)) / (num_s + 1.0)
+        p_pair[a:b] = p_all[..., 0]
+        minp = p_all.min(axis=1)  # (n, S + 1)
+        null_minp[a:b] = minp[:, 1:]
+        p_neuron[a:b] = (minp <= minp[:, :1] + 1e-12).sum(axis=1) / (num_s + 1.0)
+    # min-p over traces (Westfall & Young): each trace is judged against its own null before taking
+    # the best, so one heavy-tailed trace cannot mask a clear response to another
+    best = np.lexsort((-z, p_pair), axis=1)[:, 0] if num_k > 1 else np.zeros(num_n, dtype=np.int64)
+    p = p_neuron
+    stat = (np.abs(r) if two_sided else r)[np.arange(num_n), best]
+    p[flat_x] = 1.0
+    q = benjamini_hochberg(p)
+    significant = q < alpha
+    if not two_sided:
+        significant &= stat > 0
+    return CorrelatesResult(
+        names=names,
+        neuron_ids=ids,
+        r=r,
+        lag_s=lag_of,
+        best=best,
+        stat=stat,
+        p=p,
+        p_pair=p_pair,
+        q=q,
+        significant=significant,
+        lags_s=lag_samples / fs,
+        shifts_s=shifts / fs,
+        fs=float(fs),
+        alpha=float(alpha),
+        tail=tail,
+        null_minp=null_minp,
+        z=z,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Clocks
+# --------------------------------------------------------------------------------------------------
+
+
+def traces_on_imaging_clock(
+    scores: np.ndarray,
+    t_cam: np.ndarray,
+    t_img: np.ndarray,
+    lag_s: float = 0.0,
+    min_overlap_s: float = 10.0,
+) -> tuple[np.ndarray, ClockAlignment]:
+    """Move per-camera-frame traces onto the imaging frames that lie inside the camera's span.
+
+    Each imaging frame gets the mean of the camera frames in its bin (the camera usually runs faster
+    than the microscope); a bin that holds no camera frame (a dropped frame) is interpolated linearly
+    from its neighbours.
+
+    Args:
+        scores: ``(T_cam, K)`` per-frame traces.
+        t_cam: ``(T_cam,)`` camera frame times.
+        t_img: ``(T_img,)`` imaging frame times in camera-clock seconds.
+        lag_s: lag added to the imaging clock before matching (see :func:`mouseemo.data.sync.align_clocks`).
+        min_overlap_s: shortest acceptable overlap.
+
+    Returns:
+        ``(traces (K, T_overlap), alignment)``; ``alignment.neural_idx`` are the imaging frames used.
+
+    Raises:
+        DataError: the clocks overlap for less than ``min_overlap_s`` or shapes do not match.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[0] != len(t_cam):
+        raise DataError(f"{scores.shape[0] if scores.ndim else 0} score rows for {len(t_cam)} camera frames")
+    align = align_clocks(t_cam, t_img, lag_s=lag_s, min_overlap_s=min_overlap_s)
+    t_dst = align.t_neural
+    if len(t_dst) < 2:
+        raise DataError("fewer than 2 imaging frames overlap the face video")
+    mean = resample(scores, t_cam, t_dst, method="mean", axis=0)
+    lin = resample(scores, t_cam, t_dst, method="linear", axis=0)
+    out = np.where(np.isfinite(mean), mean, lin)
+    _check_finite(out.T, "face traces on the imaging clock")
+    return out.T, align
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground truth (synthetic sessions)
+# --------------------------------------------------------------------------------------------------
+
+
+def read_truth_neurons(path: str | os.PathLike) -> dict[int, dict[str, str]]:
+    """``truth/neurons.csv`` as ``{neuron: row}`` (columns ``neuron, preferred, driver, is_cell, ...``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"truth file not found: {path}")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"neuron", "preferred"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: needs columns neuron,preferred,...")
+        try:
+            return {int(row["neuron"]): row for row in reader}
+        except ValueError as err:
+            raise DataError(f"{path}: non-integer neuron id ({err})") from None
+
+
+def _truth_emotions(row: dict[str, str]) -> set[str]:
+    """Emotions that drive a truth neuron: its own, or the pair of a ``mixed`` one (from ``driver``)."""
+    pref = row["preferred"]
+    if pref in EMOTIONS:
+        return {pref}
+    if pref == "mixed":
+        return {part.split(":")[0] for part in (row.get("driver") or "").split("+") if part}
+    return set()
+
+
+def compare_with_truth(result: CorrelatesResult, truth: dict[int, dict[str, str]]) -> dict:
+    """Score detected neurons against the synthetic ground truth.
+
+    A truth neuron is *selective* when an emotion drives its rate: ``preferred`` is an emotion, or
+    ``mixed`` (two emotions, named in ``driver``). Movement-driven and untuned neurons are not.
+
+    Returns:
+        ``precision`` (selective among significant), ``recall`` (significant among selective),
+        ``agreement`` (detected selective neurons whose preferred emotion is theirs, or one of a mixed
+        neuron's two), ``agreement_single`` (single-emotion neurons only), and counts per truth class.
+    """
+    missing = [int(i) for i in result.neuron_ids if int(i) not in truth]
+    if missing:
+        raise DataError(f"neurons {missing[:5]} are not in the truth file (a different session?)")
+    rows = [truth[int(i)] for i in result.neuron_ids]
+    drives = [_truth_emotions(row) for row in rows]
+    selective = np.array([bool(d) for d in drives])
+    single = np.array([row["preferred"] in EMOTIONS for row in rows])
+    sig = np.asarray(result.significant, dtype=bool)
+    pref = result.preferred
+    agree = np.array([pref[i] in drives[i] for i in range(len(rows))])
+    tp = int((sig & selective).sum())
+    per_class: dict[str, dict[str, int]] = {}
+    for i, row in enumerate(rows):
+        c = per_class.setdefault(row["preferred"], {"neurons": 0, "significant": 0, "agree": 0})
+        c["neurons"] += 1
+        c["significant"] += int(sig[i])
+        c["agree"] += int(sig[i] and agree[i])
+
+    def ratio(a: int, b: int) -> float:
+        return float(a / b) if b else float("nan")
+
+    return {
+        "num_neurons": len(rows),
+        "num_selective": int(selective.sum()),
+        "num_significant": int(sig.sum()),
+        "true_positives": tp,
+        "precision": ratio(tp, int(sig.sum())),
+        "recall": ratio(tp, int(selective.sum())),
+        "agreement": ratio(int((sig & selective & agree).sum()), tp),
+        "agreement_single": ratio(int((sig & single & agree).sum()), int((sig & single).sum())),
+        "per_truth_class": per_class,
+    }

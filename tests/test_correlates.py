@@ -1,0 +1,409 @@
+"""Neuron–expression correlates: statistics, the unmixing op, the command on a synthetic session
+(against its ground truth), bad input, and the neural side on a real Suite2p folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter1d
+
+from mouseemo.analysis.correlates import (
+    benjamini_hochberg,
+    circular_crosscorrelation,
+    correlate_neurons,
+    traces_on_imaging_clock,
+)
+from mouseemo.cli import main
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.ops.similarity import expression_intensity
+
+FS = 15.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _smooth_noise(rng, shape, sigma):
+    return gaussian_filter1d(rng.standard_normal(shape), sigma, axis=-1, mode="wrap")
+
+
+# --------------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------------
+
+
+def test_benjamini_hochberg_matches_definition():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=40) ** 2
+    q = benjamini_hochberg(p)
+    m = len(p)
+    order = np.argsort(p)
+    expected = np.empty(m)
+    for rank, i in enumerate(order, start=1):
+        expected[i] = min(1.0, min(p[order[j - 1]] * m / j for j in range(rank, m + 1)))
+    np.testing.assert_allclose(q, expected)
+    assert np.all(q >= p)
+    with_nan = benjamini_hochberg(np.array([0.01, np.nan, 0.02]))
+    assert np.isnan(with_nan[1]) and with_nan[0] == pytest.approx(0.02)  # NaN is not a test
+    with pytest.raises(ValueError):
+        benjamini_hochberg(np.array([0.5, 1.5]))
+
+
+def test_circular_crosscorrelation_is_pearson_at_every_shift():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((3, 200)), rng.standard_normal((2, 200))
+    cc = circular_crosscorrelation(x, y)
+    assert cc.shape == (3, 2, 200)
+    for n, k, s in [(0, 0, 0), (1, 1, 17), (2, 0, 199)]:
+        ref = np.corrcoef(y[k], np.roll(x[n], -s))[0, 1]  # x[(t + s) mod T]
+        assert cc[n, k, s] == pytest.approx(ref, abs=1e-10)
+    flat = circular_crosscorrelation(np.ones((1, 200)), y)
+    assert np.all(flat == 0)
+
+
+def test_planted_neurons_are_found_with_their_emotion_and_lag():
+    rng = np.random.default_rng(2)
+    num_t = 3000
+    traces = np.clip(_smooth_noise(rng, (3, num_t), 12), 0, None)
+    act = _smooth_noise(rng, (60, num_t), 3)
+    lag = 6  # samples: the neurons follow the face by 0.4 s
+    for n in range(12):
+        act[n] += 1.5 * np.roll(traces[n % 3], lag) / traces[n % 3].std()
+    res = correlate_neurons(
+        act, traces, FS, names=["a", "b", "c"], lags_s=np.arange(0, 1.01, 0.2), num_shifts=1000
+    )
+    assert res.significant[:12].all()
+    assert res.significant[12:].sum() <= 3
+    assert res.preferred[:12] == ["a", "b", "c"] * 4
+    np.testing.assert_allclose(res.lag_best[:12], lag / FS, atol=1e-9)
+    assert set(res.preferred[12:]) <= {"a", "b", "c", "none"}
+    assert len(res.shifts_s) == 1000 and res.shifts_s.min() > 0
+    counts = res.counts()
+    assert sum(counts.values()) == 60 and counts["none"] == 60 - res.significant.sum()
+    header, rows = res.rows()
+    assert header[:7] == ["neuron", "preferred", "r", "lag_s", "p", "q", "significant"]
+    assert rows[0][1] == "a" and rows[0][6] == 1
+
+
+def test_null_is_calibrated_for_autocorrelated_independent_signals():
+    """Independent smooth signals: about alpha of neurons have p < alpha, for one trace or several."""
+    rng = np.random.default_rng(3)
+    act = _smooth_noise(rng, (400, 3000), 5)
+    traces = _smooth_noise(rng, (6, 3000), 10)
+    res = correlate_neurons(act, traces, FS, num_shifts=1000)
+    assert 0.02 < np.mean(res.p < 0.05) < 0.085
+    assert 0.02 < np.mean(res.p_pair < 0.05) < 0.085
+    assert res.significant.sum() <= 4  # FDR: almost nothing survives when nothing is there
+
+
+def test_two_sided_finds_suppressed_neurons():
+    rng = np.random.default_rng(4)
+    trace = np.clip(_smooth_noise(rng, (1, 3000), 12), 0, None)
+    act = _smooth_noise(rng, (10, 3000), 3)
+    act[0] -= 2.0 * trace[0] / trace[0].std()
+    one = correlate_neurons(act, trace, FS, names=["x"], tail="greater")
+    two = correlate_neurons(act, trace, FS, names=["x"], tail="two-sided")
+    assert not one.significant[0] and two.significant[0] and two.r_best[0] < -0.3
+
+
+def test_correlate_bad_input():
+    rng = np.random.default_rng(5)
+    act, tr = rng.standard_normal((4, 600)), rng.standard_normal((2, 600))
+    bad = act.copy()
+    bad[2, 100] = np.nan
+    with pytest.raises(DataError, match="neuron 2 at sample 100"):
+        correlate_neurons(bad, tr, FS)
+    with pytest.raises(DataError, match="not on one clock"):
+        correlate_neurons(act, tr[:, :500], FS)
+    with pytest.raises(DataError, match="too short"):
+        correlate_neurons(act[:, :200], tr[:, :200], FS, min_shift_s=10.0)
+    with pytest.raises(ConfigError, match="tail"):
+        correlate_neurons(act, tr, FS, tail="less")
+    with pytest.warns(UserWarning, match="only"):
+        res = correlate_neurons(act, tr, FS, num_shifts=1000)  # 40 s at 15 Hz: fewer shifts than asked
+    assert len(res.shifts_s) == 599
+    assert len(correlate_neurons(act, tr, FS, min_shift_s=10.0).shifts_s) == 600 - 2 * 150 + 1
+
+
+def test_traces_on_imaging_clock_bins_and_errors():
+    t_cam = np.arange(2000) / 20.0
+    t_cam = np.delete(t_cam, [500, 501, 502])  # dropped camera frames
+    scores = np.stack([np.sin(t_cam), t_cam], axis=1)
+    t_img = 2.0 + np.arange(1000) / 15.0
+    tr, align = traces_on_imaging_clock(scores, t_cam, t_img)
+    assert tr.shape == (2, align.num_neural) and np.isfinite(tr).all()
+    np.testing.assert_allclose(tr[1], align.t_neural, atol=0.03)  # a bin mean of t is about t
+    with pytest.raises(DataError, match="do not overlap"):
+        traces_on_imaging_clock(scores, t_cam, t_img + 1000.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Unmixing faces into prototypical expressions
+# --------------------------------------------------------------------------------------------------
+
+
+def test_expression_intensity_is_nonnegative_least_squares():
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(6)
+    protos = rng.uniform(size=(5, 40))
+    protos[2] = 0.6 * protos[1] + 0.4 * protos[3]  # collinear-ish expressions, as real prototypes are
+    protos[2] += 0.05 * rng.uniform(size=40)
+    feats = (
+        protos[0]
+        + rng.uniform(0, 1, (30, 4)) @ (protos[1:] - protos[0])
+        + 0.02 * rng.standard_normal((30, 40))
+    )
+    feats[:3] = protos[0] - 0.3 * (protos[1] - protos[0])  # "anti" expressions clip at 0
+    got = expression_intensity(feats, protos, neutral_index=0)
+    D = (protos[1:] - protos[0]).T
+    ref = np.stack([nnls(D, f - protos[0])[0] for f in feats])
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert got.dtype == np.float64 and (got >= 0).all()
+    t = expression_intensity(torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(protos))
+    assert t.dtype == torch.float32 and t.shape == (30, 4)
+    np.testing.assert_allclose(t.numpy(), ref, atol=1e-4)
+    other = expression_intensity(feats, protos[[1, 0, 2, 3, 4]], neutral_index=1)
+    np.testing.assert_allclose(other, got, atol=1e-8)
+    with pytest.raises(ValueError, match="equals the neutral"):
+        expression_intensity(feats, np.stack([protos[0], protos[0], protos[1]]))
+    with pytest.raises(ValueError, match="same D"):
+        expression_intensity(feats[:, :10], protos)
+
+
+# --------------------------------------------------------------------------------------------------
+# The command on a synthetic session, against its ground truth
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """A 6-minute synthetic session (fixed seed): 176 cells, 4-5 trials of most emotions."""
+    from mouseemo.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("corr")
+    return generate_dataset(root, num_mice=1, minutes=6.0, seed=0, size=(72, 96), workers=1)[0]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A short session for the mechanics and the bad-input cases."""
+    from mouseemo.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("corr_small")
+    sessions = generate_dataset(
+        root, num_mice=1, minutes=1.5, seed=1, size=(64, 80), num_neurons=50, workers=1
+    )
+    return sessions[0]
+
+
+@pytest.fixture(scope="module")
+def result(session, tmp_path_factory):
+    out = tmp_path_factory.mktemp("corr_out")
+    code = main(["correlates", str(session), "--out", str(out), "--pixels-per-cell", "8", "--device", "cpu"])
+    assert code == 0
+    return out
+
+
+def test_correlates_finds_the_selective_neurons(result):
+    summary = json.loads((result / "summary.json").read_text())
+    truth = summary["truth"]
+    assert truth["precision"] >= 0.8, truth
+    assert truth["recall"] >= 0.6, truth
+    assert truth["agreement"] >= 0.8, truth
+    # untuned cells are rarely called significant (the FDR is 5% of the discoveries)
+    none = truth["per_truth_class"]["none"]
+    assert none["significant"] <= 0.1 * none["neurons"]
+    assert summary["face"]["kind"] == "intensity" and summary["lags_s"] == pytest.approx([0.5], abs=0.07)
+    assert summary["num_shifts"] == summary["alignment"]["num_neural"] - 1  # every shift: exact
+    fr = summary["fraction_per_emotion"]
+    assert set(fr) == {"pleasure", "disgust", "malaise", "pain", "passive_fear", "active_fear", "none"}
+    assert sum(fr.values()) == pytest.approx(1.0)
+    assert summary["alignment"]["num_neural"] > 5000
+
+
+def test_correlates_outputs(result, session):
+    with open(result / "neurons.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"neuron", "preferred", "r", "p", "q", "significant"} <= set(rows[0])
+    iscell = np.load(session / "suite2p" / "plane0" / "iscell.npy")
+    assert [int(r["neuron"]) for r in rows] == np.flatnonzero(iscell[:, 0] > 0.5).tolist()
+    for r in rows:
+        assert (r["preferred"] == "none") == (r["significant"] == "0")
+        assert (float(r["q"]) < 0.05) == (r["significant"] == "1")
+        assert 0 < float(r["p"]) <= float(r["q"]) + 1e-12 <= 1 + 1e-12
+    with np.load(result / "traces.npz", allow_pickle=False) as z:
+        assert z["traces"].shape == (6, len(z["t"])) and z["names"][0] == "pleasure"
+    for name in ("responses.png", "examples.png"):
+        assert (result / name).stat().st_size > 10_000
+    assert not list(result.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_existing_outputs_are_not_overwritten(result, session, capsys):
+    before = (result / "summary.json").read_bytes()
+    assert main(["correlates", str(session), "--out", str(result)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (result / "summary.json").read_bytes() == before
+
+
+def test_similarity_traces_and_lag_sweep_run(small, tmp_path):
+    code = main(["correlates", str(small), "--out", str(tmp_path), "--trace", "similarity",
+                 "--pixels-per-cell", "8", "--lag-sweep", "0,0.6,0.2", "--shifts", "1000", "--no-plot",
+                 "--include-neutral"])  # fmt: skip
+    assert code == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["face"]["kind"] == "similarity" and s["face"]["names"][0] == "neutral"
+    assert s["lags_s"] == pytest.approx([0.0, 0.2, 0.4, 0.6], abs=0.04) and s["num_shifts"] == 1000
+    assert len(s["fraction_per_emotion"]) == 8  # 7 prototypes + none
+    assert not (tmp_path / "responses.png").exists()
+
+
+def test_traces_csv_from_predict(small, tmp_path):
+    """`mouseemo predict` output (similarity_<name> columns) goes straight into --traces, and gives
+    the same correlations as the built-in similarity traces."""
+    assert main(["prototypes", str(small), "--out", str(tmp_path / "p.npz"), "--pixels-per-cell", "8"]) == 0
+    assert main(["predict", str(small), "--prototypes", str(tmp_path / "p.npz"), "--out",
+                 str(tmp_path / "pred"), "--no-plot"]) == 0  # fmt: skip
+    csv_path = next((tmp_path / "pred").glob("*.csv"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["correlates", str(small), "--out", str(a), "--traces", str(csv_path), "--no-plot"]) == 0
+    assert main(["correlates", str(small), "--out", str(b), "--prototypes", str(tmp_path / "p.npz"),
+                 "--trace", "similarity", "--no-plot"]) == 0  # fmt: skip
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert sa["face"]["kind"] == "csv" and "neutral" not in sa["face"]["names"]
+    assert sa["face"]["names"] == sb["face"]["names"]
+    with open(a / "neurons.csv") as fa, open(b / "neurons.csv") as fb:
+        ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
+    r_a = np.array([float(r["r_pleasure"]) for r in ra])
+    r_b = np.array([float(r["r_pleasure"]) for r in rb])
+    np.testing.assert_allclose(r_a, r_b, atol=1e-3)  # the CSV rounds similarities to 6 digits
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input through the command line: one line, exit status 2
+# --------------------------------------------------------------------------------------------------
+
+
+def _cli(args, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's mouseemo, wherever pytest runs
+    return subprocess.run(
+        [sys.executable, "-m", "mouseemo", "correlates", *args], capture_output=True, text=True, cwd=tmp_path,
+        timeout=300, env=env,
+    )  # fmt: skip
+
+
+def _copy_session(session, dst):
+    shutil.copytree(session, dst, ignore=shutil.ignore_patterns(".cache"))
+    return dst
+
+
+def _traces_csv(session, path):
+    t = np.loadtxt(session / "face_timestamps.csv", delimiter=",", skiprows=1)[:, 1]
+    rng = np.random.default_rng(0)
+    vals = gaussian_filter1d(rng.standard_normal(len(t)), 10)
+    path.write_text("time_s,x\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in zip(t, vals)))
+    return path
+
+
+def test_bad_input_is_one_clear_line(small, tmp_path, capsys):
+    session = small
+    traces = _traces_csv(session, tmp_path / "t.csv")
+    cases = []
+    # imaging clock that does not overlap the camera's
+    s1 = _copy_session(session, tmp_path / "late")
+    t = np.loadtxt(s1 / "imaging_timestamps.csv", delimiter=",", skiprows=1)
+    (s1 / "imaging_timestamps.csv").write_text(
+        "frame,time_s\n" + "".join(f"{int(f)},{ti + 5000:.6f}\n" for f, ti in t)
+    )
+    cases.append((s1, "do not overlap"))
+    # a Suite2p folder where no ROI is a cell
+    s2 = _copy_session(session, tmp_path / "nocells")
+    iscell = np.load(s2 / "suite2p/plane0/iscell.npy")
+    iscell[:, 0] = 0
+    np.save(s2 / "suite2p/plane0/iscell.npy", iscell)
+    cases.append((s2, "no ROI is labelled a cell"))
+    # NaN in the fluorescence
+    s3 = _copy_session(session, tmp_path / "nan")
+    F = np.load(s3 / "suite2p/plane0/F.npy")
+    F[4, 10] = np.nan
+    np.save(s3 / "suite2p/plane0/F.npy", F)
+    cases.append((s3, "F.npy: contains NaN"))
+    # timestamps that do not match the imaging frames
+    s4 = _copy_session(session, tmp_path / "short")
+    lines = (s4 / "imaging_timestamps.csv").read_text().splitlines()
+    (s4 / "imaging_timestamps.csv").write_text("\n".join(lines[:-5]) + "\n")
+    cases.append((s4, "timestamps but Suite2p has"))
+    # no Suite2p output at all
+    s5 = _copy_session(session, tmp_path / "nos2p")
+    shutil.rmtree(s5 / "suite2p")
+    cases.append((s5, "no Suite2p output found"))
+    for k, (folder, message) in enumerate(cases):
+        args = [str(folder), "--out", str(tmp_path / f"out_{folder.name}"), "--traces", str(traces)]
+        if k == 0:  # one through a real process: exit status 2, one line, no traceback
+            proc = _cli(args, tmp_path)
+            code, err = proc.returncode, proc.stderr
+            assert "Traceback" not in err
+        else:
+            capsys.readouterr()
+            code, err = main(["correlates", *args]), capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("mouseemo: error:"), err[-800:]
+        assert message in last, (folder.name, last)
+        assert not (tmp_path / f"out_{folder.name}" / "summary.json").exists()
+    # a traces file with NaN, and a missing one
+    bad = tmp_path / "bad.csv"
+    rows = traces.read_text().splitlines()
+    rows[50] = rows[50].split(",")[0] + ",nan"
+    bad.write_text("\n".join(rows) + "\n")
+    for tr, message in ((bad, "NaN or inf in column 'x' at line 51"), (tmp_path / "none.csv", "not found")):
+        capsys.readouterr()
+        assert main(["correlates", str(session), "--out", str(tmp_path / "o"), "--traces", str(tr)]) == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Real data: the neural side on a real Suite2p folder (no face video exists for it)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_real_suite2p_against_a_provided_trace(real_data_dir, tmp_path):
+    """A real Suite2p folder (21 cells x 864 frames) against traces given on its own clock.
+
+    There is no face video, so prototypes, checkpoints and the camera/imaging alignment cannot be
+    tried on it; what can: the reader, dF/F, the correlation, the circular-shift null and the FDR. The
+    folder's frame rate is not recorded (ops fs = 1), so 10 Hz is assumed.
+    """
+    from mouseemo.commands.correlates import session_activity
+
+    folder = real_data_dir / "suite2p_fissa_example"
+    act = session_activity(folder, fs=10.0)
+    assert act.traces.shape == (21, 864) and np.isfinite(act.traces).all()
+    rng = np.random.default_rng(0)
+    t = np.arange(864) / 10.0
+    own = act.traces[7] + 0.5 * act.traces[7].std() * rng.standard_normal(864)  # a trace made from ROI 7
+    unrelated = gaussian_filter1d(rng.standard_normal(864), 8)
+    path = tmp_path / "behaviour.csv"
+    path.write_text(
+        "time_s,own,unrelated\n" + "".join(f"{a:.3f},{b:.6f},{c:.6f}\n" for a, b, c in zip(t, own, unrelated))
+    )
+    out = tmp_path / "out"
+    assert main(["correlates", str(folder), "--out", str(out), "--traces", str(path), "--imaging-fs", "10",
+                 "--lag-sweep", "0"]) == 0  # fmt: skip
+    with open(out / "neurons.csv", newline="") as fh:
+        rows = {int(r["neuron"]): r for r in csv.DictReader(fh)}
+    roi7 = int(act.neuron_ids[7])
+    assert rows[roi7]["preferred"] == "own" and float(rows[roi7]["r_own"]) > 0.8
+    assert float(rows[roi7]["p"]) < 0.01
+    p_unrelated = np.array([float(r["p_unrelated"]) for r in rows.values()])
+    assert np.mean(p_unrelated < 0.05) <= 3 / 21  # an unrelated trace: about alpha, by chance
+    s = json.loads((out / "summary.json").read_text())
+    assert s["num_neurons"] == 21 and s["imaging_fs"] == pytest.approx(10.0)
+    assert s["num_shifts"] == 863 and s["lags_s"] == [0.0]  # every shift
+    assert "truth" not in s
