@@ -510,22 +510,24 @@ class WindowMean(pl.LightningModule):
         return self(batch["frames"])
 
 
-def test_temporal_checkpoint_sees_windows_ending_at_each_frame(tmp_path):
+@pytest.mark.parametrize("step", [1, 2])
+def test_temporal_checkpoint_sees_windows_ending_at_each_frame(tmp_path, step):
     frames = np.stack([np.full((32, 48), 10 * (i + 1), np.uint8) for i in range(20)])
     video = write_video(tmp_path / "ramp.avi", frames, fourcc="MJPG")
     ckpt = tmp_path / "temporal.ckpt"
     record = {
         "version": "test",
         "model": {"_target_": f"{__name__}.WindowMean"},
-        "data": {"crop": None, "image_size": None, "classes": ["neutral", "pain"]},
+        "data": {"crop": None, "image_size": None, "classes": ["neutral", "pain"], "clip_step": step},
     }
     torch.save({"state_dict": {}, RECORD_KEY: record}, ckpt)
     out = tmp_path / "pred"
     assert run_cli(video, "--ckpt", ckpt, "--out", out, "--batch-size", "7", "--no-plot") == 0
     with VideoReader(video) as vr:
         decoded = vr.read().astype(np.float64).mean(axis=(1, 2)) / 255.0
-    padded = np.concatenate([[decoded[0]] * 2, decoded])
-    expected = np.array([padded[i : i + 3].mean() for i in range(20)])  # frames i-2, i-1, i
+    span = 2 * step + 1
+    padded = np.concatenate([[decoded[0]] * (span - 1), decoded])
+    expected = np.array([padded[i : i + span : step].mean() for i in range(20)])  # i-2s, i-s, i
     prob = scores_of(out / "ramp.csv", "prob")
     np.testing.assert_allclose(prob[:, 0], expected, atol=1e-5)
     assert json.loads((out / "ramp.json").read_text())["model"]["clip_length"] == 3

@@ -169,6 +169,7 @@ class CheckpointScorer(Scorer):
         self.classes = loaded.classes
         clip = getattr(module, "clip_length", 1)
         self.clip_length = int(clip) if isinstance(clip, int) and not isinstance(clip, bool) else 1
+        self.clip_step = max(1, int(getattr(loaded, "clip_step", 1) or 1))  # frames between clip members
         self.target = type(module).__module__ + "." + type(module).__qualname__
         import pytorch_lightning as pl  # only checkpoints need it (seconds to import)
 
@@ -223,16 +224,18 @@ class CheckpointScorer(Scorer):
             )
 
     def stream(self) -> ScoreFn:
-        t = self.clip_length
+        t, step = self.clip_length, self.clip_step
         if t <= 1:
             return self._run
+        span = (t - 1) * step + 1  # frames from the clip's first member to its last
         history: list[torch.Tensor] = []
 
         def score(x: torch.Tensor) -> torch.Tensor:
-            past = history[0] if history else x[:1].expand(t - 1, *x.shape[1:])
-            full = torch.cat([past, x])  # (t - 1 + b, H, W)
-            windows = full.unfold(0, t, 1).permute(0, 3, 1, 2)  # (b, T, H, W): frames i-T+1 .. i
-            history[:] = [full[-(t - 1) :].clone()]
+            past = history[0] if history else x[:1].expand(span - 1, *x.shape[1:])
+            full = torch.cat([past, x])  # (span - 1 + b, H, W)
+            # (b, T, H, W): frames i - (T-1) step, ..., i - step, i
+            windows = full.unfold(0, span, 1)[..., ::step].permute(0, 3, 1, 2)
+            history[:] = [full[-(span - 1) :].clone()]
             return self._run(windows.contiguous())
 
         return score
