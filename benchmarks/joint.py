@@ -165,9 +165,14 @@ def main() -> None:
         have_cebra = True
     except Exception as err:  # noqa: BLE001 - any import failure means "not available"
         have_cebra = False
-        rows.append((f"CEBRA: not available ({type(err).__name__}: {err})", float("nan"), float("nan"), 0.0, ""))
+        rows.append(
+            (f"CEBRA: not available ({type(err).__name__}: {err})", float("nan"), float("nan"), 0.0, "")
+        )
     if have_cebra:
-        for mode, label in (("time", "CEBRA-Time (self-supervised)"), ("face", "CEBRA-Behavior, face HOG PCs")):
+        for mode, label in (
+            ("time", "CEBRA-Time (self-supervised)"),
+            ("face", "CEBRA-Behavior, face HOG PCs"),
+        ):
             emb, wall = cebra_embeddings(dm, mode, args.cebra_iterations, 16, args.seed)
             f1, f1_s = decode(lambda k, frames, emb=emb: emb[k][frames], dm, "cosine")
             rows.append((label, f1, f1_s, wall, f"{args.cebra_iterations} iterations per session, fit only"))
@@ -179,7 +184,13 @@ def main() -> None:
     for name, f1, f1_s, wall, note in rows:
         print(f"| {name} | {f1:.3f} | {f1_s:.3f} | {wall:.0f} | {note} |")
     print("\nour held-out metrics (each beside its shuffle control):")
-    for key in ("retrieval_top1", "retrieval_top5", "ve_population", "ve_population_ridge", "ve_population_rrr"):
+    for key in (
+        "retrieval_top1",
+        "retrieval_top5",
+        "ve_population",
+        "ve_population_ridge",
+        "ve_population_rrr",
+    ):
         print(f"  {key}: {metrics[f'test/{key}']:.3f} (shuffle {metrics[f'test/{key}_shuffle']:.3f})")
     print(f"  retrieval chance: top1 {metrics['test/retrieval_top1_chance']:.3f}, "
           f"top5 {metrics['test/retrieval_top5_chance']:.3f}")  # fmt: skip
