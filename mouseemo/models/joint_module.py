@@ -20,7 +20,8 @@ by half its length):
   on the training windows of the same session) from the neural embedding and from the raw
   population activity.
 
-Batches are :class:`~mouseemo.data.neural_datamodule.FaceNeuralDataModule`'s. The session layers
+Batches are :class:`~mouseemo.data.neural_datamodule.FaceNeuralDataModule`'s. The test metrics are
+computed from the windows one process sees (run the test on one device). The session layers
 are created from the datamodule in ``setup`` and travel in the checkpoint (``checkpoint["joint"]``),
 with the data settings and z-score statistics that ``mouseemo embed`` needs.
 """
@@ -304,6 +305,11 @@ class JointLitModule(pl.LightningModule):
             self.log(f"test/{name}", value)
         self._write_neuron_table(test)
         self._outputs["test"] = []
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Face and neural embeddings of a batch of windows."""
+        names = session_names(batch)
+        return {"face": self.embed_face(batch["frames"]), "neural": self.embed_neural(batch["neural"], names)}
 
     # -- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
