@@ -20,7 +20,7 @@ from mouseemo import __version__
 from mouseemo.errors import MouseemoError
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("synth", "hog", "prototypes", "predict", "correlates")
+COMMAND_MODULES: tuple[str, ...] = ("synth", "hog", "prototypes", "predict", "correlates", "embed")
 
 #: Subcommands that take Hydra overrides.
 HYDRA_COMMANDS: dict[str, str] = {"train": "train", "evaluate": "evaluate"}

@@ -238,7 +238,9 @@ def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -
 
 
 def _print_summary(metrics: dict) -> None:
-    keys = [k for k in ("test/accuracy", "test/balanced_accuracy", "test/macro_f1") if k in metrics]
+    keys = ("test/accuracy", "test/balanced_accuracy", "test/macro_f1")
+    keys += ("test/retrieval_top5", "test/ve_population", "test/knn_f1_embedding")  # joint encoder
+    keys = [k for k in keys if k in metrics]
     if keys:
         print("test: " + "  ".join(f"{k.split('/')[1]}={metrics[k]:.3f}" for k in keys))
     print(json.dumps({k: metrics[k] for k in ("best_ckpt", "wall_time_s") if k in metrics}))

@@ -51,7 +51,7 @@ def test_option_composes(task, group, option, tmp_path):
         pytest.importorskip("tensorboard", reason="needs the [tensorboard] extra")
     extra = [f"data.root={tmp_path}/ds"] if option == "sessions" else []
     cfg = compose_cfg(task, [f"{group}={option}", *extra], tmp_path)
-    assert cfg.data._target_.endswith("FaceFramesDataModule")
+    assert cfg.data._target_.rsplit(".", 1)[-1] in ("FaceFramesDataModule", "FaceNeuralDataModule")
     assert cfg.model.classes == cfg.data.classes
     assert str(cfg.paths.output_dir) == f"{tmp_path}/run"
     if group == "trainer":
@@ -73,6 +73,8 @@ def test_option_composes(task, group, option, tmp_path):
             assert model.net.num_classes == len(cfg.data.classes)
             # the data follows the model: clips for temporal models, single frames otherwise
             assert cfg.data.clip_length == model.clip_length == getattr(model.net, "clip_length", 1)
+        elif getattr(model, "is_joint_encoder", False):  # session layers come from the data in setup
+            assert model.sessions == {} and model.configure_optimizers()["optimizer"] is not None
         else:  # HOG models: no network, no optimizer; one pass over the training frames is the fit
             assert model.automatic_optimization is False
             assert model.configure_optimizers() is None

@@ -6,7 +6,9 @@ inside the camera/imaging overlap are used; windows never straddle two splits.
 
 Batches are dicts: ``frames`` ``(B,T,1,H,W)`` uint8, ``neural`` ``(B,T,N)`` float32 (z-scored per
 neuron), ``label`` ``(B,)`` (the label of each window's last frame), ``t_cam`` ``(B,T)``,
-``t_neural`` ``(B,T)`` (imaging-clock times that were sampled), ``animal``, ``session``.
+``t_neural`` ``(B,T)`` (imaging-clock times that were sampled), ``num_neurons`` ``(B,)``, ``animal``,
+``session``. Sessions with fewer neurons than the widest one are zero-padded to its ``N``
+(``num_neurons`` says how many columns are real). Windows never span a dropped camera frame.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class SessionActivity:
     neural: np.ndarray  # (T_cam, N) float32, z-scored; NaN outside the clock overlap
     valid: np.ndarray  # (T_cam,) bool: camera frames inside the overlap
     neuron_ids: np.ndarray  # (N,) source ROI indices
+    mean: np.ndarray | None = None  # (N,) z-score statistics, when z-scored
+    std: np.ndarray | None = None
 
 
 def activity_on_camera_clock(
@@ -62,6 +66,14 @@ def activity_on_camera_clock(
     return SessionActivity(neural=neural, valid=valid, neuron_ids=act.neuron_ids)
 
 
+def spans_gap(times: np.ndarray, window: int) -> np.ndarray:
+    """Per window start: does the window of ``window`` frames span a dropped frame?"""
+    dt = np.diff(times)
+    gap = dt > 1.5 * np.median(dt) if len(dt) else np.zeros(0, bool)
+    csum = np.concatenate([[0], np.cumsum(gap)])
+    return (csum[window - 1 :] - csum[: len(csum) - window + 1]) > 0
+
+
 class WindowDataset(Dataset):
     """Windows of ``T`` frames plus activity; memmaps open lazily in each worker."""
 
@@ -74,6 +86,7 @@ class WindowDataset(Dataset):
         self.labels = labels
         self.window = window
         self.lag_s = lag_s
+        self.width = max((a.neural.shape[1] for a in activity), default=0)  # zero-padded to this
         self._frames = None
 
     def __len__(self) -> int:
@@ -87,9 +100,14 @@ class WindowDataset(Dataset):
         frames = np.array(self._frames[s][sl], dtype=np.uint8)
         t = self.times[s][sl]
         animal, session = self.names[s]
+        neural = np.ascontiguousarray(self.neural[s][sl])
+        num = neural.shape[1]
+        if num < self.width:
+            neural = np.pad(neural, ((0, 0), (0, self.width - num)))
         return {
             "frames": torch.from_numpy(frames)[:, None],
-            "neural": torch.from_numpy(np.ascontiguousarray(self.neural[s][sl])),
+            "neural": torch.from_numpy(neural),
+            "num_neurons": torch.tensor(num, dtype=torch.long),
             "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
             "t_cam": torch.from_numpy(t.copy()),
             "t_neural": torch.from_numpy(t - self.lag_s),
@@ -117,6 +135,8 @@ class FaceNeuralDataModule(FaceFramesDataModule):
         min_overlap_s: shortest acceptable camera/imaging overlap per session.
         zscore: z-score each neuron with its session's training-split statistics (all valid frames
             when the session has no training frames, as for held-out animals).
+        skip_gaps: leave out windows that span a dropped camera frame (an interval longer than 1.5
+            nominal frame intervals), so every window is evenly sampled in time.
 
     Sessions without imaging are skipped with a warning. With ``split.kind="animals"`` every session
     must have the same number of neurons; the default split is ``"time"``.
@@ -132,6 +152,7 @@ class FaceNeuralDataModule(FaceFramesDataModule):
         imaging_fs: float | None = None,
         min_overlap_s: float = 10.0,
         zscore: bool = True,
+        skip_gaps: bool = True,
         **kwargs,
     ) -> None:
         kwargs.setdefault("split", {"kind": "time"})
@@ -143,6 +164,15 @@ class FaceNeuralDataModule(FaceFramesDataModule):
     @property
     def num_neurons(self) -> int:
         return int(self.activity[0].neural.shape[1]) if self.activity else 0
+
+    @property
+    def session_neurons(self) -> dict[str, int]:
+        """``{"animal/session": neurons}`` of every session with imaging."""
+        return {sf.name: int(a.neural.shape[1]) for sf, a in zip(self.sessions, self.activity)}
+
+    def reference_dataloader(self, stage: str = "train"):
+        """The ``stage`` windows in order, not shuffled (e.g. to fit decoders on training data)."""
+        return self._loader(stage, shuffle=False)
 
     def _build_datasets(self) -> None:
         hp = self.hparams
@@ -173,6 +203,7 @@ class FaceNeuralDataModule(FaceFramesDataModule):
                     ref = act.valid
                 mu = act.neural[ref].mean(0)
                 sd = act.neural[ref].std(0)
+                act.mean, act.std = mu.astype(np.float32), np.maximum(sd, 1e-6).astype(np.float32)
                 act.neural = np.where(
                     act.valid[:, None], (act.neural - mu) / np.maximum(sd, 1e-6), 0.0
                 ).astype(np.float32)
@@ -185,6 +216,8 @@ class FaceNeuralDataModule(FaceFramesDataModule):
                 # a window is usable when all of its frames are usable: a sliding minimum over ok
                 csum = np.concatenate([[0], np.cumsum(ok)])
                 full = (csum[win:] - csum[:-win]) == win if len(ok) >= win else np.zeros(0, bool)
+                if hp.skip_gaps and len(full) and win > 1:
+                    full &= ~spans_gap(sf.times, win)
                 starts = np.flatnonzero(full)[::stride]
                 lab = sf.labels[starts + win - 1] if len(starts) else np.zeros(0, np.int64)
                 keep = lab != IGNORE_INDEX

@@ -73,7 +73,7 @@ def plot_responses(
     _shade(ax_tr, windows)
     ax_tr.set_yticks(np.arange(k)[::-1] + 0.45)
     ax_tr.set_yticklabels(names, fontsize=7)
-    ax_tr.set_xticks([])
+    ax_tr.tick_params(labelbottom=False, bottom=False)
     ax_tr.set_xlim(t[0], t[-1])
     ax_tr.set_title((title or "neurons sorted by preferred emotion") + note, fontsize=9)
     ax_hm = fig.add_subplot(grid[1, 1], sharex=ax_tr)
@@ -125,7 +125,7 @@ def plot_examples(
                     label=f"neuron {int(neuron_ids[i])}, r={float(r_best[i]):.2f}")  # fmt: skip
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-        ax.legend(loc="upper right", fontsize=7, frameon=False, title=tag or None, title_fontsize=7)
+        ax.legend(loc="best", fontsize=7, framealpha=0.7, title=tag or None, title_fontsize=7)
     axes[-1, 0].set_xlabel("time (s)")
     axes[0, 0].set_title(
         "example neurons (black) beside each emotion's face trace (min-max scaled)", fontsize=9

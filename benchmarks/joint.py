@@ -1,0 +1,200 @@
+"""The joint encoder's neural embedding vs raw activity vs CEBRA: emotion decoding and wall time.
+
+    python benchmarks/joint.py                        # 2 synthetic animals x 4 minutes, 6 epochs
+    python benchmarks/joint.py --mice 3 --minutes 6 --epochs 8 --cebra-iterations 2000
+
+Everything runs on the same sessions and the same contiguous time-block splits (the joint
+experiment's datamodule): our encoder is trained with ``experiment=joint`` (face <-> neural
+contrastive, no labels); CEBRA (Schneider et al. 2023; an installed reference, ``pip install
+cebra``, not a mouseemo dependency) is fitted per session on the same training frames, once
+self-supervised on time (CEBRA-Time) and once with the face's HOG principal components as continuous
+auxiliary variables (CEBRA-Behavior on the face, the closest to our cross-modal setting). Every
+embedding is scored the same way: k nearest neighbours fitted on each session's training windows
+predict the emotion of its test windows (macro-F1 over all test windows), beside the same decoder
+fitted on circularly shifted training labels (the shuffle control). When CEBRA cannot be imported,
+its rows say so and the others are still printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mouseemo.analysis import joint_metrics as jm  # noqa: E402
+from mouseemo.hydra_entry import config_dir  # noqa: E402
+
+
+def compose(overrides: list[str], out_dir: Path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from mouseemo.utils.resolvers import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(
+            config_name="train",
+            overrides=[f"paths.root_dir={out_dir}", f"paths.output_dir={out_dir}/run", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+def window_rows(dm, stage: str) -> dict[str, np.ndarray]:
+    """Session index, last frame and label of every ``stage`` window."""
+    ds = dm.datasets[stage]
+    last = ds.index[:, 1] + ds.window - 1
+    return {"session": ds.index[:, 0], "last": last, "label": ds.labels}
+
+
+def decode(emb_of, dm, metric: str) -> tuple[float, float]:
+    """kNN macro-F1 (and with shifted training labels) of per-window embeddings ``emb_of(k, frames)``."""
+    tr, te = window_rows(dm, "train"), window_rows(dm, "test")
+    pred, pred_s = np.full(len(te["label"]), -1), np.full(len(te["label"]), -1)
+    for k in range(len(dm.sessions)):
+        a, b = tr["session"] == k, te["session"] == k
+        if a.sum() < 2 or not b.any():
+            continue
+        x_tr, x_te = emb_of(k, tr["last"][a]), emb_of(k, te["last"][b])
+        y_tr = tr["label"][a]
+        pred[b] = jm.knn_decode(x_tr, y_tr, x_te, 5, metric=metric)
+        pred_s[b] = jm.knn_decode(x_tr, y_tr[jm.half_roll(np.zeros(len(y_tr)))], x_te, 5, metric=metric)
+    return jm.macro_f1(te["label"], pred), jm.macro_f1(te["label"], pred_s)
+
+
+def hog_pcs(dm, k: int, num: int = 16) -> np.ndarray:
+    """HOG principal components of every cached frame of session ``k`` (fitted on training frames)."""
+    from sklearn.decomposition import PCA
+
+    from mouseemo.ops.hog import hog
+
+    frames = np.load(dm.sessions[k].cache_path, mmap_mode="r")
+    feats = np.concatenate(
+        [hog(np.asarray(frames[a : a + 512]), pixels_per_cell=(8, 8), chunk_size=64).numpy()
+         for a in range(0, len(frames), 512)]
+    )  # fmt: skip
+    train = dm.masks[dm.sessions[k].name]["train"]
+    pca = PCA(n_components=min(num, feats.shape[1]), random_state=0).fit(feats[train])
+    z = pca.transform(feats)
+    return (z / z[train].std(axis=0)).astype(np.float32)
+
+
+def cebra_embeddings(dm, mode: str, iterations: int, dim: int, seed: int) -> tuple[dict, float]:
+    """Per session: a CEBRA model fitted on the training frames, applied to every valid frame."""
+    import cebra
+    import torch
+
+    torch.manual_seed(seed)
+    out, wall = {}, 0.0
+    for k, (sf, act) in enumerate(zip(dm.sessions, dm.activity)):
+        valid = np.flatnonzero(act.valid)
+        train = valid[dm.masks[sf.name]["train"][valid]]
+        x = act.neural.astype(np.float32)
+        model = cebra.CEBRA(
+            model_architecture="offset10-model", batch_size=512, output_dimension=dim, num_hidden_units=32,
+            max_iterations=iterations, temperature=1.0, time_offsets=10, device="cpu", verbose=False,
+            conditional="time" if mode == "time" else "time_delta",
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if mode == "time":
+                model.fit(x[train])
+            else:
+                model.fit(x[train], hog_pcs(dm, k)[train])
+            emb = np.zeros((len(x), dim), np.float32)
+            emb[valid] = model.transform(x[valid])
+        wall += time.perf_counter() - t0
+        out[k] = emb
+    return out, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="data/benchmarks/joint", help="where the sessions are generated")
+    ap.add_argument("--mice", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=4.0)
+    ap.add_argument("--size", default="64x80", help="video H x W")
+    ap.add_argument("--neurons", type=int, default=120)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--face", default="cnn", choices=("cnn", "hog"), help="our face tower")
+    ap.add_argument("--cebra-iterations", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from hydra.utils import instantiate
+
+    from mouseemo import tasks
+    from mouseemo.data.synthetic import generate_dataset
+
+    h, w = (int(v) for v in args.size.split("x"))
+    root = Path(args.data) / f"{args.mice}mice_{args.minutes:g}min_{args.size}_seed{args.seed}"
+    if not (root / "manifest.csv").is_file():
+        generate_dataset(root, num_mice=args.mice, minutes=args.minutes, seed=args.seed, size=(h, w),
+                         num_neurons=args.neurons, workers=1)  # fmt: skip
+    out = root.parent / f"runs_{root.name}"
+    over = ["experiment=joint", f"data.root={root}", "data.synthesize=null", f"trainer.max_epochs={args.epochs}",
+            f"model/face_encoder={args.face}", "trainer.enable_progress_bar=false", f"seed={args.seed}"]  # fmt: skip
+    cfg = compose(over, out)
+    t0 = time.perf_counter()
+    metrics = tasks.train(cfg)
+    ours_wall = time.perf_counter() - t0
+    dm = instantiate(cfg.data)  # the same sessions, windows and splits
+    dm.prepare_data()
+    dm.setup()
+    rows = [
+        ("mouseemo joint, neural embedding (face-supervised)", metrics["test/knn_f1_embedding"],
+         metrics["test/knn_f1_embedding_shuffle"], ours_wall, "train + test, all sessions"),
+        ("raw population activity (window mean)", metrics["test/knn_f1_activity"],
+         metrics["test/knn_f1_activity_shuffle"], 0.0, "no training"),
+    ]  # fmt: skip
+    try:
+        import cebra  # noqa: F401
+
+        have_cebra = True
+    except Exception as err:  # noqa: BLE001 - any import failure means "not available"
+        have_cebra = False
+        rows.append(
+            (f"CEBRA: not available ({type(err).__name__}: {err})", float("nan"), float("nan"), 0.0, "")
+        )
+    if have_cebra:
+        for mode, label in (
+            ("time", "CEBRA-Time (self-supervised)"),
+            ("face", "CEBRA-Behavior, face HOG PCs"),
+        ):
+            emb, wall = cebra_embeddings(dm, mode, args.cebra_iterations, 16, args.seed)
+            f1, f1_s = decode(lambda k, frames, emb=emb: emb[k][frames], dm, "cosine")
+            rows.append((label, f1, f1_s, wall, f"{args.cebra_iterations} iterations per session, fit only"))
+    n_tr, n_te = len(dm.datasets["train"]), len(dm.datasets["test"])
+    print(f"\n{args.mice} synthetic animals x {args.minutes:g} min ({args.size}, {args.neurons} ROIs), time-block "
+          f"split: {n_tr} training and {n_te} test windows; kNN (k=5) per session, macro-F1 over test windows\n")  # fmt: skip
+    print("| embedding | emotion macro-F1 | shuffled-label control | wall time (s) | note |")
+    print("|---|---|---|---|---|")
+    for name, f1, f1_s, wall, note in rows:
+        print(f"| {name} | {f1:.3f} | {f1_s:.3f} | {wall:.0f} | {note} |")
+    print("\nour held-out metrics (each beside its shuffle control):")
+    for key in (
+        "retrieval_top1",
+        "retrieval_top5",
+        "ve_population",
+        "ve_population_ridge",
+        "ve_population_rrr",
+    ):
+        print(f"  {key}: {metrics[f'test/{key}']:.3f} (shuffle {metrics[f'test/{key}_shuffle']:.3f})")
+    print(f"  retrieval chance: top1 {metrics['test/retrieval_top1_chance']:.3f}, "
+          f"top5 {metrics['test/retrieval_top5_chance']:.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

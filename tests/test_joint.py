@@ -1,0 +1,363 @@
+"""The joint face <-> neural encoder: towers, loss and metrics; the face+neural windows; a seeded
+training run that must beat every shuffle control; its checkpoint; ``mouseemo embed`` and its errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mouseemo import tasks
+from mouseemo.analysis import joint_metrics as jm
+from mouseemo.cli import main
+from mouseemo.errors import ConfigError
+from mouseemo.models.components.cnn import SmallCNN
+from mouseemo.models.components.joint import (
+    FrameFaceEncoder,
+    HogFaceEncoder,
+    NeuralEncoder,
+    SessionLayers,
+    info_nce,
+)
+from tests.test_configs import compose_cfg
+
+# --------------------------------------------------------------------------------------------------
+# Towers and loss
+# --------------------------------------------------------------------------------------------------
+
+
+def test_face_encoders_shapes_and_gradients():
+    frames = torch.randint(0, 256, (3, 5, 1, 32, 48), dtype=torch.uint8)
+    for enc in (
+        FrameFaceEncoder(SmallCNN(widths=(8, 16)), backbone_dim=16, hidden=24),
+        HogFaceEncoder((32, 48), hidden=24),
+    ):
+        out = enc(frames)
+        assert out.shape == (3, 5, 24) and torch.isfinite(out).all()
+        out.square().mean().backward()
+        missing = [n for n, p in enc.named_parameters() if p.requires_grad and p.grad is None]
+        assert not missing, missing
+    assert HogFaceEncoder((32, 48)).feature_dim == 4 * 6 * 8
+    with pytest.raises(ConfigError, match="smaller than one HOG block"):
+        HogFaceEncoder((4, 4))
+
+
+def test_session_layers_mix_sessions_with_different_neurons():
+    enc = NeuralEncoder(hidden=16, neuron_dropout=0.0).eval()
+    enc.add_session("m01/s01", 5)
+    enc.add_session("m02/s01", 3)
+    enc.add_session("m01/s01", 5)  # idempotent
+    x = torch.randn(4, 6, 5)
+    x[2:, :, 3:] = 0.0  # padding of the 3-neuron session
+    names = ["m01/s01", "m01/s01", "m02/s01", "m02/s01"]
+    out = enc(x, names)
+    assert out.shape == (4, 6, 16)
+    # a row is its session's layer applied to its own columns: padding does not matter
+    y = x.clone()
+    y[2:, :, 3:] = 99.0
+    torch.testing.assert_close(enc(y, names), out)
+    assert enc.inputs.sessions() == {"m01/s01": 5, "m02/s01": 3}
+    with pytest.raises(ConfigError, match="layer for 5 neurons exists"):
+        enc.add_session("m01/s01", 6)
+    with pytest.raises(ConfigError, match="no neural layer for session m09/s01"):
+        enc(x, ["m09/s01"] * 4)
+    out_layers = SessionLayers(16, "out")
+    out_layers.add("m01/s01", 5)
+    out_layers.add("m02/s01", 3)
+    pred = out_layers(out, names, width=5)
+    assert pred.shape == (4, 6, 5) and (pred[2:, :, 3:] == 0).all()
+
+
+def test_info_nce_prefers_aligned_pairs_and_leaves_out_near_negatives():
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(16, 8), dim=-1)
+    scale = torch.tensor(10.0)
+    aligned, acc = info_nce(z, z, scale)
+    shuffled, _ = info_nce(z, z[torch.randperm(16)], scale)
+    assert aligned < shuffled and acc == 1.0
+    # near-in-time windows of the same session are not negatives: the loss equals the loss over the
+    # far candidates only
+    times = torch.arange(16, dtype=torch.float64)
+    groups = ["a"] * 8 + ["b"] * 8
+    zn = torch.nn.functional.normalize(z + 0.5 * torch.randn(16, 8), dim=-1)
+    loss, _ = info_nce(z, zn, scale, times=times, groups=groups, exclude_s=1.5)
+    logits = scale * z @ zn.T
+    keep = ~(
+        torch.tensor([[gi == gj for gj in groups] for gi in groups])
+        & ((times[:, None] - times[None]).abs() < 1.5)
+    )
+    keep |= torch.eye(16, dtype=torch.bool)
+    masked = logits.masked_fill(~keep, float("-inf"))
+    target = torch.arange(16)
+    ref = 0.5 * (
+        torch.nn.functional.cross_entropy(masked, target)
+        + torch.nn.functional.cross_entropy(masked.T, target)
+    )
+    torch.testing.assert_close(loss, ref)
+    assert not torch.allclose(loss, info_nce(z, zn, scale)[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def test_retrieval_perfect_random_and_shuffled():
+    rng = np.random.default_rng(0)
+    t = np.arange(200) * 0.1
+    g = np.array(["a"] * 100 + ["b"] * 100)
+    z = rng.standard_normal((200, 16))
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    perfect = jm.retrieval(z, z, t, g, tolerance_s=0.05)
+    assert perfect["top1"] == 1.0 and perfect["top5"] == 1.0
+    assert perfect["chance_top1"] == pytest.approx(0.01)  # one window within 0.05 s of 100
+    other = rng.standard_normal((200, 16))
+    rand = jm.retrieval(z, other / np.linalg.norm(other, axis=1, keepdims=True), t, g, tolerance_s=1.0)
+    assert abs(rand["top5"] - rand["chance_top5"]) < 0.1
+    roll = jm.half_roll(g)
+    assert sorted(roll[:100]) == list(range(100)) and roll[0] == 50 and roll[100] == 150
+    shuffled = jm.retrieval(z, z[roll], t, g, tolerance_s=0.05)
+    assert shuffled["top1"] == 0.0
+
+
+def test_variance_explained_and_ridge_baseline():
+    rng = np.random.default_rng(1)
+    latent = rng.standard_normal((600, 5))  # faces vary along a few directions, as HOG PCs do
+    x = latent @ rng.standard_normal((5, 30)) + 0.1 * rng.standard_normal((600, 30))
+    y = latent @ rng.standard_normal((5, 4)) + 0.5 * rng.standard_normal((600, 4))
+    g = ["s"] * 600
+    per, pop = jm.variance_explained(y, y, g)
+    assert pop == 1.0 and np.allclose(per["s"], 1.0)
+    assert jm.variance_explained(np.zeros_like(y) + y.mean(0), y, g)[1] == pytest.approx(0.0, abs=1e-12)
+    pred = jm.ridge_baseline(x[:400], y[:400], x[400:], num_components=10)
+    per, pop = jm.variance_explained(pred, y[400:], g[400:])
+    expected = 1 - 0.25 / y[400:].var(0).mean()
+    assert pop > 0.8 * expected and pop <= 1.0
+    low = jm.ridge_baseline(x[:400], y[:400], x[400:], num_components=10, rank=1)
+    assert jm.variance_explained(low, y[400:], g[400:])[1] < pop  # rank 1 of a rank-4 map loses some
+    # padding columns of a session with fewer neurons are left out
+    y_pad = np.concatenate([y[400:], np.full((200, 2), 7.0)], axis=1)
+    pred_pad = np.concatenate([pred, np.zeros((200, 2))], axis=1)
+    assert jm.variance_explained(pred_pad, y_pad, g[400:], {"s": 4})[1] == pytest.approx(pop)
+
+
+def test_knn_decode_and_macro_f1():
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 50)
+    x = y[:, None] + 0.2 * rng.standard_normal((150, 2))
+    pred = jm.knn_decode(x[::2], y[::2], x[1::2], k=5)
+    assert jm.macro_f1(y[1::2], pred) > 0.95
+    assert jm.macro_f1(y[1::2], np.zeros(75, int)) < 0.3
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline on a small synthetic cohort (2 animals, different neuron counts)
+# --------------------------------------------------------------------------------------------------
+
+JOINT = [
+    "experiment=joint",
+    "data.synthesize=null",
+    "data.image_size=[48,64]",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="module")
+def neural_data(tmp_path_factory):
+    from mouseemo.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("joint_data")
+    generate_dataset(root, num_mice=2, minutes=2.0, seed=0, size=(64, 80), num_neurons=80, workers=1)
+    # the curator rejects a few of m02's cells: the two sessions then have different neuron counts
+    path = root / "m02" / "s01" / "suite2p" / "plane0" / "iscell.npy"
+    iscell = np.load(path)
+    iscell[np.flatnonzero(iscell[:, 0] > 0.5)[:4], 0] = 0.0
+    np.save(path, iscell)
+    return root
+
+
+def _train(root, run_dir, *extra):
+    cfg = compose_cfg(
+        "train", [*JOINT, f"data.root={root}", f"paths.output_dir={run_dir}", *extra], run_dir.parent
+    )
+    return tasks.train(cfg)
+
+
+@pytest.fixture(scope="module")
+def quick_run(neural_data, tmp_path_factory):
+    """One short epoch: enough for the mechanics (files, checkpoint, embed, errors)."""
+    run = tmp_path_factory.mktemp("joint_quick")
+    return run, _train(neural_data, run, "trainer.max_epochs=1", "data.window_stride=8")
+
+
+def test_windows_pad_sessions_and_skip_dropped_frames(neural_data):
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(
+        "train", [*JOINT, f"data.root={neural_data}", "data.batch_size=500"], neural_data.parent
+    )
+    dm = instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup()
+    counts = dm.session_neurons
+    assert len(counts) == 2 and len(set(counts.values())) == 2  # each animal's own population
+    batch = next(iter(dm.reference_dataloader("train")))
+    width = max(counts.values())
+    assert batch["neural"].shape[1:] == (8, width)
+    for i, (a, s) in enumerate(zip(batch["animal"], batch["session"])):
+        n = counts[f"{a}/{s}"]
+        assert int(batch["num_neurons"][i]) == n and (batch["neural"][i, :, n:] == 0).all()
+    # the synthetic camera drops frames now and then: no window spans one
+    ds = dm.datasets["train"]
+    assert any(np.diff(t).max() > 0.075 for t in ds.times)  # there are drops
+    for s, f in ds.index:
+        t = ds.times[s][f : f + 8]
+        assert np.diff(t).max() < 0.075
+    # train and test windows come from different time blocks, with a gap between them
+    tr, te = dm.datasets["train"], dm.datasets["test"]
+    for k in range(2):
+        t_tr = tr.times[k][tr.index[tr.index[:, 0] == k, 1]]
+        t_te = te.times[k][te.index[te.index[:, 0] == k, 1]]
+        assert np.abs(t_tr[:, None] - t_te[None, :]).min() >= 2.0 - 8 / 20.0
+
+
+def test_quick_run_writes_metrics_and_a_self_describing_checkpoint(quick_run):
+    from mouseemo.models.checkpoint import load_model
+
+    run, metrics = quick_run
+    saved = json.loads((run / "metrics.json").read_text())
+    for key in ("retrieval_top1", "retrieval_top5", "ve_population", "ve_neuron_median", "ve_population_ridge",
+                "ve_population_rrr", "knn_f1_embedding", "knn_f1_activity"):  # fmt: skip
+        assert f"test/{key}" in saved and f"test/{key}_shuffle" in saved, key
+        assert np.isfinite(saved[f"test/{key}"])
+    assert 0 <= saved["test/retrieval_top1"] <= saved["test/retrieval_top5"] <= 1
+    # even one short epoch decodes emotions from the neural embedding better than with shuffled labels
+    assert saved["test/knn_f1_embedding"] > saved["test/knn_f1_embedding_shuffle"]
+    assert saved["test/knn_f1_activity"] > saved["test/knn_f1_activity_shuffle"]
+    table = (run / "test_variance_explained.csv").read_text().splitlines()
+    assert table[0] == "session,neuron,ve_head,ve_ridge" and len(table) > 100
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    joint = ckpt["joint"]
+    assert set(joint["sessions"]) == {"m01/s01", "m02/s01"}
+    assert joint["data"]["window"] == 8 and joint["data"]["lag_s"] == -0.5
+    assert len(joint["stats"]["m01/s01"]["mean"]) == joint["sessions"]["m01/s01"]
+    loaded = load_model(run / "checkpoints" / "last.ckpt")
+    assert loaded.module.sessions == joint["sessions"] and not loaded.module.training
+
+
+@pytest.mark.slow
+def test_joint_encoder_beats_every_shuffle_control(neural_data, tmp_path):
+    """A seeded run of a few epochs: every held-out metric beats its shuffle control."""
+    metrics = _train(neural_data, tmp_path / "run", "trainer.max_epochs=6")
+    for key in ("retrieval_top1", "retrieval_top5", "ve_population", "ve_neuron_median", "ve_population_ridge",
+                "ve_population_rrr", "knn_f1_embedding", "knn_f1_activity"):  # fmt: skip
+        assert metrics[f"test/{key}"] > metrics[f"test/{key}_shuffle"], (key, metrics)
+    assert metrics["test/retrieval_top1"] > metrics["test/retrieval_top1_chance"]
+    # the checkpoint evaluates to the same numbers
+    ev = tasks.evaluate(
+        compose_cfg(
+            "evaluate",
+            [
+                *JOINT,
+                f"data.root={neural_data}",
+                f"paths.output_dir={tmp_path / 'ev'}",
+                f"ckpt_path={metrics['best_ckpt']}",
+            ],
+            tmp_path,
+        )  # fmt: skip
+    )
+    assert ev["test/retrieval_top5"] == pytest.approx(metrics["test/retrieval_top5"], abs=1e-6)
+
+
+def test_embed_exports_per_imaging_frame(quick_run, neural_data, tmp_path):
+    from mouseemo.data.sync import read_timestamps
+
+    run, _ = quick_run
+    session = neural_data / "m01" / "s01"
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(session), "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0  # fmt: skip
+    with np.load(out, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    m = len(arrays["t"])
+    t_img = read_timestamps(session / "imaging_timestamps.csv")
+    assert 0.8 * len(t_img) < m <= len(t_img)
+    assert arrays["neural"].shape == arrays["face"].shape == (m, 64)
+    np.testing.assert_allclose(np.linalg.norm(arrays["neural"], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(arrays["t"], t_img[arrays["imaging_frame"]])
+    assert arrays["label"].dtype == np.int64 and set(np.unique(arrays["label"])) <= set(range(-1, 7))
+    assert list(arrays["classes"])[0] == "neutral" and str(arrays["layer"]) == "m01/s01"
+    # each imaging frame's window ends at the camera frame it was paired with (after the lag)
+    t_cam = read_timestamps(session / "face_timestamps.csv")
+    assert np.abs(t_cam[arrays["camera_frame"]] - (arrays["t"] - 0.5)).max() < 0.04
+    assert (
+        main(["embed", str(session), "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(out)])
+        == 2
+    )
+
+
+def test_embed_errors_and_reusing_a_session_layer(quick_run, neural_data, tmp_path, capsys):
+    run, _ = quick_run
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    # the same neurons imaged on another day: an unknown session, unless its layer is named
+    other = tmp_path / "m01" / "s02"
+    shutil.copytree(neural_data / "m01" / "s01", other, ignore=shutil.ignore_patterns(".cache"))
+    meta = json.loads((other / "session.json").read_text())
+    (other / "session.json").write_text(json.dumps({**meta, "session": "s02"}))
+    args = ["embed", str(other), "--ckpt", ckpt, "--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "a.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no neural layer for session m01/s02" in err and "--session-layer" in err
+    assert main([*args, "--out", str(tmp_path / "b.npz"), "--session-layer", "m01/s01"]) == 0
+    with np.load(tmp_path / "b.npz", allow_pickle=False) as z:
+        assert str(z["session"]) == "m01/s02" and str(z["layer"]) == "m01/s01"
+    # a neuron fewer (a cell rejected by the curator): the layer does not fit
+    iscell_path = other / "suite2p" / "plane0" / "iscell.npy"
+    iscell = np.load(iscell_path)
+    iscell[np.flatnonzero(iscell[:, 0] > 0.5)[0], 0] = 0
+    np.save(iscell_path, iscell)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "c.npz"), "--session-layer", "m01/s01"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "neurons but the checkpoint's layer for m01/s01 takes" in err
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_checkpoints_of_the_other_kind_are_refused_and_correlates_takes_a_classifier(
+    quick_run, neural_data, tmp_path, capsys
+):
+    """`embed` needs a joint encoder, `correlates --ckpt` an expression model (here: a small CNN)."""
+    run, _ = quick_run
+    session = str(neural_data / "m01" / "s01")
+    cls_run = tmp_path / "cls"
+    m = tasks.train(compose_cfg("train", [
+        f"data.root={neural_data}", "data.synthesize=null", "data.image_size=[48,64]", "data.split.kind=time",
+        "model.net.widths=[8,16]", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        f"paths.output_dir={cls_run}",
+    ], tmp_path))  # fmt: skip
+    cls_ckpt = m["best_ckpt"] or str(cls_run / "checkpoints" / "last.ckpt")
+    assert main(["embed", session, "--ckpt", cls_ckpt, "--out", str(tmp_path / "e.npz")]) == 2
+    assert "not a joint face-neural encoder" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "correlates",
+                session,
+                "--out",
+                str(tmp_path / "c1"),
+                "--ckpt",
+                str(run / "checkpoints" / "last.ckpt"),
+            ]
+        )
+        == 2
+    )
+    assert "not an expression model" in capsys.readouterr().err
+    out = tmp_path / "c2"
+    assert main(["correlates", session, "--out", str(out), "--ckpt", cls_ckpt, "--no-plot"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["face"]["kind"] == "prob" and s["face"]["names"] == ["pleasure", "disgust", "malaise", "pain",
+                                                                  "passive_fear", "active_fear"]  # fmt: skip
+    assert s["face"]["image_size"] == [48, 64] and s["num_neurons"] > 50
