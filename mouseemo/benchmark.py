@@ -311,6 +311,9 @@ def run_baseline(cfg: DictConfig, metrics: dict) -> dict | None:
     base_cfg = model_config(str(name))
     if base_cfg.get("_target_") == cfg.model.get("_target_"):
         return None
+    if "test/macro_f1" not in metrics:  # the trained model is no frame classifier (e.g. the joint encoder)
+        log.warning("baseline=%s skipped: the trained model reports no test/macro_f1 to compare with", name)
+        return None
     out = Path(cfg.paths.output_dir) / "baseline"
     sub = job_config(cfg, base_cfg, out, shuffle=bool(cfg.data.get("shuffle_train_labels")), csv_only=True)
     with open_dict(sub):
