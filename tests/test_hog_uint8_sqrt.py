@@ -75,8 +75,9 @@ def _lattice_image(quads: np.ndarray, seed: int = 0) -> np.ndarray:
     return img
 
 
-def _pixel_bins(img: np.ndarray, n: int) -> np.ndarray:
-    h = hog(
+def _pixel_bins(img: np.ndarray, n: int, fn=hog) -> np.ndarray:
+    """Per-pixel bin (-1: none) from ``fn``'s HOG with 1 x 1 cells (ours by default, or scikit-image's)."""
+    h = fn(
         img,
         orientations=n,
         pixels_per_cell=(1, 1),
@@ -107,18 +108,7 @@ def test_fast_path_bins_equal_general_path_near_every_edge(n, monkeypatch):
     # scikit-image itself may differ only where numpy's arctan2 is not correctly rounded
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.prec = 200
-    h = skimage_feature.hog(
-        img,
-        orientations=n,
-        pixels_per_cell=(1, 1),
-        cells_per_block=(1, 1),
-        block_norm="L1",
-        transform_sqrt=True,
-        feature_vector=False,
-    )
-    h = h.reshape(h.shape[0], h.shape[1], n)
-    sk = h.argmax(-1)
-    sk[h.max(-1) == 0] = -1
+    sk = _pixel_bins(img, n, fn=skimage_feature.hog)
     s = np.sqrt(t)
     gx, gy = np.zeros_like(s), np.zeros_like(s)
     gx[:, 1:-1], gy[1:-1] = s[:, 2:] - s[:, :-2], s[2:] - s[:-2]
