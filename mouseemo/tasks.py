@@ -227,6 +227,13 @@ def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -
         raise ConfigError(
             f"{ckpt_path} was trained on classes {list(classes)}, the config has {list(model.classes)}"
         )
+    saved_ref = ckpt.get("hyper_parameters", {}).get("reference")
+    own_ref = getattr(model, "reference", None)
+    if "reference" in ckpt.get("hyper_parameters", {}) and saved_ref != own_ref:
+        raise ConfigError(
+            f"{ckpt_path} was trained with model.reference={saved_ref or 'null'}, the config has "
+            f"{own_ref or 'null'}: pass model.reference={saved_ref or 'null'}"
+        )
     own = model.state_dict()
     bad = [k for k, v in ckpt["state_dict"].items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     missing = [k for k in own if k not in ckpt["state_dict"]]

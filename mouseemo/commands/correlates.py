@@ -62,7 +62,7 @@ from mouseemo.data.events import read_events
 from mouseemo.data.imaging import SIGNALS, ActivityTraces, load_suite2p
 from mouseemo.data.session import Session
 from mouseemo.data.sync import detect_frame_problems, read_timestamps
-from mouseemo.data.video import VideoReader, parse_crop, resize_frames
+from mouseemo.data.video import VideoReader, parse_crop, resize_frames, video_reference
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops.similarity import expression_intensity, pearson_similarity
@@ -190,10 +190,17 @@ def traces_from_checkpoint(
         crop = parse_crop(session.meta["crop"])
     out, times = [], []
     with VideoReader(session.video, crop=crop) as vr, torch.no_grad():
+        reference = None
+        if loaded.reference is not None:  # the session's reference frame, as in training
+            ref = video_reference(vr, loaded.image_size, loaded.reference_frames)
+            reference = torch.from_numpy(ref)[None, None].to(device)
         for start, frames in vr.iter_chunks(batch_size):
             frames = resize_frames(frames, loaded.image_size)
             image = torch.from_numpy(frames)[:, None].to(device)
-            batch = module.on_after_batch_transfer({"image": image}, 0)
+            batch = {"image": image}
+            if reference is not None:
+                batch["reference"] = reference.expand(len(image), -1, -1, -1)
+            batch = module.on_after_batch_transfer(batch, 0)
             scores = module.predict_step(batch, 0)
             out.append(scores.double().cpu().numpy())
             times.append(frame_times(vr, start, len(frames)))

@@ -10,6 +10,8 @@ Batches are dicts: ``image`` ``(B,1,H,W)`` uint8 (modules convert to float on th
 of names. With ``clip_length`` T > 1 the frames come as clips ``frames`` ``(B,T,1,H,W)`` ending at
 the labelled frame (``frame``, ``t_cam`` and ``label`` are the last frame's); clips never reach
 across a session or a split boundary (earlier frames repeat the first frame of the segment).
+With ``reference="median"`` every item also carries its session's ``reference`` ``(1,H,W)`` uint8:
+the pixel-wise median of frames spread over the whole session (:func:`session_reference`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX, read_events
 from mouseemo.data.session import Session, discover_sessions, read_truth_frames
 from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
-from mouseemo.data.video import FrameCache, VideoReader, parse_crop
+from mouseemo.data.video import FrameCache, VideoReader, parse_crop, session_reference
 from mouseemo.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class SessionFrames:
     cache_path: Path
     labels: np.ndarray  # (T,) int64, IGNORE_INDEX where unlabelled
     times: np.ndarray  # (T,) float64 camera seconds
+    reference: np.ndarray | None = None  # (H, W) uint8 session reference frame, or None
 
     @property
     def name(self) -> str:
@@ -110,6 +113,19 @@ def session_labels(session: Session, times: np.ndarray, source: str, outside: st
     raise ConfigError(f"label_source must be 'truth', 'events' or 'auto'; got {source!r}")
 
 
+#: Session reference kinds (``data.reference`` / ``model.reference``).
+REFERENCE_KINDS = ("median",)
+
+
+def check_reference_kind(kind: str | None) -> str | None:
+    """``None`` for no reference (also ``"none"``), else a kind from :data:`REFERENCE_KINDS`."""
+    if kind is None or str(kind).lower() in ("none", "null", ""):
+        return None
+    if kind not in REFERENCE_KINDS:
+        raise ConfigError(f"reference must be one of {', '.join(REFERENCE_KINDS)} or null; got {kind!r}")
+    return str(kind)
+
+
 def segment_starts(mask: np.ndarray) -> np.ndarray:
     """For every frame, the first frame of the run of ``True`` it belongs to (-1 outside the mask).
 
@@ -140,6 +156,12 @@ class FrameDataset(Dataset):
         clip_step: int = 1,
         starts: np.ndarray | None = None,
     ) -> None:
+        refs = [s.reference for s in sessions]
+        self.references = (
+            [torch.from_numpy(np.ascontiguousarray(r))[None] for r in refs]
+            if refs and all(r is not None for r in refs)
+            else None
+        )
         self.cache_paths = [str(s.cache_path) for s in sessions]
         self.names = [(s.session.animal, s.session.session) for s in sessions]
         self.times = [s.times for s in sessions]
@@ -167,6 +189,8 @@ class FrameDataset(Dataset):
             pixels = {"frames": torch.from_numpy(np.array(self._open()[s][frames], dtype=np.uint8))[:, None]}
         else:
             pixels = {"image": torch.from_numpy(np.array(self._open()[s][f], dtype=np.uint8))[None]}
+        if self.references is not None:
+            pixels["reference"] = self.references[s]
         return {
             **pixels,
             "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
@@ -203,6 +227,10 @@ class FaceFramesDataModule(pl.LightningDataModule):
         clip_length: frames per item; 1 gives single frames (``image``), T > 1 clips (``frames``)
             for temporal models.
         clip_step: frames between the members of a clip (1: consecutive frames).
+        reference: ``"median"`` adds each session's reference frame to every item
+            (:func:`session_reference`), for models that compare a frame with its session's typical
+            face (``model.reference``); ``None`` for none.
+        reference_frames: frames the reference is the median of.
         sampler: ``"shuffle"`` (every training frame once per epoch, in random order) or
             ``"balanced"`` (a ``WeightedRandomSampler`` that draws each class equally often, as
             many draws per epoch as there are training frames).
@@ -227,6 +255,8 @@ class FaceFramesDataModule(pl.LightningDataModule):
         shuffle_train_labels: bool = False,
         clip_length: int = 1,
         clip_step: int = 1,
+        reference: str | None = None,
+        reference_frames: int = 300,
         sampler: str = "shuffle",
         batch_size: int = 64,
         num_workers: int = 0,
@@ -253,6 +283,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
         if sampler not in ("shuffle", "balanced"):
             raise ConfigError(f"data.sampler must be 'shuffle' or 'balanced'; got {sampler!r}")
         self.clip_length = int(clip_length)
+        self.reference = check_reference_kind(reference)
+        if int(reference_frames) < 1:
+            raise ConfigError(f"data.reference_frames must be >= 1; got {reference_frames}")
         self.sampler = sampler
         self.classes = tuple(classes)
         self.sessions: list[SessionFrames] = []
@@ -296,7 +329,12 @@ class FaceFramesDataModule(pl.LightningDataModule):
             bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= len(self.classes)))
             if bad.any():
                 raise DataError(f"{session.path}: labels outside the {len(self.classes)} classes")
-            self.sessions.append(SessionFrames(session, cache.path, labels, times))
+            reference = None
+            if self.reference == "median":
+                reference = session_reference(
+                    np.load(cache.path, mmap_mode="r"), self.hparams.reference_frames
+                )
+            self.sessions.append(SessionFrames(session, cache.path, labels, times, reference))
         self.masks = self._split_masks()
         self._build_datasets()
         self._prepared = True

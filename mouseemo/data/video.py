@@ -300,6 +300,32 @@ class VideoReader:
         if self._num_frames is None and stop is None:
             self._num_frames = index
 
+    def read_frames(self, indices) -> np.ndarray:
+        """The frames at ``indices`` (any order, repeats allowed) as uint8 ``(n, H, W)``, in sorted
+        order of the unique indices, from one forward pass that decodes up to the last of them
+        (``grab`` skips the colour conversion of the frames in between). Indices past the end of the
+        video are dropped, so fewer frames can come back.
+        """
+        want = np.unique(np.asarray(indices, dtype=np.int64))
+        if len(want) and want[0] < 0:
+            raise ConfigError(f"frame indices must be >= 0; got {int(want[0])}")
+        out = np.empty((len(want), self.height, self.width), dtype=np.uint8)
+        cap, n, k = self._open(), 0, 0
+        try:
+            while k < len(want):
+                if not cap.grab():
+                    break
+                if n == want[k]:
+                    ok, frame = cap.retrieve()
+                    if not ok:
+                        break
+                    out[k] = self._prepare(frame)
+                    k += 1
+                n += 1
+        finally:
+            cap.release()
+        return out[:k]
+
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Frames ``[start, stop)`` as one uint8 array ``(T, H, W)`` (use for short ranges)."""
         chunks = [frames for _, frames in self.iter_chunks(512, start, stop)]
@@ -313,6 +339,55 @@ class VideoReader:
 
     def __len__(self) -> int:
         return self.num_frames
+
+
+def session_reference(frames: np.ndarray, max_frames: int = 300) -> np.ndarray:
+    """The pixel-wise median of up to ``max_frames`` frames spread evenly over a session.
+
+    A head-fixed session is seen by one camera placement, so this is the animal's typical face
+    (mostly neutral: expressions are brief, and the median ignores them) under that session's camera
+    and lighting. Models given it can read expressions as changes from it, which removes most
+    between-animal and between-setup differences. Labels play no part.
+
+    Shape:
+        ``(T, H, W)`` uint8 -> ``(H, W)`` uint8.
+    """
+    if frames.ndim != 3 or len(frames) == 0:
+        raise DataError(f"a session reference needs (T, H, W) frames; got shape {tuple(frames.shape)}")
+    pick = reference_indices(len(frames), max_frames)
+    return np.median(np.asarray(frames[pick]), axis=0).round().astype(np.uint8)
+
+
+def reference_indices(num_frames: int, max_frames: int = 300) -> np.ndarray:
+    """Frames a session reference is the median of: up to ``max_frames`` spread evenly."""
+    if num_frames <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(
+        np.linspace(0, num_frames - 1, min(int(max_frames), num_frames)).round().astype(np.int64)
+    )
+
+
+def video_reference(
+    vr: VideoReader, size: tuple[int, int] | None, max_frames: int = 300, num_frames: int | None = None
+) -> np.ndarray:
+    """The session reference (:func:`session_reference`) of a video, as a training cache of it
+    would give: frames cropped by ``vr``, resized to ``size``, the same evenly spread frames.
+
+    Args:
+        vr: an open reader (its crop applies; its position is left alone).
+        size: ``(H, W)`` the frames are resized to, or ``None``.
+        max_frames: frames the median is taken over.
+        num_frames: the video's frame count when known (timestamps rows); else the container's
+            count, or a counting pass when the container gives none.
+
+    Shape:
+        -> ``(H, W)`` uint8.
+    """
+    n = num_frames if num_frames is not None else (vr.frame_count_hint or vr.num_frames)
+    frames = vr.read_frames(reference_indices(int(n), max_frames))
+    if len(frames) == 0:
+        raise DataError(f"no frames decoded from {vr.path} for its session reference")
+    return session_reference(resize_frames(frames, size), max_frames)
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -192,6 +192,7 @@ def predict_video(
         t_all, fps, clock_notes = _clock(vr)
         notes += clock_notes
         expected = len(t_all) if t_all is not None else vr.frame_count_hint
+        scorer.begin_video(vr, len(t_all) if t_all is not None else None)
         if on_start is not None:
             on_start(expected)
         min_conf = opts.min_confidence

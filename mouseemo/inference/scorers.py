@@ -84,6 +84,11 @@ class Scorer:
         """Raise :class:`ConfigError` when cropped ``height`` x ``width`` frames of ``source`` do not fit."""
         raise NotImplementedError
 
+    def begin_video(self, vr, num_frames: int | None = None) -> None:
+        """Called once per video before :meth:`stream`, with its open reader (cropped as scored) and
+        its frame count when known. Models that need the whole session (a session reference frame)
+        read it here."""
+
     def stream(self) -> ScoreFn:
         """A scoring function for one video: uint8 ``(b, H, W)`` on the device -> float32 ``(b, K)``.
 
@@ -171,6 +176,9 @@ class CheckpointScorer(Scorer):
         self.clip_length = int(clip) if isinstance(clip, int) and not isinstance(clip, bool) else 1
         self.clip_step = max(1, int(getattr(loaded, "clip_step", 1) or 1))  # frames between clip members
         self.target = type(module).__module__ + "." + type(module).__qualname__
+        self.reference_kind = getattr(loaded, "reference", None)
+        self.reference_frames = int(getattr(loaded, "reference_frames", 300) or 300)
+        self._reference: torch.Tensor | None = None  # (1, 1, H, W) uint8 of the current video
         import pytorch_lightning as pl  # only checkpoints need it (seconds to import)
 
         # a module's own predict_step gives its scores (softmax for classifiers); Lightning's default
@@ -183,10 +191,26 @@ class CheckpointScorer(Scorer):
 
         return cls(load_model(path, device), device, margin)
 
+    def begin_video(self, vr, num_frames: int | None = None) -> None:
+        """Session-reference models: the reference of this video, as in training (one extra forward
+        decoding pass, up to the last sampled frame)."""
+        self._reference = None
+        if self.reference_kind is None:
+            return
+        from mouseemo.data.video import video_reference
+
+        ref = video_reference(vr, self.resize, self.reference_frames, num_frames)
+        self._reference = torch.from_numpy(ref)[None, None].to(self.device)
+
     def _run(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, H, W)`` (or ``(B, T, H, W)`` for temporal models) -> scores ``(B, K)``."""
         key = "frames" if self.clip_length > 1 else "image"
         batch = {key: frames.unsqueeze(-3)}
+        if self.reference_kind is not None:
+            ref = self._reference
+            if ref is None or ref.shape[-2:] != frames.shape[-2:]:  # the size probe of check()
+                ref = torch.full((1, 1, *frames.shape[-2:]), 128, dtype=torch.uint8, device=frames.device)
+            batch["reference"] = ref.expand(len(frames), -1, -1, -1)
         with torch.inference_mode():
             batch = self.module.on_after_batch_transfer(batch, 0)
             if self._has_predict_step:
@@ -246,6 +270,11 @@ class CheckpointScorer(Scorer):
             "module": self.target,
             "classes": self.classes,
             "clip_length": self.clip_length,
+            "reference": (
+                {"kind": self.reference_kind, "frames": self.reference_frames}
+                if self.reference_kind
+                else None
+            ),
         }
 
 

@@ -7,7 +7,8 @@ how frames were prepared for them. :class:`RecordConfig`, added to every trainer
 * ``model``: the resolved Hydra model config (``_target_`` and all), so the module can be rebuilt
   without the run directory;
 * ``data``: the preprocessing the model saw (``crop``, ``image_size``, ``classes``, and
-  ``clip_length``/``clip_step``: frames per input of a temporal model, 1 for frame models);
+  ``clip_length``/``clip_step``: frames per input of a temporal model, 1 for frame models;
+  ``reference``/``reference_frames``: the session reference frame the model compares with, if any);
 * ``version``: the mouseemo version that wrote it.
 
 :func:`load_model` rebuilds the module from that record and loads the weights, e.g. for
@@ -30,7 +31,9 @@ from mouseemo.errors import DataError
 RECORD_KEY = "mouseemo"
 
 #: Data settings that decide what a frame looks like when it reaches the model.
-PREPROCESSING_KEYS = ("crop", "image_size", "classes", "clip_length", "clip_step")
+PREPROCESSING_KEYS = (
+    "crop", "image_size", "classes", "clip_length", "clip_step", "reference", "reference_frames",
+)  # fmt: skip
 
 
 def checkpoint_record(cfg: DictConfig) -> dict[str, Any]:
@@ -74,6 +77,9 @@ class LoadedModel:
         clip_length: frames per model input: 1 for frame models (``image`` ``(B,1,H,W)``), T > 1
             for temporal models (``frames`` ``(B,T,1,H,W)``, the last frame is the one scored).
         clip_step: frames between the members of a clip.
+        reference: ``"median"`` when the model compares each frame with its session's reference
+            frame (the median of ``reference_frames`` frames spread over the video), else ``None``.
+        reference_frames: frames that median is taken over.
     """
 
     module: pl.LightningModule
@@ -85,6 +91,8 @@ class LoadedModel:
     path: Path
     clip_length: int = 1
     clip_step: int = 1
+    reference: str | None = None
+    reference_frames: int = 300
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -148,4 +156,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         path=path,
         clip_length=int(data.get("clip_length") or getattr(module, "clip_length", 1)),
         clip_step=int(data.get("clip_step") or 1),
+        reference=getattr(module, "reference", None),
+        reference_frames=int(data.get("reference_frames") or 300),
     )

@@ -11,6 +11,7 @@ from torch import nn
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
+from mouseemo.data.face_datamodule import check_reference_kind
 from mouseemo.errors import ConfigError
 from mouseemo.models.components.augment import FaceAugment
 from mouseemo.models.metrics import StageMetrics
@@ -19,15 +20,20 @@ from mouseemo.models.outputs import EvalOutputsMixin
 log = logging.getLogger(__name__)
 
 
-def standardize_images(img: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean, unit variance per image (per frame of a clip).
+def standardize_images(img: torch.Tensor, eps: float = 1e-5, per_channel: bool = False) -> torch.Tensor:
+    """Zero mean, unit variance per image (per frame of a clip; per channel with ``per_channel``).
 
     Shape:
         ``(B, C, H, W)`` -> same; ``(B, T, C, H, W)`` -> same.
     """
-    mean = img.mean(dim=(-3, -2, -1), keepdim=True)
-    std = img.std(dim=(-3, -2, -1), keepdim=True)
+    dims = (-2, -1) if per_channel else (-3, -2, -1)
+    mean = img.mean(dim=dims, keepdim=True)
+    std = img.std(dim=dims, keepdim=True)
     return (img - mean) / (std + eps)
+
+
+def _to_unit_float(img: torch.Tensor) -> torch.Tensor:
+    return img.float().div_(255.0) if img.dtype == torch.uint8 else img
 
 
 class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
@@ -47,6 +53,12 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         standardize: give every frame zero mean and unit variance before the network (after
             augmentation), which removes brightness and contrast differences between animals and
             sessions.
+        reference: ``"median"``: the network sees two channels, the frame and its difference from
+            the session's reference frame (the median face of the session, batch key ``reference``,
+            given by the datamodule with ``data.reference=median``). Frame and reference get the
+            same augmentation (a different camera placement moves both) and are standardised
+            separately before the difference, so the second channel shows what the face does, not
+            what the animal or the camera looks like. ``None``: frames alone.
         classes: class names in index order.
 
     Batches are the datamodules' dicts: ``image`` uint8 ``(B,1,H,W)`` or, for a clip network (one
@@ -64,6 +76,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         class_weighting: str = "balanced",
         label_smoothing: float = 0.0,
         standardize: bool = True,
+        reference: str | None = None,
         classes: Sequence[str] = EMOTIONS,
     ) -> None:
         super().__init__()
@@ -71,6 +84,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         self.net = net
         self.augment = augment or FaceAugment(strength=0.0)
         self.classes = list(classes)
+        self.reference = check_reference_kind(reference)
         self.clip_length = int(getattr(net, "clip_length", 1))
         self.input_key = "frames" if self.clip_length > 1 else "image"
         self.register_buffer("class_weights", torch.ones(len(self.classes)))
@@ -83,23 +97,53 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
 
     # -- data on the device -----------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """uint8 -> float in [0, 1], augmentation (training only), per-frame standardisation."""
+        """uint8 -> float in [0, 1], augmentation (training only), standardisation, reference channel.
+
+        The frames of a clip and the session reference are stacked as channels, so one augmentation
+        draw moves them all alike (a camera placement moves the reference too); each is standardised
+        on its own. With a reference every frame becomes ``[frame, frame - reference]``.
+        """
+        reference = batch.get("reference")
+        if self.reference is not None and reference is None:
+            raise ConfigError(
+                f"the model compares frames with a session reference ({self.reference}) but the batch "
+                "has none: set data.reference (it follows model.reference by default)"
+            )
         for key in ("image", "frames"):
             if key not in batch:
                 continue
-            img = batch[key]
-            if img.dtype == torch.uint8:
-                img = img.float().div_(255.0)
+            img = _to_unit_float(batch[key])
+            clip = img.ndim == 5
+            if img.shape[-3] != 1:
+                raise ValueError(f"expected one-channel frames, got {batch[key].shape[-3]} channels")
+            x = img.flatten(1, 2) if clip else img  # (B, T, H, W): one channel per frame
+            t = x.shape[1]
+            if self.reference is not None:
+                ref = _to_unit_float(reference)
+                if ref.shape[0] != x.shape[0] or ref.shape[-2:] != x.shape[-2:]:
+                    raise ValueError(
+                        f"session reference of shape {tuple(ref.shape)} does not match frames {tuple(img.shape)}"
+                    )
+                x = torch.cat([x, ref.to(x.dtype).reshape(len(x), 1, *x.shape[-2:])], dim=1)
             if self._trainer is not None and self.trainer.training:
-                img = self.augment(img)
+                x = self.augment(x)
             if self.hparams.standardize:
-                img = standardize_images(img)
-            batch[key] = img
+                x = standardize_images(x, per_channel=True)
+            frames = x[:, :t, None]  # (B, T, 1, H, W)
+            if self.reference is not None:
+                frames = torch.cat([frames, frames - x[:, t:, None]], dim=2)  # (B, T, 2, H, W)
+            batch[key] = frames if clip else frames[:, 0]
         return batch
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         dm_clip = int(getattr(dm, "clip_length", 1) or 1) if dm is not None else self.clip_length
+        dm_reference = getattr(dm, "reference", None) if dm is not None else self.reference
+        if self.reference is not None and dm_reference != self.reference:
+            raise ConfigError(
+                f"the model compares frames with a session reference ({self.reference}) but the data "
+                f"gives {dm_reference or 'none'}: leave data.reference to follow the model (model.reference)"
+            )
         if dm_clip != self.clip_length:
             raise ConfigError(
                 f"the model takes clips of {self.clip_length} frame(s) but the data gives {dm_clip}: "

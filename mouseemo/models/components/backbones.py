@@ -4,7 +4,8 @@ No weights are downloaded: models start from random weights (``weights=None``) u
 of pretrained weights is given (for example torchvision's ImageNet ``.pth`` copied to the server).
 Pretrained RGB first convolutions are adapted to gray input by summing their kernels over the colour
 channels, which gives the same response to a gray image as the RGB network gave to that image
-repeated in R, G and B.
+repeated in R, G and B; with more input channels (a session reference, motion) every channel gets
+that gray kernel divided by the channel count.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class TorchvisionBackbone(nn.Module):
     Args:
         arch: one of :data:`ARCHITECTURES` (``resnet18``, ``resnet34``, ``efficientnet_b0``,
             ``mobilenet_v3_small``, ...).
-        in_channels: channels of the input (1 for gray frames).
+        in_channels: channels of the input (1 for gray frames, 2 with a session reference).
         num_classes: output logits.
         weights_path: optional local file of weights for ``arch`` (torchvision's ImageNet weights, or
             an earlier run's). An RGB first convolution is summed over its colour channels; a final
@@ -153,6 +154,12 @@ class TorchvisionBackbone(nn.Module):
             if w.shape[1] != self.in_channels:
                 if self.in_channels == 1:
                     state[first_w] = w.sum(dim=1, keepdim=True)
+                elif (
+                    w.shape[1] == 3
+                ):  # each channel (frame, its change from the reference, motion) starts gray
+                    state[first_w] = (
+                        w.sum(dim=1, keepdim=True).repeat(1, self.in_channels, 1, 1) / self.in_channels
+                    )
                 else:
                     raise DataError(
                         f"{path}: first convolution takes {w.shape[1]} channels, the model {self.in_channels}"

@@ -99,3 +99,53 @@ class TemporalConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(x)))
+
+
+class MotionStack(nn.Module):
+    """Early fusion of motion: the last frame of a short clip plus its differences from the others.
+
+    Whisking, sniffing and licking are movements; some expressions differ mainly in them (a
+    freezing mouse holds its whiskers still, an escaping one whisks hard), which one frame cannot
+    show. The clip ``x_1 .. x_T`` becomes one image with the channels of ``x_T`` followed by
+    ``x_T[0] - x_t[0]`` for ``t = T-1, ..., 1`` (the first channel, the frame itself), and a 2D
+    backbone classifies it: almost the cost of a frame model, unlike a per-frame encoder over time.
+
+    Args:
+        frame_net: a 2D backbone taking ``C + clip_length - 1`` input channels (``C`` channels per
+            clip frame: 1 for gray frames, 2 with a session reference).
+        clip_length: frames per clip ``T`` (>= 2); at 20 fps, 3 frames span about one whisk cycle.
+
+    Shape:
+        x ``(B, T, C, H, W)`` float -> logits ``(B, K)``; ``embed(x)`` -> ``(B, frame_net.embed_dim)``.
+
+    Example:
+        >>> from mouseemo.models.components.cnn import SmallCNN
+        >>> net = MotionStack(SmallCNN(in_channels=3, widths=(8, 16)), clip_length=3)
+        >>> net(torch.zeros(2, 3, 1, 24, 32)).shape
+        torch.Size([2, 7])
+    """
+
+    def __init__(self, frame_net: nn.Module, clip_length: int = 3) -> None:
+        super().__init__()
+        if int(clip_length) < 2:
+            raise ConfigError(f"a motion stack needs clip_length >= 2; got {clip_length}")
+        self.frame_net = frame_net
+        self.clip_length = int(clip_length)
+        self.num_classes = getattr(frame_net, "num_classes", None)
+        self.embed_dim = getattr(frame_net, "embed_dim", None)
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` -> ``(B, C + T - 1, H, W)``."""
+        if x.ndim != 5:
+            raise ValueError(f"expected clips (B, T, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.clip_length:
+            raise ValueError(f"expected clips of {self.clip_length} frames, got {x.shape[1]}")
+        last = x[:, -1]
+        motion = last[:, None, 0] - x[:, :-1, 0].flip(1)  # lags 1 .. T-1
+        return torch.cat([last, motion], dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frame_net.embed(self.stack(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frame_net(self.stack(x))
