@@ -42,6 +42,12 @@ def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule,
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = _instantiate_list(cfg.get("callbacks"))
+    if not getattr(model, "automatic_optimization", True):
+        # fitted in one pass (HOG models), nothing to average: weight averaging would only copy them
+        dropped = [c for c in callbacks if type(c).__name__.endswith("WeightAveraging")]
+        if dropped:
+            log.info("%s is not trained by gradient steps: weight averaging is off", type(model).__name__)
+        callbacks = [c for c in callbacks if c not in dropped]
     callbacks.append(RecordConfig(checkpoint_record(cfg)))
     loggers = _instantiate_list(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -33,6 +33,8 @@ def tiny(dataset, *extra):
         "trainer.max_epochs=2",
         "trainer.enable_progress_bar=false",
         "+benchmark.model_overrides.cnn.net.widths=[8,16]",
+        "+benchmark.model_overrides.motion_cnn.net.frame_net.widths=[8,16]",
+        "data.reference_frames=40",
         "+benchmark.model_overrides.hog_proto.hog.pixels_per_cell=[16,16]",
         "+benchmark.model_overrides.hog_rf.hog.pixels_per_cell=[16,16]",
         "+benchmark.model_overrides.hog_rf.num_trees=20",
@@ -52,7 +54,7 @@ def test_benchmark_end_to_end(dataset, tmp_path):
     run = runs[0]
     with open(run / "benchmark.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["model"] for r in rows] == ["hog_proto", "hog_rf", "cnn"]
+    assert [r["model"] for r in rows] == ["hog_proto", "hog_rf", "cnn", "motion_cnn"]
     for col in ("accuracy", "balanced_accuracy", "macro_f1", "shuffle_macro_f1", "shuffle_accuracy"):
         assert all(0.0 <= float(r[col]) <= 1.0 for r in rows), col
     assert {r["test_animals"] for r in rows} == {rows[0]["test_animals"]}  # one held-out animal for all
@@ -63,7 +65,15 @@ def test_benchmark_end_to_end(dataset, tmp_path):
     assert float(hog["macro_f1"]) > 0.9 and float(hog["shuffle_macro_f1"]) < 0.5
     for name in ("benchmark.md", "benchmark.png", "benchmark_jobs.csv"):
         assert (run / name).is_file(), name
-    for job in ("hog_proto", "hog_proto_shuffle", "hog_rf", "hog_rf_shuffle", "cnn", "cnn_shuffle"):
+    for job in (
+        "hog_proto",
+        "hog_proto_shuffle",
+        "hog_rf",
+        "hog_rf_shuffle",
+        "cnn",
+        "cnn_shuffle",
+        "motion_cnn",
+    ):
         assert (run / job / "metrics.json").is_file(), job
         assert (run / job / "splits.json").is_file(), job
     assert "shuffle_train_labels: true" in (run / "cnn_shuffle" / "config_resolved.yaml").read_text()

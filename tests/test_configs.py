@@ -88,7 +88,7 @@ def test_option_composes(task, group, option, tmp_path):
         dm = instantiate(cfg.data)
         assert dm.image_size == tuple(cfg.data.image_size)
     if group == "experiment" and option.startswith("benchmark"):
-        assert list(cfg.benchmark.models) == ["hog_proto", "hog_rf", "cnn"]
+        assert list(cfg.benchmark.models) == ["hog_proto", "hog_rf", "cnn", "motion_cnn"]
         assert cfg.callbacks.model_checkpoint.monitor == "val/macro_f1"  # best + last for every job
     if group == "experiment" and option == "optuna_search":
         sweeper = cfg.hydra.sweeper

@@ -96,6 +96,36 @@ def test_learns_label_dependent_frames(dataset, tmp_path):
     assert metrics["test/balanced_accuracy"] > 0.5  # chance is 1/7
 
 
+def test_ema_callbacks_average_the_weights_in_checkpoints(dataset, tmp_path):
+    import pytorch_lightning.callbacks as pl_callbacks
+
+    if not hasattr(pl_callbacks, "EMAWeightAveraging"):
+        pytest.skip("callbacks=ema needs pytorch-lightning >= 2.6")
+    run = tmp_path / "ema"
+    cfg = compose_cfg("train", small(dataset, run, "callbacks=ema", "callbacks.ema.decay=0.9"), tmp_path)
+    assert cfg.callbacks.early_stopping is None
+    metrics = tasks.train(cfg)
+    assert 0.0 <= metrics["test/macro_f1"] <= 1.0
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    # the saved weights are the average; the raw ones ride along for resuming
+    key = "net.head.weight"
+    assert key in last["state_dict"] and key in last["current_model_state"]
+    assert not torch.equal(last["state_dict"][key], last["current_model_state"][key])
+    # a model fitted in one pass (HOG) trains with the same callbacks, without averaging
+    hog = [
+        o
+        for o in small(dataset, tmp_path / "hog", "callbacks=ema", "model=hog_proto")
+        if "model.net" not in o
+    ]
+    hog += ["data.image_size=null", "model.hog.pixels_per_cell=[16,16]"]
+    hog = [o for o in hog if o != "data.image_size=[24,32]"]
+    assert 0.0 <= tasks.train(compose_cfg("train", hog, tmp_path))["test/macro_f1"] <= 1.0
+    from mouseemo.models.callbacks import ema_weight_averaging
+
+    with pytest.raises(ConfigError, match="decay"):
+        ema_weight_averaging(decay=1.5)
+
+
 def test_evaluate_checks_checkpoint(dataset, tmp_path):
     with pytest.raises(ConfigError, match="ckpt_path"):
         tasks.evaluate(compose_cfg("evaluate", small(dataset, tmp_path / "e"), tmp_path))
