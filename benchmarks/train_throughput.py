@@ -91,17 +91,14 @@ def loader_rate(loader, num_batches: int) -> float:
 
 
 def step_rate(module, batches: list[dict], device: torch.device, steps: int) -> float:
-    from mouseemo.models.classifier_module import standardize_images
-
     module.to(device).train()
     optimizer = module.configure_optimizers()["optimizer"]
     key = module.input_key
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
 
     def one(batch: dict) -> None:
-        img = module.augment(batch[key].float().div_(255.0))
-        if module.hparams.standardize:
-            img = standardize_images(img)
+        # the module's own preparation (augmentation, standardisation, session reference)
+        img = module.prepare_batch(dict(batch), augment=True)[key]
         if autocast is not None:
             with autocast:
                 loss = module._loss(module(img), batch["label"])

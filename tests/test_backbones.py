@@ -26,7 +26,8 @@ def test_backbone_forward_and_gradients(name, tmp_path):
     net = instantiate(cfg.model.net)
     torch.manual_seed(0)
     t = getattr(net, "clip_length", 1)
-    x = torch.randn(2, 1, 32, 32) if t == 1 else torch.randn(2, t, 1, 32, 32)
+    c = 2 if cfg.model.get("reference") else 1  # the frame, and its change from the session reference
+    x = torch.randn(2, c, 32, 32) if t == 1 else torch.randn(2, t, c, 32, 32)
     logits = net(x)
     assert logits.shape == (2, 7)
     assert torch.isfinite(logits).all()
@@ -52,6 +53,10 @@ def test_pretrained_rgb_weights_adapt_to_gray(tmp_path):
     torch.testing.assert_close(gray.body.conv1.weight, rgb.conv1.weight.sum(dim=1, keepdim=True))
     torch.testing.assert_close(gray.body.layer4[1].conv2.weight, rgb.layer4[1].conv2.weight)
     assert gray.head.weight.shape == (7, 512)  # 1000 ImageNet classes -> 7, newly initialised
+    # with a session reference channel each channel starts from the gray kernel, shared out
+    two = TorchvisionBackbone("resnet18", in_channels=2, num_classes=7, weights_path=str(path))
+    summed = rgb.conv1.weight.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(two.body.conv1.weight, summed.repeat(1, 2, 1, 1) / 2)
     # a gray image through the adapted network = the same image in R, G and B through the original
     rgb.fc = torch.nn.Identity()
     rgb.eval(), gray.eval()

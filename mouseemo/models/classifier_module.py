@@ -97,7 +97,12 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
 
     # -- data on the device -----------------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """uint8 -> float in [0, 1], augmentation (training only), standardisation, reference channel.
+        """:meth:`prepare_batch`, augmenting while the trainer trains."""
+        training = self._trainer is not None and self.trainer.training
+        return self.prepare_batch(batch, augment=training)
+
+    def prepare_batch(self, batch: dict, augment: bool = False) -> dict:
+        """uint8 -> float in [0, 1], augmentation (``augment``), standardisation, reference channel.
 
         The frames of a clip and the session reference are stacked as channels, so one augmentation
         draw moves them all alike (a camera placement moves the reference too); each is standardised
@@ -125,7 +130,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
                         f"session reference of shape {tuple(ref.shape)} does not match frames {tuple(img.shape)}"
                     )
                 x = torch.cat([x, ref.to(x.dtype).reshape(len(x), 1, *x.shape[-2:])], dim=1)
-            if self._trainer is not None and self.trainer.training:
+            if augment:
                 x = self.augment(x)
             if self.hparams.standardize:
                 x = standardize_images(x, per_channel=True)
