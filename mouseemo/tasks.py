@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.models.callbacks import is_weight_averaging
 from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, checkpoint_record, read_checkpoint
 from mouseemo.utils.io import write_json_atomic, write_text_atomic
 
@@ -44,7 +45,7 @@ def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule,
     callbacks = _instantiate_list(cfg.get("callbacks"))
     if not getattr(model, "automatic_optimization", True):
         # fitted in one pass (HOG models), nothing to average: weight averaging would only copy them
-        dropped = [c for c in callbacks if type(c).__name__.endswith("WeightAveraging")]
+        dropped = [c for c in callbacks if is_weight_averaging(c)]
         if dropped:
             log.info("%s is not trained by gradient steps: weight averaging is off", type(model).__name__)
         callbacks = [c for c in callbacks if c not in dropped]

@@ -15,7 +15,7 @@ from mouseemo.data.face_datamodule import FaceFramesDataModule
 from mouseemo.data.video import FrameCache, VideoReader, reference_indices, session_reference, video_reference
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.checkpoint import load_model
-from mouseemo.models.classifier_module import ClassifierLitModule, standardize_images
+from mouseemo.models.classifier_module import ClassifierLitModule
 from mouseemo.models.components.cnn import SmallCNN
 from mouseemo.models.components.temporal import MotionStack
 from mouseemo.utils.resolvers import input_channels
@@ -107,7 +107,7 @@ def test_reference_channels_are_frame_and_change_from_reference():
     # without a reference the input is the standardised frame, as before
     plain = _module(SmallCNN(widths=(8, 16))).eval()
     out = plain.on_after_batch_transfer({"image": img.clone()}, 0)["image"]
-    torch.testing.assert_close(out, standardize_images(img.float() / 255))
+    torch.testing.assert_close(out, _std(img.float() / 255))
 
 
 def test_training_augmentation_moves_frames_and_reference_alike():

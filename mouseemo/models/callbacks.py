@@ -5,6 +5,15 @@ from __future__ import annotations
 from mouseemo.errors import ConfigError
 
 
+def is_weight_averaging(callback) -> bool:
+    """Whether ``callback`` averages the weights (Lightning's ``WeightAveraging`` family)."""
+    try:
+        from pytorch_lightning.callbacks import WeightAveraging
+    except ImportError:  # older Lightning: no weight averaging to find
+        return False
+    return isinstance(callback, WeightAveraging)
+
+
 def ema_weight_averaging(decay: float = 0.995, update_starting_at_epoch: int | None = None, **kwargs):
     """Lightning's exponential moving average of the weights (``EMAWeightAveraging``).
 

@@ -16,24 +16,9 @@ from mouseemo.errors import ConfigError
 from mouseemo.models.components.augment import FaceAugment
 from mouseemo.models.metrics import StageMetrics
 from mouseemo.models.outputs import EvalOutputsMixin
+from mouseemo.ops.frames import standardize_frames, to_unit_float
 
 log = logging.getLogger(__name__)
-
-
-def standardize_images(img: torch.Tensor, eps: float = 1e-5, per_channel: bool = False) -> torch.Tensor:
-    """Zero mean, unit variance per image (per frame of a clip; per channel with ``per_channel``).
-
-    Shape:
-        ``(B, C, H, W)`` -> same; ``(B, T, C, H, W)`` -> same.
-    """
-    dims = (-2, -1) if per_channel else (-3, -2, -1)
-    mean = img.mean(dim=dims, keepdim=True)
-    std = img.std(dim=dims, keepdim=True)
-    return (img - mean) / (std + eps)
-
-
-def _to_unit_float(img: torch.Tensor) -> torch.Tensor:
-    return img.float().div_(255.0) if img.dtype == torch.uint8 else img
 
 
 class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
@@ -117,14 +102,14 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         for key in ("image", "frames"):
             if key not in batch:
                 continue
-            img = _to_unit_float(batch[key])
+            img = to_unit_float(batch[key])
             clip = img.ndim == 5
             if img.shape[-3] != 1:
                 raise ValueError(f"expected one-channel frames, got {batch[key].shape[-3]} channels")
             x = img.flatten(1, 2) if clip else img  # (B, T, H, W): one channel per frame
             t = x.shape[1]
             if self.reference is not None:
-                ref = _to_unit_float(reference)
+                ref = to_unit_float(reference)
                 if ref.shape[0] != x.shape[0] or ref.shape[-2:] != x.shape[-2:]:
                     raise ValueError(
                         f"session reference of shape {tuple(ref.shape)} does not match frames {tuple(img.shape)}"
@@ -133,7 +118,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
             if augment:
                 x = self.augment(x)
             if self.hparams.standardize:
-                x = standardize_images(x, per_channel=True)
+                x = standardize_frames(x)
             frames = x[:, :t, None]  # (B, T, 1, H, W)
             if self.reference is not None:
                 frames = torch.cat([frames, frames - x[:, t:, None]], dim=2)  # (B, T, 2, H, W)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mouseemo.errors import ConfigError
+from mouseemo.ops.frames import standardize_frames
 
 
 def temporal_block(channels: int, kernel_size: int, layers: int, dropout: float) -> nn.Sequential:
@@ -49,20 +50,6 @@ class _Temporal(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x + self.conv(x.transpose(1, 2)).transpose(1, 2))
-
-
-def standardize_frames(frames: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """uint8 or float frames -> zero mean, unit variance per frame, float32.
-
-    Shape:
-        ``(..., H, W)`` -> same.
-    """
-    x = frames.float()
-    if frames.dtype == torch.uint8:
-        x = x / 255.0
-    mean = x.mean(dim=(-2, -1), keepdim=True)
-    std = x.std(dim=(-2, -1), keepdim=True)
-    return (x - mean) / (std + eps)
 
 
 class FrameFaceEncoder(nn.Module):
