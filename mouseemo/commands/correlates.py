@@ -62,7 +62,7 @@ from mouseemo.data.events import read_events
 from mouseemo.data.imaging import SIGNALS, ActivityTraces, load_suite2p
 from mouseemo.data.session import Session
 from mouseemo.data.sync import detect_frame_problems, read_timestamps
-from mouseemo.data.video import VideoReader, parse_crop, resize_frames, video_reference
+from mouseemo.data.video import VideoReader, parse_crop
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops.similarity import expression_intensity, pearson_similarity
@@ -170,39 +170,32 @@ def traces_from_checkpoint(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
 ) -> FaceTraces:
-    """A trained model's per-frame scores: frames cropped and resized as in training, then the
-    module's ``on_after_batch_transfer`` and ``predict_step`` (class probabilities or similarities)."""
+    """A trained model's per-frame scores, computed as ``mouseemo predict`` does
+    (:class:`~mouseemo.inference.scorers.CheckpointScorer`): frames cropped and resized as in
+    training, the session reference for models that use one, clips for temporal models, then the
+    module's own scores (class probabilities or similarities)."""
+    from mouseemo.inference.scorers import CheckpointScorer
     from mouseemo.models.checkpoint import load_model
 
     device = torch.device(device)
     loaded = load_model(ckpt, device=device)
-    module = loaded.module
-    if getattr(module, "is_joint_encoder", False) or not loaded.score_names:
+    if getattr(loaded.module, "is_joint_encoder", False) or not loaded.score_names:
         raise ConfigError(
             f"{ckpt} is not an expression model (no per-class scores); correlates needs a classifier or "
             "prototype checkpoint (a joint encoder is exported with `mouseemo embed`)"
         )
-    clip = int(getattr(loaded, "clip_length", None) or 1)
-    if clip > 1:
-        raise ConfigError(f"{ckpt} scores clips of {clip} frames; correlates feeds single frames")
+    scorer = CheckpointScorer(loaded, device)
     crop = crop if crop is not None else loaded.crop
     if crop is None and session.meta.get("crop"):
         crop = parse_crop(session.meta["crop"])
     out, times = [], []
-    with VideoReader(session.video, crop=crop) as vr, torch.no_grad():
-        reference = None
-        if loaded.reference is not None:  # the session's reference frame, as in training
-            ref = video_reference(vr, loaded.image_size, loaded.reference_frames)
-            reference = torch.from_numpy(ref)[None, None].to(device)
+    with VideoReader(session.video, crop=crop) as vr:
+        scorer.check(vr.height, vr.width, source=f"{session.video} (crop {list(crop) if crop else None})")
+        scorer.begin_video(vr)
+        score = scorer.stream()
         for start, frames in vr.iter_chunks(batch_size):
-            frames = resize_frames(frames, loaded.image_size)
-            image = torch.from_numpy(frames)[:, None].to(device)
-            batch = {"image": image}
-            if reference is not None:
-                batch["reference"] = reference.expand(len(image), -1, -1, -1)
-            batch = module.on_after_batch_transfer(batch, 0)
-            scores = module.predict_step(batch, 0)
-            out.append(scores.double().cpu().numpy())
+            x = torch.from_numpy(scorer.prepare(frames)).to(device)
+            out.append(score(x).double().cpu().numpy())
             times.append(frame_times(vr, start, len(frames)))
     if not out:
         raise DataError(f"no frames decoded from {session.video}")
