@@ -5,7 +5,8 @@ module adds its parser and sets ``func`` (called with the parsed args, returns a
 ``train`` and ``evaluate`` hand their arguments to Hydra unchanged (``mouseemo train model=cnn``).
 
 Errors caused by the user's input (:class:`mouseemo.errors.MouseemoError`) print one line and exit
-with status 2; set ``MOUSEEMO_DEBUG=1`` to see the traceback.
+with status 2; set ``MOUSEEMO_DEBUG=1`` to see the traceback. Ctrl-C exits with 130 and SIGTERM with
+143, both after the same clean-up: queued work is dropped and no partial output is left.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -47,10 +49,30 @@ def run_guarded(fn: Callable[[], int | None]) -> int:
             raise
         print(f"mouseemo: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("mouseemo: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("mouseemo: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that the same clean-up runs: queued work
+    is dropped, running work stops at its next chunk, and temporary files are removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` (from the main thread only; elsewhere a no-op)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    handle_sigterm()
     return run_guarded(lambda: args.func(args))
 
 

@@ -132,7 +132,9 @@ def test_batch_with_good_and_bad_inputs(world, tmp_path, capsys):
     assert "truncated.avi: truncated: decoded" in warnings[0]
     # good and truncated videos have outputs; failed ones have none, and no temporary files are left
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{s}{x}" for s in ("m01_s01", "truncated") for x in (".csv", ".json", ".png"))
+    expected = [f"{s}{x}" for s in ("m01_s01", "truncated") for x in (".csv", ".json", ".png")]
+    markers = [f".{s}.mouseemo.json" for s in ("m01_s01", "truncated")]  # which files are mouseemo's
+    assert names == sorted(expected + markers)
     summary = json.loads((out / "truncated.json").read_text())
     dec = summary["decoding"]
     assert dec["truncated"] and dec["expected_frames"] == 100 and dec["decoded_frames"] == summary["frames"]

@@ -50,6 +50,7 @@ from mouseemo.analysis.correlates import (
     read_truth_neurons,
     traces_on_imaging_clock,
 )
+from mouseemo.commands._args import check_out_dir, finite_float
 from mouseemo.commands.prototypes import (
     VideoInput,
     build_from_videos,
@@ -66,7 +67,7 @@ from mouseemo.data.video import VideoReader, parse_crop
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops.similarity import expression_intensity, pearson_similarity
-from mouseemo.utils.io import atomic_path, json_default
+from mouseemo.utils.io import atomic_path, dumps_json, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -436,7 +437,7 @@ def write_outputs(run: CorrelatesRun, out_dir: Path, plot: bool = True) -> dict[
                            tmp["responses.png"], windows=run.windows)  # fmt: skip
             plot_examples(run.t_img, run.activity, run.traces, res.names, res.preferred, res.r_best,
                           res.neuron_ids, tmp["examples.png"], windows=run.windows)  # fmt: skip
-        tmp["summary.json"].write_text(json.dumps(run.summary, indent=2, default=json_default) + "\n")
+        tmp["summary.json"].write_text(dumps_json(run.summary), encoding="utf-8")
     return paths
 
 
@@ -462,9 +463,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="prototypes: unmixed expression intensity (default) or the paper's Pearson similarity")  # fmt: skip
     p.add_argument("--include-neutral", action="store_true", help="also test the neutral trace")
     p.add_argument("--signal", choices=SIGNALS, default="dff", help="neural signal (default dF/F)")
-    p.add_argument("--dff-window", type=float, default=600.0, metavar="S",
+    p.add_argument("--dff-window", type=finite_float, default=600.0, metavar="S",
                    help="dF/F baseline window in seconds: longer than the slowest state (LiCl malaise lasts minutes)")  # fmt: skip
-    p.add_argument("--imaging-fs", type=float, default=None, metavar="HZ",
+    p.add_argument("--imaging-fs", type=finite_float, default=None, metavar="HZ",
                    help="imaging frame rate (default: session.json, the timestamps, or ops.npy)")  # fmt: skip
     p.add_argument("--all-rois", action="store_true", help="use every ROI, not only those labelled cells")
     p.add_argument("--lag-sweep", default=None, metavar="L|MIN,MAX,STEP",
@@ -473,11 +474,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shifts", default="all", metavar="N|all",
                    help="circular shifts in the null: all (default, exact) or N drawn at random (>= 1000)")  # fmt: skip
     p.add_argument(
-        "--min-shift", type=float, default=0.0, metavar="S", help="shortest circular shift (0: exact test)"
+        "--min-shift",
+        type=finite_float,
+        default=0.0,
+        metavar="S",
+        help="shortest circular shift (0: exact test)",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="false discovery rate")
+    p.add_argument("--alpha", type=finite_float, default=0.05, help="false discovery rate")
     p.add_argument("--tail", choices=TAILS, default="greater", help="greater: excited neurons only")
-    p.add_argument("--min-overlap", type=float, default=10.0, metavar="S",
+    p.add_argument("--min-overlap", type=finite_float, default=10.0, metavar="S",
                    help="shortest acceptable camera/imaging overlap")  # fmt: skip
     p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="crop (default: the model's / session's)")
     p.add_argument("--pixels-per-cell", type=int, default=32, help="HOG cell size when building prototypes")
@@ -522,6 +527,9 @@ def run(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise DataError(f"session folder not found: {folder}")
     out_dir = Path(args.out)
+    check_out_dir(out_dir)
+    if out_dir.is_dir():
+        remove_stale_temps(out_dir)  # left by a run that was killed
     existing = [n for n in OUTPUTS if (out_dir / n).exists()]
     if existing and not args.overwrite:
         raise ConfigError(f"{out_dir} already holds {existing[0]}; pass --overwrite to replace the outputs")

@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mouseemo.commands._args import check_out_file
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.device import pick_device
-from mouseemo.utils.io import save_npz_atomic
+from mouseemo.utils.io import remove_stale_temps, save_npz_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -177,8 +178,9 @@ def embed_session(
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    check_out_file(out, args.overwrite)
+    if out.parent.is_dir():
+        remove_stale_temps(out.parent)  # left by a run that was killed
     if out.suffix != ".npz":
         raise ConfigError(f"--out must be a .npz file; got {out}")
     if args.batch_size < 1:

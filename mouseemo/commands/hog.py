@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
+from mouseemo.commands._args import check_out_file
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.inference.stream import decode_ahead
 from mouseemo.utils.device import pick_device
+from mouseemo.utils.io import atomic_path, remove_stale_temps
 
 #: Bytes reserved for the ``.npy`` header (magic, version, length, dict, padding): the count of
 #: frames is only known at the end, so the header is rewritten in place with the same length.
@@ -51,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="frames per step (default 256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
 
 
@@ -62,18 +65,6 @@ def _npy_header(num_frames: int, dim: int) -> bytes:
         raise DataError(f"cannot write a .npy header for shape ({num_frames}, {dim})")
     body = (text + " " * (room - len(text)) + "\n").encode("latin1")
     return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
-
-
-def _frame_count_estimate(path: Path) -> int | None:
-    """The container's frame count, only for the progress bar (it can be wrong; the output is not)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    finally:
-        cap.release()
-    return n if n > 0 else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     crop = parse_crop(args.crop)
     device = pick_device(args.device)
     out = Path(args.out)
-    if out.is_dir():
-        raise ConfigError(f"--out is a folder, expected a file path: {out}")
+    check_out_file(out, args.overwrite)
 
     t0 = time.perf_counter()
     with VideoReader(args.video, crop=crop) as vr:
@@ -108,24 +98,26 @@ def run(args: argparse.Namespace) -> int:
             transform_sqrt=params.transform_sqrt,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        remove_stale_temps(out.parent)  # left by a run that was killed
         num = 0
-        try:
-            with open(tmp, "wb") as fh, _progress(args, _frame_count_estimate(args.video)) as bar:
-                fh.write(_npy_header(0, dim))
-                for _, frames in _prefetch(vr.iter_chunks(args.batch_size)):
-                    x = torch.from_numpy(frames).to(device, non_blocking=True)
-                    feats = hog(x, **kwargs)
-                    fh.write(feats.to("cpu", torch.float32).numpy().tobytes())
-                    num += len(frames)
-                    if bar is not None:
-                        bar.update(len(frames))
-                fh.seek(0)
-                fh.write(_npy_header(num, dim))
-            os.replace(tmp, out)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with (
+            atomic_path(out) as tmp,
+            open(tmp, "wb") as fh,
+            _progress(args, vr.frame_count_hint) as bar,
+            closing(decode_ahead(vr.iter_chunks(args.batch_size), depth=2)) as chunks,
+        ):
+            fh.write(_npy_header(0, dim))
+            for _, frames in chunks:
+                x = torch.from_numpy(frames).to(device, non_blocking=True)
+                feats = hog(x, **kwargs)
+                fh.write(feats.to("cpu", torch.float32).numpy().tobytes())
+                num += len(frames)
+                if bar is not None:
+                    bar.update(len(frames))
+            if num == 0:
+                raise DataError(f"no frames decoded from {args.video}")
+            fh.seek(0)
+            fh.write(_npy_header(num, dim))
     if not args.quiet:
         dt = time.perf_counter() - t0
         print(
@@ -147,19 +139,3 @@ def _progress(args: argparse.Namespace, total: int | None):
         yield bar
     finally:
         bar.close()
-
-
-def _prefetch(chunks):
-    """Decode the next chunk on a helper thread while the caller computes on this one.
-
-    OpenCV releases the GIL while decoding, so the two overlap.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mouseemo-decode") as ex:
-        it = iter(chunks)
-        fut = ex.submit(next, it, None)
-        while True:
-            item = fut.result()
-            if item is None:
-                return
-            fut = ex.submit(next, it, None)
-            yield item

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mouseemo.commands._args import check_out_dir, finite_float
 from mouseemo.constants import VIDEO_EXTENSIONS
 from mouseemo.errors import ConfigError, MouseemoError
 
@@ -230,7 +231,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--margin",
-        type=float,
+        type=finite_float,
         default=None,
         help="similarity models: best-minus-neutral below this stays neutral (default: the model's, or 0)",
     )
@@ -246,7 +247,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plot", action="store_true", help="skip the traces plot")
     p.add_argument(
         "--min-confidence",
-        type=float,
+        type=finite_float,
         default=None,
         help="QC: frames below this confidence are low-confidence (default 0.5 for probabilities, "
         "0.01 for the gap between the best and second-best similarity)",
@@ -288,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
     from mouseemo.inference.pipeline import PredictOptions, is_finished
     from mouseemo.inference.scorers import load_scorer
     from mouseemo.utils.device import pick_device
+    from mouseemo.utils.io import remove_stale_temps
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
@@ -299,10 +301,13 @@ def run(args: argparse.Namespace) -> int:
         from mouseemo.inference.nwb import require_nwb
 
         require_nwb()
+    out_dir = Path(args.out)
+    check_out_dir(out_dir)
     crop = parse_crop(args.crop)
     device = pick_device(args.device)
     scorer = load_scorer(args.prototypes, args.ckpt, device, args.margin)
-    out_dir = Path(args.out)
+    if out_dir.is_dir():
+        remove_stale_temps(out_dir)  # left by a run that was killed
     entries = expand_inputs(args.inputs, args.events, exclude=out_dir)
     stems: dict[str, str] = {}
     for e in entries:
@@ -320,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
         nwb=args.nwb,
         min_confidence=args.min_confidence,
         cancel=threading.Event(),
+        overwrite=args.overwrite,
     )
     console = _Console(args.quiet)
     results: list[Result] = []
@@ -409,20 +415,24 @@ def _process(todo, scorer, out_dir: Path, opts, workers: int, console: _Console)
             with slot_lock:
                 slots.append(slot)
 
+    pool = None
     try:
         if workers == 1:
             for entry, res in todo:
                 one(entry, res)
         else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mouseemo-predict") as pool:
-                futures = [pool.submit(one, entry, res) for entry, res in todo]
-                for f in futures:
-                    while not f.done():  # a timed wait keeps Ctrl-C responsive
-                        time.sleep(0.05)
-    except KeyboardInterrupt:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mouseemo-predict")
+            futures = [pool.submit(one, entry, res) for entry, res in todo]
+            for f in futures:
+                while not f.done():  # a timed wait keeps Ctrl-C (and SIGTERM, see cli) responsive
+                    time.sleep(0.05)
+    except BaseException:
+        # stop the running videos at their next chunk and drop the queued ones, before waiting
         opts.cancel.set()
         raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if overall is not None:
             overall.close()
         console.bars = False

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mouseemo.commands._args import check_out_file
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import Events, read_events
 from mouseemo.data.session import Session
@@ -34,6 +35,7 @@ from mouseemo.models.components.prototypes import (
 )
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
 from mouseemo.utils.device import pick_device
+from mouseemo.utils.io import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -360,8 +362,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"{out} exists; pass --overwrite to replace it")
+    check_out_file(out, args.overwrite)
+    if out.parent.is_dir():
+        remove_stale_temps(out.parent)  # left by a run that was killed
     if args.n_frames < 1:
         raise ConfigError(f"--n-frames must be >= 1; got {args.n_frames}")
     if args.batch_size < 1:

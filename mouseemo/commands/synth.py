@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mouseemo.commands._args import finite_float
 from mouseemo.errors import ConfigError
 
 
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mice", type=int, default=2, help="number of animals (default 2)")
     p.add_argument(
         "--minutes",
-        type=float,
+        type=finite_float,
         default=3.0,
         help="session length in minutes (default 3; >= 1 gives all labels)",
     )
@@ -42,12 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size", default="240x320", help="video frame size HxW, even numbers >= 64 (default 240x320)"
     )
-    p.add_argument("--fps", type=float, default=20.0, help="camera frame rate (default 20)")
+    p.add_argument("--fps", type=finite_float, default=20.0, help="camera frame rate (default 20)")
     p.add_argument(
         "--nuisance", default="medium", help="camera/lighting/grooming nuisance: low, medium or high"
     )
     p.add_argument("--neurons", type=int, default=200, help="two-photon ROIs per animal (default 200)")
-    p.add_argument("--imaging-fs", type=float, default=15.0, help="two-photon frame rate (default 15)")
+    p.add_argument("--imaging-fs", type=finite_float, default=15.0, help="two-photon frame rate (default 15)")
     p.add_argument("--no-imaging", action="store_true", help="skip the two-photon side")
     p.add_argument("--tiff", action="store_true", help="also write the raw two-photon movie imaging.tif")
     p.add_argument("--overwrite", action="store_true", help="replace existing session folders")

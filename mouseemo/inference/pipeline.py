@@ -42,12 +42,12 @@ from mouseemo import __version__
 from mouseemo.data.events import Events, read_events
 from mouseemo.data.sync import read_timestamps
 from mouseemo.data.video import Crop, VideoReader, parse_crop
-from mouseemo.errors import DataError, MouseemoError
+from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.inference.qc import StreamingQC, frame_stats
 from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
 from mouseemo.inference.stream import decode_ahead
 from mouseemo.models.components.prototypes import stimulus_readouts
-from mouseemo.utils.io import atomic_path, json_default
+from mouseemo.utils.io import atomic_path, dumps_json, inside, safe_component, write_json_atomic
 
 #: Output kinds and their file suffixes; the JSON comes last (it marks completion).
 SUFFIXES: dict[str, str] = {
@@ -71,12 +71,20 @@ class Cancelled(MouseemoError):
 
 @dataclass
 class PredictInput:
-    """One video to predict: the file, its events (if any), the output stem, session metadata."""
+    """One video to predict: the file, its events (if any), the output stem, session metadata.
+
+    The stem often comes from a file someone else wrote (``manifest.csv``, ``session.json``): it is
+    cleaned to one path component (:func:`~mouseemo.utils.io.safe_component`), so outputs always
+    land inside the output folder.
+    """
 
     video: Path
     events: Path | None
     stem: str
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stem = safe_component(self.stem)
 
 
 @dataclass
@@ -93,6 +101,7 @@ class PredictOptions:
         min_confidence: threshold of the low-confidence QC check (``None``: per score kind, see
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
         cancel: set it to stop between chunks (the video then raises :class:`Cancelled`).
+        overwrite: replace existing files that mouseemo did not write (see :func:`foreign_outputs`).
     """
 
     crop: Crop | None = None
@@ -103,6 +112,7 @@ class PredictOptions:
     nwb: bool = False
     min_confidence: float | None = None
     cancel: threading.Event | None = None
+    overwrite: bool = False
 
     def kinds(self) -> list[str]:
         wanted = {
@@ -116,13 +126,76 @@ class PredictOptions:
 
 
 def output_paths(out_dir: Path, stem: str, opts: PredictOptions) -> dict[str, Path]:
-    """The files :func:`predict_video` writes for ``stem``, by kind (``csv``, ``json``, ...)."""
-    return {k: Path(out_dir) / f"{stem}{SUFFIXES[k]}" for k in opts.kinds()}
+    """The files :func:`predict_video` writes for ``stem``, by kind (``csv``, ``json``, ...).
+
+    Raises:
+        ConfigError: a path would lie outside ``out_dir`` (a stem that is not one path component).
+    """
+    return {k: inside(out_dir, Path(out_dir) / f"{stem}{SUFFIXES[k]}") for k in opts.kinds()}
+
+
+def marker_path(out_dir: Path, stem: str) -> Path:
+    """The hidden file that lists the outputs mouseemo wrote for ``stem`` (see :func:`foreign_outputs`)."""
+    return Path(out_dir) / f".{stem}.mouseemo.json"
+
+
+def _listed_outputs(path: Path) -> set[str]:
+    """Names listed under ``outputs`` in a summary JSON or marker mouseemo wrote (else empty)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return set()
+    if not isinstance(record, dict) or "mouseemo_version" not in record:
+        return set()
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return set()
+    return {str(v) for v in outputs.values()}
+
+
+def _own_outputs(out_dir: Path, stem: str, opts: PredictOptions) -> set[str]:
+    json_path = output_paths(out_dir, stem, opts)["json"]
+    own = _listed_outputs(marker_path(out_dir, stem))
+    summary = _listed_outputs(json_path)
+    return own | summary | ({json_path.name} if summary else set())
+
+
+def foreign_outputs(out_dir: Path, stem: str, opts: PredictOptions) -> list[Path]:
+    """Existing files at ``stem``'s output paths that mouseemo did not write.
+
+    A file is mouseemo's when ``<stem>.json`` is a mouseemo summary whose ``outputs`` list it, or
+    the hidden marker ``.<stem>.mouseemo.json`` (written just before the outputs are renamed into
+    place, so it covers a run interrupted between two renames) lists it. Anything else (a file of
+    the same name that someone put there) is foreign and is replaced only with ``overwrite``.
+    """
+    paths = output_paths(out_dir, stem, opts)
+    existing = [p for p in paths.values() if p.exists() or p.is_symlink()]
+    if not existing:
+        return []
+    own = _own_outputs(out_dir, stem, opts)
+    return [p for p in existing if p.name not in own or p.is_symlink() or not p.is_file()]
+
+
+def check_replaceable(out_dir: Path, stem: str, opts: PredictOptions) -> None:
+    """ConfigError naming the first file of ``stem``'s outputs that mouseemo would replace but did
+    not write, unless ``opts.overwrite``."""
+    if opts.overwrite:
+        return
+    foreign = foreign_outputs(out_dir, stem, opts)
+    if foreign:
+        raise ConfigError(
+            f"refusing to replace {foreign[0]}: mouseemo did not write it (pass --overwrite to replace it)"
+        )
 
 
 def is_finished(out_dir: Path, stem: str, opts: PredictOptions) -> bool:
-    """Whether every output of ``stem`` exists (the JSON is renamed last, so it marks completion)."""
-    return all(p.is_file() for p in output_paths(out_dir, stem, opts).values())
+    """Whether every output of ``stem`` exists and mouseemo wrote it (the JSON is renamed last, so it
+    marks completion, and it lists the files it completes)."""
+    paths = output_paths(out_dir, stem, opts)
+    if not all(p.is_file() for p in paths.values()):
+        return False
+    own = _listed_outputs(paths["json"]) | {paths["json"].name}
+    return all(p.name in own for p in paths.values())
 
 
 def _clock(vr: VideoReader) -> tuple[np.ndarray | None, float, list[str]]:
@@ -180,6 +253,7 @@ def predict_video(
     opts = opts or PredictOptions()
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
+    check_replaceable(out_dir, item.stem, opts)
     events = read_events(item.events) if item.events is not None else None
     crop = opts.crop or scorer.crop
     if crop is None and scorer.kind == "checkpoint" and item.meta.get("crop"):
@@ -292,7 +366,16 @@ def predict_video(
                     tmp["nwb"], item.video, times, scores, names, scorer.prefix, labels, fps,
                     description=f"mouseemo {scorer.kind} {scorer.path.name}", meta=item.meta,
                 )  # fmt: skip
-            tmp["json"].write_text(json.dumps(summary, indent=2, default=json_default) + "\n")
+            tmp["json"].write_text(dumps_json(summary), encoding="utf-8")
+            # someone may have put a file there while this video ran
+            check_replaceable(out_dir, item.stem, opts)
+            marker = marker_path(out_dir, item.stem)
+            owned = _listed_outputs(marker) if marker.is_file() else set()
+            write_json_atomic(
+                marker,
+                {"mouseemo_version": __version__, "outputs": {
+                    **{n: n for n in owned}, **{k: p.name for k, p in paths.items()}}},
+            )  # fmt: skip
             # a redone video: drop the old completion marker before any new file replaces an old one
             paths["json"].unlink(missing_ok=True)
     return summary
@@ -408,6 +491,8 @@ __all__ = [
     "PredictInput",
     "PredictOptions",
     "build_summary",
+    "check_replaceable",
+    "foreign_outputs",
     "is_finished",
     "output_paths",
     "predict_video",

@@ -1,13 +1,24 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename.
+"""Safe file writes: atomic, umask-respecting, and never outside the folder they belong to.
 
-An interrupted run never leaves a file that looks complete.
+* :func:`atomic_path` writes to a temporary file in the same folder, then renames it, so an
+  interrupted run never leaves a file that looks complete. Temporary names carry the host and
+  process id (``.<name>.mouseemo-<host>-<pid>-<random>.tmp<suffix>``), so :func:`remove_stale_temps`
+  can remove those of a run that was killed, and only those.
+* Files end with the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask),
+  not the ``0o600`` of a temporary file: on a shared lab server the next person can read them.
+* :func:`safe_component` turns a name that came from a file (a manifest row, ``session.json``) into
+  one path component, so it cannot lead outside the output folder.
+* :func:`write_json_atomic` writes strict JSON: NaN and infinities become ``null``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,22 +26,77 @@ from typing import Any
 
 import numpy as np
 
+from mouseemo.errors import ConfigError
+
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+#: Matches the temporary files :func:`atomic_path` makes: group 1 the host, group 2 the pid.
+TEMP_PATTERN = re.compile(r"^\..*\.mouseemo-([A-Za-z0-9]+)-(\d+)-[^.]*\.tmp[^/]*$")
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back at once
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed mouseemo runs left in ``folder``; returns them.
+
+    Only files named as :func:`atomic_path` names them, made on this host by a process that no
+    longer runs, are removed: a run still writing into the same folder keeps its files.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = TEMP_PATTERN.match(p.name)
+        if not m or m.group(1) != _HOST or not p.is_file():
+            continue
+        pid = int(m.group(2))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
     ``suffix`` defaults to the target's suffix so that writers that infer the format from the
-    extension (numpy, OpenCV, matplotlib) keep working.
+    extension (numpy, OpenCV, matplotlib) keep working. The file gets ``0o666`` less the umask
+    before it is renamed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.mouseemo-{_HOST}-{os.getpid()}-", suffix=f".tmp{suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -38,13 +104,65 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+
+
+def safe_component(name: str, fallback: str = "unnamed") -> str:
+    """``name`` as one safe path component: no separators, no ``..``, no leading dot.
+
+    Separators, control characters and characters Windows forbids become ``_``; leading dots and
+    spaces are stripped; an empty result becomes ``fallback``. Names that are already safe
+    (``m01_s01``, ``trial 3``, ``_x``) come back unchanged.
+
+    Example:
+        >>> safe_component("../../etc/x")
+        'etc_x'
+    """
+    name = str(name)
+    text = _UNSAFE.sub("_", name)
+    text = re.sub(r"\.\.+", "_", text)  # no '..' anywhere
+    text = text.strip(" ._" if text != name else " .")  # no leading dot; Windows drops trailing ones
+    return text[:200] or fallback
+
+
+def inside(folder: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """``path`` if it lies inside ``folder`` (after resolving ``..`` and links), else ConfigError."""
+    folder_r = Path(folder).resolve()
+    path_r = Path(path).resolve()
+    if path_r != folder_r and folder_r not in path_r.parents:
+        raise ConfigError(f"refusing to write {path}: it lies outside the output folder {folder}")
+    return Path(path)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy values made plain and non-finite floats made ``None`` (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps_json(obj: Any) -> str:
+    """Strict, indented JSON text of ``obj`` (see :func:`json_safe`), ending in a newline."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False, default=json_default) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+    write_text_atomic(path, dumps_json(obj))
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray, allow_pickle: bool = False) -> None:

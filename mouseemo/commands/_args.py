@@ -1,0 +1,52 @@
+"""Argument types and ``--out`` checks shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from mouseemo.errors import ConfigError
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type`` for a real number: ``nan`` and ``inf`` are refused by name."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """ConfigError naming ``--out`` when it cannot be the output folder (a file, or not writable)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a folder: give a folder for the outputs")
+    parent = _nearest_existing(out_dir)
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--out {out_dir}: {parent} is a file, so the folder cannot be created")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: no permission to write in {parent}")
+
+
+def check_out_file(out: Path, overwrite: bool) -> None:
+    """ConfigError naming ``--out`` when it is a folder, exists without ``overwrite``, or cannot be
+    written."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder, expected a file path")
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise ConfigError(f"--out {out} exists; pass --overwrite to replace it")
+    parent = _nearest_existing(out.parent)
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: no permission to write in {parent}")
