@@ -35,7 +35,7 @@ SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 def model_options() -> list[str]:
     """Names of the ``model`` config group's options (``conf/model/*.yaml``)."""
-    from mouseemo.hydra_entry import config_dir
+    from mouseemo.utils.configs import config_dir
 
     return sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
@@ -45,7 +45,7 @@ def model_config(name: str) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mouseemo.hydra_entry import config_dir
+    from mouseemo.utils.configs import config_dir
 
     conf = config_dir()
     options = model_options()

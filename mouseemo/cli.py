@@ -13,66 +13,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from mouseemo import __version__
-from mouseemo.errors import MouseemoError
+from mouseemo.errors import handle_sigterm, run_guarded
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = ("synth", "hog", "prototypes", "predict", "correlates", "embed")
 
 #: Subcommands that take Hydra overrides.
 HYDRA_COMMANDS: dict[str, str] = {"train": "train", "evaluate": "evaluate"}
-
-
-def user_error(err: BaseException) -> MouseemoError | None:
-    """The :class:`MouseemoError` behind ``err``, following wrappers (Hydra wraps instantiation errors)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, MouseemoError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def run_guarded(fn: Callable[[], int | None]) -> int:
-    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code."""
-    try:
-        code = fn()
-    except Exception as exc:
-        err = user_error(exc)
-        if err is None or os.environ.get("MOUSEEMO_DEBUG"):
-            raise
-        print(f"mouseemo: error: {err}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print("mouseemo: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print("mouseemo: interrupted", file=sys.stderr)
-        return 130
-    return int(code or 0)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C, so that the same clean-up runs: queued work
-    is dropped, running work stops at its next chunk, and temporary files are removed."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
-def handle_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` (from the main thread only; elsewhere a no-op)."""
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def build_parser() -> argparse.ArgumentParser:

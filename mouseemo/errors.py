@@ -2,8 +2,16 @@
 
 Every problem with a user's input (a missing or corrupt file, a wrong shape, mismatched parameters)
 raises a subclass of :class:`MouseemoError` whose message names the file and the problem. The command
-line prints that message on one line and exits non-zero, without a traceback.
+line prints that message on one line and exits non-zero, without a traceback (:func:`run_guarded`).
 """
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
 
 
 class MouseemoError(Exception):
@@ -16,3 +24,48 @@ class DataError(MouseemoError, ValueError):
 
 class ConfigError(MouseemoError, ValueError):
     """Parameters are invalid or do not match (e.g. prototypes built with other HOG parameters)."""
+
+
+def user_error(err: BaseException) -> MouseemoError | None:
+    """The :class:`MouseemoError` behind ``err``, following wrappers (Hydra wraps instantiation errors)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MouseemoError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def run_guarded(fn: Callable[[], int | None]) -> int:
+    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code."""
+    try:
+        code = fn()
+    except Exception as exc:
+        err = user_error(exc)
+        if err is None or os.environ.get("MOUSEEMO_DEBUG"):
+            raise
+        print(f"mouseemo: error: {err}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("mouseemo: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        print("mouseemo: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so that the same clean-up runs: queued work
+    is dropped, running work stops at its next chunk, and temporary files are removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` (from the main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)

@@ -1,30 +1,18 @@
 """Hydra entry points shared by ``train.py``, ``evaluate.py``, ``mouseemo train/evaluate`` and
 ``python -m mouseemo train``.
 
-The configs live in the repository's top-level ``conf/`` folder (set ``MOUSEEMO_CONFIG_DIR`` to use
-another copy). Errors caused by the user's input end as one line on stderr and exit status 2.
+The configs are found by :func:`mouseemo.utils.configs.config_dir`: the repository's top-level
+``conf/`` folder, the copy packaged with a wheel, or ``MOUSEEMO_CONFIG_DIR``. Errors caused by the user's input end as one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mouseemo.errors import ConfigError, MouseemoError
-
-
-def config_dir() -> Path:
-    """Absolute path of the Hydra config folder."""
-    env = os.environ.get("MOUSEEMO_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
-    if not (path / "train.yaml").is_file():
-        raise ConfigError(
-            f"Hydra configs not found at {path}; install mouseemo from its repository with "
-            "`pip install -e .` or set MOUSEEMO_CONFIG_DIR to the conf/ folder"
-        )
-    return path
+from mouseemo.errors import MouseemoError, run_guarded
+from mouseemo.utils.configs import config_dir
 
 
 def run(task: str, overrides: Sequence[str]) -> int:
@@ -32,7 +20,6 @@ def run(task: str, overrides: Sequence[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
-    from mouseemo.cli import run_guarded
     from mouseemo.utils.resolvers import register_resolvers
 
     register_resolvers()

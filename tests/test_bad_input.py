@@ -3,8 +3,7 @@
 import pytest
 
 from mouseemo import tasks
-from mouseemo.cli import user_error
-from mouseemo.errors import ConfigError, DataError
+from mouseemo.errors import ConfigError, DataError, user_error
 from tests.helpers import write_dataset
 from tests.test_configs import compose_cfg
 from tests.test_train import small

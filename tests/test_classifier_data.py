@@ -164,6 +164,6 @@ def test_bad_data_options(dataset, tmp_path):
         cfg = compose_cfg("train", small(dataset, tmp_path / "r", bad), tmp_path)
         with pytest.raises(Exception) as info:
             instantiate(cfg.data)
-        from mouseemo.cli import user_error
+        from mouseemo.errors import user_error
 
         assert match in str(user_error(info.value))

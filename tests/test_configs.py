@@ -8,7 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from mouseemo.hydra_entry import config_dir
+from mouseemo.utils.configs import config_dir
 from mouseemo.utils.resolvers import register_resolvers
 
 CONF = config_dir()
@@ -126,7 +126,7 @@ def test_experiment_overrides_apply(tmp_path):
 
 
 def test_sessions_requires_root(tmp_path):
-    from mouseemo.cli import user_error
+    from mouseemo.errors import user_error
 
     cfg = compose_cfg("train", ["data=sessions"], tmp_path)
     with pytest.raises(Exception) as info:

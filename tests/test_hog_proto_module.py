@@ -79,7 +79,7 @@ def test_hog_proto_train_test_evaluate(dataset, tmp_path):
     )
     with pytest.raises(Exception) as info:
         tasks.evaluate(compose_cfg("evaluate", wrong, tmp_path))
-    from mouseemo.cli import user_error
+    from mouseemo.errors import user_error
 
     assert "prototypes were built with orientations=8, got 9" in str(user_error(info.value))
 
