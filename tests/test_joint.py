@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mouseemo import tasks
-from mouseemo.analysis import joint_metrics as jm
+from mouseemo.models import joint_metrics as jm
 from mouseemo.cli import main
 from mouseemo.errors import ConfigError
 from mouseemo.models.components.cnn import SmallCNN

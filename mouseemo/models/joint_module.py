@@ -14,7 +14,7 @@ by half its length):
   ``retrieval_tolerance_s`` among all windows of its session (and the other way round);
 * ``ve_population`` / ``ve_neuron_median``: variance of the neural activity (each window's mean)
   explained by the predictive head, as out-of-sample R² against each neuron's training mean (see
-  :func:`mouseemo.analysis.joint_metrics.variance_explained`), next to ridge and reduced-rank
+  :func:`mouseemo.models.joint_metrics.variance_explained`), next to ridge and reduced-rank
   regression from HOG principal components (``..._ridge``, ``..._rrr``, Facemap's comparison);
 * ``knn_f1_embedding`` / ``knn_f1_activity``: emotion decoding (macro-F1, k nearest neighbours fitted
   on the training windows of the same session) from the neural embedding and from the raw
@@ -40,7 +40,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from mouseemo.analysis import joint_metrics as jm
+from mouseemo.models import joint_metrics as jm
 from mouseemo.constants import EMOTIONS
 from mouseemo.errors import ConfigError
 from mouseemo.models.components.joint import NeuralEncoder, SessionReadout, info_nce, pool_project
