@@ -33,6 +33,7 @@ On synthetic sessions, :func:`compare_with_truth` scores the result against ``tr
 from __future__ import annotations
 
 import csv
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from scipy.stats import rankdata
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.sync import ClockAlignment, align_clocks, resample
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.io import read_user_text
 
 __all__ = [
     "CorrelatesResult",
@@ -486,7 +488,7 @@ def read_truth_neurons(path: str | os.PathLike) -> dict[int, dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"truth file not found: {path}")
-    with open(path, newline="") as fh:
+    with io.StringIO(read_user_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"neuron", "preferred"} <= set(reader.fieldnames):
             raise DataError(f"{path}: needs columns neuron,preferred,...")

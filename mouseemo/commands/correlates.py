@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
+import io
 import logging
 import warnings
 from contextlib import ExitStack
@@ -67,7 +67,7 @@ from mouseemo.data.video import VideoReader, parse_crop
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops.similarity import expression_intensity, pearson_similarity
-from mouseemo.utils.io import atomic_path, dumps_json, remove_stale_temps
+from mouseemo.utils.io import atomic_path, dumps_json, read_user_json, read_user_text, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,12 @@ def traces_from_csv(path: str | Path) -> FaceTraces:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"traces file not found: {path}")
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
+    try:
+        reader = csv.reader(io.StringIO(read_user_text(path), newline=""))
         header = next(reader, None)
         rows = [r for r in reader if r and any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
     if not header or "time_s" not in header:
         raise DataError(f"{path}: needs a header with a time_s column and one column per trace")
     cols = [j for j, h in enumerate(header) if h not in ("time_s", "frame", "label")]
@@ -274,10 +276,8 @@ def session_activity(
     if fs is None:
         meta = folder / "session.json"
         if meta.is_file():
-            try:
-                fs = json.loads(meta.read_text()).get("imaging_fs")
-            except json.JSONDecodeError as err:
-                raise DataError(f"{meta}: not valid JSON ({err})") from None
+            info = read_user_json(meta)
+            fs = info.get("imaging_fs") if isinstance(info, dict) else None
     if fs is None and t is not None and len(t) > 1:
         fs = float(1.0 / np.median(np.diff(t)))
     rec = load_suite2p(folder, only_cells=not all_rois, fs=fs)

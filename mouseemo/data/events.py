@@ -7,6 +7,7 @@ The file has a header ``onset,duration,label[,value]`` (seconds on the camera cl
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import numpy as np
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.io import read_user_text
 
 #: Per-frame label meaning "not in any window; do not train or score on this frame".
 IGNORE_INDEX = -1
@@ -118,9 +120,11 @@ class Events:
 def read_events(path: str | os.PathLike, vocabulary: Sequence[str] = EMOTIONS) -> Events:
     """Read and validate an ``events.csv`` file.
 
+    The file is UTF-8, with or without the byte-order mark Excel's "CSV UTF-8" writes.
+
     Raises:
-        DataError: missing file, missing columns, a non-numeric/NaN/negative value, an unknown label;
-            the message names the file and the row.
+        DataError: missing file, not UTF-8 text, missing columns, a non-numeric/NaN/negative value, an
+            unknown label; the message names the file and the row.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,8 +134,9 @@ def read_events(path: str | os.PathLike, vocabulary: Sequence[str] = EMOTIONS) -
     duration: list[float] = []
     label: list[str] = []
     value: list[float] = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
+    text = read_user_text(path)  # UTF-8 with or without Excel's BOM; anything else is refused
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = [f.strip() for f in (reader.fieldnames or [])]
         missing = [c for c in ("onset", "duration", "label") if c not in fields]
         if missing:
@@ -165,6 +170,8 @@ def read_events(path: str | os.PathLike, vocabulary: Sequence[str] = EMOTIONS) -
             duration.append(d)
             label.append(lab)
             value.append(v)
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
     return Events(
         onset=np.asarray(onset, dtype=np.float64),
         duration=np.asarray(duration, dtype=np.float64),

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils import safe_pickle
 
 __all__ = [
     "ActivityTraces",
@@ -325,14 +326,24 @@ def find_suite2p_plane(folder: str | os.PathLike, plane: int = 0) -> Path:
     )
 
 
+#: Why a Suite2p object array that names anything else is refused.
+SUITE2P_PICKLE_RULE = "Suite2p files may only hold arrays, dicts, lists, numbers and strings"
+#: Likewise for CaImAn files, whose results also hold SciPy sparse matrices.
+CAIMAN_PICKLE_RULE = "CaImAn files may only hold arrays, sparse matrices, dicts, lists, numbers and strings"
+
+
 def _load_npy(path: Path, allow_pickle: bool = False) -> Any:
+    """A ``.npy`` file; with ``allow_pickle``, object arrays are unpickled through an allow-list
+    (:mod:`mouseemo.utils.safe_pickle`), so a crafted ``ops.npy``/``stat.npy`` cannot run code."""
     if not path.is_file():
         raise DataError(f"{path}: required file is missing")
     try:
         if allow_pickle:
-            return np.load(path, allow_pickle=True, encoding="latin1")
+            return safe_pickle.load_npy(path, rule=SUITE2P_PICKLE_RULE, encoding="latin1")
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
         raise DataError(f"{path}: cannot read ({exc})") from exc
 
 
@@ -976,10 +987,13 @@ def load_caiman_npz(
         raise DataError(f"{path}: CaImAn file does not exist")
     try:
         # Stored by Python 2-era CaImAn as pickled scipy objects; latin1 decodes their byte strings.
-        # Old pickles name scipy.sparse's private modules, which SciPy flags as deprecated on load.
-        with warnings.catch_warnings(), np.load(path, allow_pickle=True, encoding="latin1") as z:
-            warnings.simplefilter("ignore", DeprecationWarning)
-            data = {k: z[k] for k in z.files}
+        # Unpickled through an allow-list (arrays, containers, SciPy sparse matrices), so a crafted
+        # file cannot run code; old module names resolve to the installed SciPy's public classes.
+        data = safe_pickle.load_npz(
+            path, extra=safe_pickle.SPARSE_GLOBALS, rule=CAIMAN_PICKLE_RULE, encoding="latin1"
+        )
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{path}: cannot read ({exc})") from exc
 

@@ -7,7 +7,7 @@ A dataset root holds ``<animal>/<session>/`` folders, or a ``manifest.csv`` with
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ import numpy as np
 
 from mouseemo.constants import EMOTION_INDEX, VIDEO_EXTENSIONS
 from mouseemo.errors import DataError
+from mouseemo.utils.io import read_user_json, read_user_text
 
 
 @dataclass
@@ -70,10 +71,9 @@ class Session:
         meta: dict = {}
         meta_path = path / "session.json"
         if meta_path.exists():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except json.JSONDecodeError as err:
-                raise DataError(f"{meta_path}: not valid JSON ({err})") from None
+            meta = read_user_json(meta_path)
+            if not isinstance(meta, dict):
+                raise DataError(f"{meta_path}: expected a JSON object {{...}}, got {type(meta).__name__}")
         video = None
         for name in ("face.mp4", "face.avi"):
             if (path / name).is_file():
@@ -132,11 +132,13 @@ def read_manifest(manifest: str | os.PathLike) -> list[tuple[str | None, str | N
     """
     manifest = Path(manifest)
     rows = []
-    with open(manifest, newline="") as fh:
-        reader = csv.DictReader(fh)
+    reader = csv.DictReader(io.StringIO(read_user_text(manifest), newline=""))
+    try:
         if not reader.fieldnames or "path" not in reader.fieldnames:
             raise DataError(f"{manifest}: needs a 'path' column (animal,session,path)")
         for row in reader:
+            if not row.get("path"):
+                raise DataError(f"{manifest}, line {reader.line_num}: no path")
             p = Path(row["path"])
             rows.append(
                 (
@@ -145,6 +147,8 @@ def read_manifest(manifest: str | os.PathLike) -> list[tuple[str | None, str | N
                     p if p.is_absolute() else manifest.parent / p,
                 )
             )
+    except csv.Error as exc:
+        raise DataError(f"{manifest}: malformed CSV ({exc})") from None
     if not rows:
         raise DataError(f"{manifest} lists no sessions")
     return rows
@@ -163,13 +167,14 @@ def read_truth_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"truth file not found: {path}")
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path} is empty") from None
+    reader = csv.reader(io.StringIO(read_user_text(path), newline=""))
+    try:
+        header = next(reader)
         rows = list(reader)
+    except StopIteration:
+        raise DataError(f"{path} is empty") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
     if "label" not in header or "frame" not in header:
         raise DataError(f"{path}: needs columns frame,label,...")
     cols: dict[str, np.ndarray] = {}

@@ -8,6 +8,7 @@ the two is a parameter (``lag_s``), never an implicit offset.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.utils.io import read_user_text
 
 __all__ = [
     "ClockAlignment",
@@ -54,43 +56,41 @@ def read_timestamps(
         raise DataError(f"{path}: timestamp file does not exist")
     frames: list[int] = []
     times: list[float] = []
+    text = read_user_text(path)  # UTF-8 with or without Excel's BOM; anything else is refused
     try:
-        with open(path, newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: empty file; expected the header 'frame,time_s'")
-            names = tuple(h.strip().lower() for h in header[:2])
-            if names != TIMESTAMP_HEADER:
-                raise DataError(f"{path}: header is {','.join(header)!r}; expected 'frame,time_s'")
-            for row in reader:
-                line = reader.line_num
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) < 2:
-                    raise DataError(f"{path}: line {line} has {len(row)} column(s); expected frame,time_s")
-                try:
-                    frame_f = float(row[0])
-                    time_f = float(row[1])
-                except ValueError as exc:
-                    raise DataError(f"{path}: line {line} is not numeric ({','.join(row)!r})") from exc
-                if not np.isfinite(time_f) or not np.isfinite(frame_f):
-                    raise DataError(f"{path}: line {line} has a NaN or infinite value ({','.join(row)!r})")
-                if frame_f != int(frame_f):
-                    raise DataError(f"{path}: line {line} frame {row[0]!r} is not an integer")
-                frame = int(frame_f)
-                if frames and frame <= frames[-1]:
-                    raise DataError(
-                        f"{path}: line {line} frame {frame} does not increase (previous {frames[-1]})"
-                    )
-                if times and (time_f < times[-1] or (strict and time_f == times[-1])):
-                    raise DataError(
-                        f"{path}: line {line} time {time_f} s does not increase (previous {times[-1]} s)"
-                    )
-                frames.append(frame)
-                times.append(time_f)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not a text CSV ({exc})") from exc
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file; expected the header 'frame,time_s'")
+        names = tuple(h.strip().lower() for h in header[:2])
+        if names != TIMESTAMP_HEADER:
+            raise DataError(f"{path}: header is {','.join(header)!r}; expected 'frame,time_s'")
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < 2:
+                raise DataError(f"{path}: line {line} has {len(row)} column(s); expected frame,time_s")
+            try:
+                frame_f = float(row[0])
+                time_f = float(row[1])
+            except ValueError as exc:
+                raise DataError(f"{path}: line {line} is not numeric ({','.join(row)!r})") from exc
+            if not np.isfinite(time_f) or not np.isfinite(frame_f):
+                raise DataError(f"{path}: line {line} has a NaN or infinite value ({','.join(row)!r})")
+            if frame_f != int(frame_f):
+                raise DataError(f"{path}: line {line} frame {row[0]!r} is not an integer")
+            frame = int(frame_f)
+            if frames and frame <= frames[-1]:
+                raise DataError(
+                    f"{path}: line {line} frame {frame} does not increase (previous {frames[-1]})"
+                )
+            if times and (time_f < times[-1] or (strict and time_f == times[-1])):
+                raise DataError(
+                    f"{path}: line {line} time {time_f} s does not increase (previous {times[-1]} s)"
+                )
+            frames.append(frame)
+            times.append(time_f)
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV ({exc})") from exc
     if not times:

@@ -135,6 +135,7 @@ class VideoReader:
             raise DataError(f"video has no decodable frames (corrupt or unsupported): {self.path}")
         self.full_height, self.full_width = first.shape[:2]
         self._pos = 1
+        self._seeked = False
         self.crop = parse_crop(crop)
         check_crop(self.crop, self.full_height, self.full_width, self.path)
         self._num_frames: int | None = None
@@ -242,20 +243,40 @@ class VideoReader:
 
     def _seek(self, index: int) -> None:
         """Position the decoder so that the next read returns frame ``index``."""
+        self._seeked = False
         if self._cap is None:
             self._cap = self._open()
             self._pos = 0
         if index == self._pos:
+            return
+        if index == 0:
+            # Back to the start: reopening is exact. A container seek to frame 0 of a one-frame video
+            # reports success and then reads nothing.
+            self._reopen()
             return
         if index < self._pos or index - self._pos > 64:
             # Container seeks can land on a keyframe; verify, and fall back to decoding forward.
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
             if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) == index:
                 self._pos = index
+                self._seeked = True  # the position is the container's word; iter_chunks checks it
                 return
+            self._reopen()
+        self._grab_to(index)
+
+    def _reopen(self) -> None:
+        if self._cap is not None:
             self._cap.release()
-            self._cap = self._open()
-            self._pos = 0
+        self._cap = self._open()
+        self._pos = 0
+
+    def _seek_exact(self, index: int) -> None:
+        """Decode forward from the start to frame ``index`` (no container seek)."""
+        self._reopen()
+        self._seeked = False
+        self._grab_to(index)
+
+    def _grab_to(self, index: int) -> None:
         while self._pos < index:
             if not self._cap.grab():
                 raise DataError(f"cannot seek to frame {index}: {self.path} ends at frame {self._pos}")
@@ -281,6 +302,11 @@ class VideoReader:
             limit = chunk_size if stop is None else min(chunk_size, stop - index)
             while n < limit:
                 ok, frame = self._cap.read()
+                if not ok and self._seeked and index + n == start:
+                    # the container said it reached ``start`` but gives no frame there: decode forward
+                    self._seek_exact(start)
+                    ok, frame = self._cap.read()
+                self._seeked = False
                 if not ok:
                     break
                 self._pos += 1

@@ -40,9 +40,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from mouseemo.models import joint_metrics as jm
 from mouseemo.constants import EMOTIONS
 from mouseemo.errors import ConfigError
+from mouseemo.models import joint_metrics as jm
 from mouseemo.models.components.joint import NeuralEncoder, SessionReadout, info_nce, pool_project
 from mouseemo.utils.io import atomic_path
 
