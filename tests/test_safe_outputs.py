@@ -78,7 +78,7 @@ def test_manifest_and_session_names_cannot_escape_out(tmp_path, protos):
     assert names == ["m02___s.csv", "x_s01.csv"]
     # the session folder alone: its session.json names the stem
     assert predict(s2, "--prototypes", protos, "--out", tmp_path / "out2") == 0
-    assert sorted(p.name for p in (tmp_path / "out2").glob("*.csv")) == ["evil_s.csv"]
+    assert sorted(p.name for p in (tmp_path / "out2").glob("*.csv")) == ["evil___s.csv"]
     assert not (tmp_path / "evil_s.csv").exists() and not list(tmp_path.glob("*evil*"))
 
 
