@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import write_video
+from helpers import skimage_bins, write_video
 
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.ops import HOG, check_frame_size, hog, hog_output_size
@@ -51,32 +51,6 @@ def reference(image, orientations=8, ppc=32, cpb=1, norm="L2-Hys", sqrt=True, fv
 # ------------------------------------------------------------------------------------------------
 # The bin rule
 # ------------------------------------------------------------------------------------------------
-
-
-def skimage_bins(gx: np.ndarray, gy: np.ndarray, n: int) -> np.ndarray:
-    """scikit-image's own per-pixel binning of these gradients; -1 where no bin gets the pixel.
-
-    Runs scikit-image's compiled histogram routine on a 1 x N "image" of 1 x 1 cells, so each pixel
-    is its own cell and the bin is the histogram's non-zero entry. Falls back to the same formula in
-    numpy if the private routine moves.
-    """
-    gc = np.ascontiguousarray(gx, dtype=np.float64).reshape(1, -1)
-    gr = np.ascontiguousarray(gy, dtype=np.float64).reshape(1, -1)
-    width = gc.shape[1]
-    try:
-        from skimage.feature import _hoghistogram
-
-        hist = np.zeros((1, width, n))
-        _hoghistogram.hog_histograms(gc, gr, 1, 1, width, 1, width, 1, n, hist)
-        out = hist[0].argmax(1)
-        out[hist[0].max(1) == 0] = -1
-        return out
-    except ImportError:  # pragma: no cover - depends on the installed scikit-image
-        theta = np.rad2deg(np.arctan2(gr[0], gc[0])) % 180
-        edges = (180.0 / n) * np.arange(n + 1)
-        out = np.searchsorted(edges, theta, side="right") - 1
-        out[(out >= n) | (np.hypot(gr[0], gc[0]) == 0)] = -1
-        return out
 
 
 def fast_path_bins(gx: torch.Tensor, gy: torch.Tensor, n: int) -> torch.Tensor:
@@ -132,6 +106,9 @@ def test_bin_rule_ties_go_up():
         for gx, gy in pairs:
             assert (exact_bins(gx, gy, orientation_bins(8)) == expected).all()
             assert (fast_path_bins(gx, gy, 8) == expected).all()
+            # the fast paths decide these by comparisons: numpy's arctan2 must agree (it does, with
+            # SIMD or without; scikit-image follows it)
+            assert (skimage_bins(gx.numpy(), gy.numpy(), 8) == expected).all()
 
 
 def _sqrt_near_ties(n: int, rel: float = 1e-11) -> tuple[np.ndarray, np.ndarray]:
@@ -161,10 +138,11 @@ def _sqrt_near_ties(n: int, rel: float = 1e-11) -> tuple[np.ndarray, np.ndarray]
 def test_bin_rule_square_root_near_ties(n):
     """Square-root gradients can sit on irrational edges (e.g. (sqrt(12) - 3) / sqrt(3) = tan 15).
 
-    There scikit-image's answer is decided by the last bit of ``arctan2``. Our rule is scikit-image's
-    formula with a correctly rounded ``arctan2`` (checked here with 200-bit arithmetic); the
-    installed scikit-image may differ only on pixels where numpy's own ``arctan2`` is not correctly
-    rounded (numpy's SIMD ``arctan2`` is accurate to ~1 ulp).
+    There scikit-image's answer is decided by the last bit of numpy's ``arctan2``, which depends on
+    the CPU's SIMD; the fast path sends these pixels to numpy and so agrees with the installed
+    scikit-image. ``exact_bins`` is scikit-image's formula with a correctly rounded ``arctan2``
+    (checked here with 200-bit arithmetic); scikit-image differs from it only where numpy's own
+    ``arctan2`` is not correctly rounded.
     """
     mpmath = pytest.importorskip("mpmath")
     # for n = 7 no pair comes within 1e-11 of an edge: test the closest ones
@@ -180,8 +158,8 @@ def test_bin_rule_square_root_near_ties(n):
     truth = _skimage_formula(atan2, n)
     tx, ty = torch.from_numpy(gx), torch.from_numpy(gy)
     np.testing.assert_array_equal(exact_bins(tx, ty, orientation_bins(n)).numpy(), truth)
-    np.testing.assert_array_equal(fast_path_bins(tx, ty, n).numpy(), truth)
     sk = skimage_bins(gx, gy, n)
+    np.testing.assert_array_equal(fast_path_bins(tx, ty, n).numpy(), sk)
     numpy_atan2 = np.arctan2(gy, gx)
     assert (numpy_atan2[sk != truth] != atan2[sk != truth]).all()
 
@@ -193,8 +171,9 @@ def _skimage_formula(atan2: np.ndarray, n: int) -> np.ndarray:
 
 
 def test_bin_rule_float_images_near_rational_edges():
-    """Float images in [0, 1] (uint8 / 255) make equal gradients differ by an ulp; scikit-image still
-    puts them on the 45/90/135 degree edge (upper bin), and so do we."""
+    """Float images in [0, 1] (uint8 / 255) make equal gradients differ by an ulp; with a correctly
+    rounded arctan2 they sit on the 45/90/135 degree edge (upper bin). The fast path follows the
+    installed scikit-image (numpy's arctan2) there, the exact rule the correctly rounded value."""
     v = np.arange(1, 256) / 255.0
     pairs = (v[:, None] - v[None, :]).ravel()
     g = pairs[pairs > 0]
@@ -208,7 +187,7 @@ def test_bin_rule_float_images_near_rational_edges():
     atan2 = np.array([float(mpmath.atan2(mpmath.mpf(y), mpmath.mpf(x))) for x, y in zip(gx, gy, strict=True)])
     truth = _skimage_formula(atan2, 8)
     got = fast_path_bins(torch.from_numpy(gx), torch.from_numpy(gy), 8).numpy()
-    np.testing.assert_array_equal(got, truth)
+    np.testing.assert_array_equal(got, skimage_bins(gx, gy, 8))
     np.testing.assert_array_equal(
         exact_bins(torch.from_numpy(gx), torch.from_numpy(gy), orientation_bins(8)), truth
     )
@@ -276,8 +255,8 @@ def test_parity_dtypes(dtype, scale):
 def test_float_noise_images_match_the_rule_exactly(sqrt):
     """Noise in [0, 1] (uint8 / 255) puts many gradients within an ulp of 45/135 degrees, where the
     installed scikit-image follows its numpy's arctan2 (not correctly rounded with AVX-512 SIMD).
-    Against scikit-image's formula with a correctly rounded arctan2 (200-bit) we agree to 1e-12; any
-    pixel where the installed scikit-image disagrees is one where numpy's arctan2 is off by an ulp."""
+    Against a float64 re-implementation with scikit-image's own per-pixel bins we agree to 1e-12;
+    where those bins differ from a correctly rounded arctan2 (200-bit), numpy's is off by an ulp."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.prec = 200
     img = np.random.default_rng(4).integers(0, 256, (48, 64)).astype(np.float64) / 255
@@ -290,7 +269,9 @@ def test_float_noise_images_match_the_rule_exactly(sqrt):
             for x, y in zip(gc.ravel(), gr.ravel(), strict=True)
         ]
     )
-    b = np.minimum(_skimage_formula(atan2, 8), 7).reshape(f.shape)
+    b = skimage_bins(gc.ravel(), gr.ravel(), 8).reshape(f.shape)
+    assert (b >= 0).all() or (np.hypot(gc, gr)[b < 0] == 0).all()
+    b = np.maximum(b, 0)
     cell = (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8
     hist = np.bincount((cell * 8 + b).ravel(), weights=np.hypot(gc, gr).ravel(), minlength=6 * 8 * 8) / 64
     v = hist.reshape(6 * 8, 8)
@@ -298,8 +279,8 @@ def test_float_noise_images_match_the_rule_exactly(sqrt):
     v = np.minimum(v, 0.2)
     v = v / np.sqrt((v**2).sum(-1, keepdims=True) + 1e-10)
     np.testing.assert_allclose(hog(img, 8, 8, 1, transform_sqrt=sqrt), v.ravel(), rtol=0, atol=1e-12)
-    sk = skimage_bins(gc.ravel(), gr.ravel(), 8)
-    differ = (sk != b.ravel()) & (np.hypot(gc, gr).ravel() > 0)
+    truth = np.minimum(_skimage_formula(atan2, 8), 7)
+    differ = (truth != b.ravel()) & (np.hypot(gc, gr).ravel() > 0)
     assert (np.arctan2(gr.ravel(), gc.ravel())[differ] != atan2[differ]).all()
 
 

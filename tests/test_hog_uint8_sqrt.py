@@ -105,18 +105,10 @@ def test_fast_path_bins_equal_general_path_near_every_edge(n, monkeypatch):
     assert (general == general_uint8).all()
     bad = np.argwhere(fast != general)
     assert bad.size == 0, f"{len(bad)} pixels binned differently, e.g. at {bad[:3].tolist()}"
-    # scikit-image itself may differ only where numpy's arctan2 is not correctly rounded
-    mpmath = pytest.importorskip("mpmath")
-    mpmath.mp.prec = 200
+    # scikit-image decides ties with numpy's arctan2 (its last bit depends on the CPU): so do we
     sk = _pixel_bins(img, n, fn=skimage_feature.hog)
-    s = np.sqrt(t)
-    gx, gy = np.zeros_like(s), np.zeros_like(s)
-    gx[:, 1:-1], gy[1:-1] = s[:, 2:] - s[:, :-2], s[2:] - s[:-2]
-    differ = np.argwhere(sk != fast)
-    assert len(differ) < 0.01 * len(_near_edge_quads(n))
-    for y, x in differ:
-        correct = float(mpmath.atan2(mpmath.mpf(gy[y, x]), mpmath.mpf(gx[y, x])))
-        assert np.arctan2(gy[y, x], gx[y, x]) != correct, (y, x)
+    bad = np.argwhere(sk != fast)
+    assert bad.size == 0, f"{len(bad)} pixels binned unlike scikit-image, e.g. at {bad[:3].tolist()}"
 
 
 @pytest.mark.parametrize("high", [4, 256])

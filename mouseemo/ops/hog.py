@@ -11,28 +11,29 @@ The definition we reproduce (scikit-image >= 0.19, see ``docs/METHOD.md``):
 5. Blocks of cells slide by one cell and are normalised (L1, L1-sqrt, L2, L2-Hys; eps = 1e-5).
 
 **The bin rule, exactly.** ``arctan2`` is not correctly rounded and differs between backends (numpy's
-AVX-512 SVML loop, glibc, Sleef in torch, CUDA), and near an edge its last bit decides the bin. Two
-kinds of pixels sit there: exact ties on the 0/45/90/135 degree edges (the only edges with a rational
-slope, by Niven's theorem), common in uint8 images, which scikit-image puts in the upper bin because
-the rounded angle is exactly the edge; and, with ``transform_sqrt`` or float images, gradients whose
-direction lies within an ulp of an edge (``(sqrt(12) - 3) / sqrt(3)`` is exactly ``tan 15``; ``10/255 -
-7/255`` and ``100/255 - 97/255`` differ in the last bit). Our rule is scikit-image's formula evaluated as
-if ``arctan2`` were correctly rounded, decided without computing an angle:
+AVX-512 SVML loop, glibc, Sleef in torch, CUDA), and near an edge its last bit decides the bin. The
+reference is the installed scikit-image, whose bins follow the installed numpy's ``arctan2`` (so they
+change with the CPU's SIMD). Two kinds of pixels sit near an edge: exact ties on the 0/45/90/135
+degree edges (the only edges with a rational slope, by Niven's theorem), common in uint8 images,
+which scikit-image puts in the upper bin because the rounded angle is exactly the edge; and, with
+``transform_sqrt`` or float images, gradients whose direction lies within an ulp of an edge
+(``(sqrt(12) - 3) / sqrt(3)`` is exactly ``tan 15``; ``10/255 - 7/255`` and ``100/255 - 97/255``
+differ in the last bit). So:
 
-* ``bin(RN(alpha))`` is a step function of the double ``RN(alpha)``; its steps are at doubles ``T_j``
-  (one set per half plane, found once by bisection over doubles with numpy's own ``rad2deg`` and
-  ``% 180`` arithmetic), and ``RN(alpha) >= T_j`` exactly when the exact angle ``alpha`` exceeds the
-  midpoint ``M_j`` below ``T_j``. That is the sign of ``g_r cos M_j - g_c sin M_j``, computed with
-  cos/sin as double-double numbers and error-free products (``exact_bins``).
-* The fast paths test against the edges in float64 (float32 in the CUDA kernel), decide exact ties on
-  the rational edges by exact comparisons (they agree with the rule), and send every pixel within
-  1e-13 of the magnitude (1e-6 on CUDA) of an edge to ``exact_bins``: never for integer gradients, a
-  few per million pixels for square-root gradients.
-
-So a pixel's bin is a property of its float gradient, identical on every device, and equal to the
-installed scikit-image's wherever numpy's ``arctan2`` is correctly rounded (it is within 1 ulp). For
-uint8 frames without ``transform_sqrt`` the gradients are integers and a 511 x 511 lookup table of
-bins and magnitudes (built with ``exact_bins``) replaces the tests.
+* The fast paths test against the edges in float64, decide exact ties on the rational edges by
+  exact comparisons (numpy's ``arctan2`` returns the rounded edge there), and send every pixel within
+  1e-13 of the magnitude of an edge (a few per million pixels for square-root gradients, none for
+  integer gradients) to :func:`numpy_bins`: numpy's ``arctan2`` of the same float64 gradients on the
+  CPU, then ``rad2deg``, ``% 180`` and the edge test, exactly as scikit-image. uint8 frames without
+  ``transform_sqrt`` have integer gradients; a 511 x 511 table of their bins (:func:`numpy_bins`) and
+  magnitudes replaces the tests.
+* :func:`exact_bins` is scikit-image's formula evaluated as if ``arctan2`` were correctly rounded,
+  decided without computing an angle (it builds the CUDA kernel's constants). ``bin(RN(alpha))`` is a
+  step function of the double ``RN(alpha)``; its steps are at doubles ``T_j`` (one set per half
+  plane, found once by bisection over doubles with numpy's own ``rad2deg`` and ``% 180``
+  arithmetic), and ``RN(alpha) >= T_j`` exactly when the exact angle ``alpha`` exceeds the midpoint
+  ``M_j`` below ``T_j``: the sign of ``g_r cos M_j - g_c sin M_j``, computed with cos/sin as
+  double-double numbers and error-free products.
 
 **Speed on CPU.** Whole-batch tensors thrash the cache, so frames are cut into tiles of whole cells
 (tens of thousands of pixels; see ``_histograms_cpu`` for how they use several cores). The bin tests use the symmetry
@@ -74,6 +75,7 @@ __all__ = [
     "exact_bins",
     "hog",
     "hog_output_size",
+    "numpy_bins",
     "orientation_bins",
 ]
 
@@ -87,7 +89,7 @@ EPS = 1e-5
 BACKENDS: tuple[str, ...] = ("auto", "torch", "cupy")
 
 # A float64 sign test carries < 3e-16 * |g| of rounding error; anything within this fraction of
-# the magnitude is re-decided exactly (a 300x margin).
+# the magnitude is re-decided with numpy's arctan2, as scikit-image (a 300x margin).
 _TIE_TOL = 1e-13
 
 # Pixels per CPU tile when ops run single-threaded: below torch's intra-op grain size (32768), and
@@ -326,8 +328,8 @@ class OrientationBins:
     round to 180 from below).
 
     The fast paths test against the edges themselves (``edges``, degrees, and ``low``, the
-    edges in (0, 90) for the symmetric path) and send every pixel within 1e-13 of an edge to the
-    exact rule. ``symmetric`` says the edge set is exactly symmetric about 90 degrees (most ``n``;
+    edges in (0, 90) for the symmetric path) and send every pixel within 1e-13 of an edge to
+    :func:`numpy_bins`. ``symmetric`` says the edge set is exactly symmetric about 90 degrees (most ``n``;
     not e.g. 7, 11, 13); ``low`` holds
     ``(kind, t)``: ``"tan"`` (test ``|gy| - t |gx|``, edges < 45), ``"cot"`` (``|gx| - t |gy|``, > 45) or
     ``"45"`` (exact comparison).
@@ -341,8 +343,6 @@ class OrientationBins:
     neg_values: tuple[int, ...]
     symmetric: bool
     low: tuple[tuple[str, float], ...]
-    pos_dec: tuple[tuple[Decimal, Decimal], ...] = ()  # cos/sin of the thresholds, ~60 digits
-    neg_dec: tuple[tuple[Decimal, Decimal], ...] = ()
 
     @property
     def num_irrational_low(self) -> int:
@@ -417,8 +417,6 @@ def orientation_bins(orientations: int) -> OrientationBins:
         tuple(neg_values),
         symmetric,
         tuple(low),
-        tuple(pos_dec),
-        tuple(neg_dec),
     )
 
 
@@ -459,44 +457,43 @@ def _count_above(x: Tensor, y: Tensor, dd) -> Tensor:
     return count
 
 
-def _exact_bins_few(gx: Tensor, gy: Tensor, bins: OrientationBins) -> Tensor:
-    """:func:`exact_bins` for a handful of pixels, in Python decimals (no per-call tensor overhead).
+@functools.lru_cache(maxsize=64)
+def _edges_above_zero(n: int) -> np.ndarray:
+    """scikit-image's edges ``e_1..e_n`` (float64, read-only) for :func:`numpy_bins`."""
+    out = np.array(_edges(n)[1:], dtype=np.float64)
+    out.setflags(write=False)
+    return out
 
-    Bisects the ascending thresholds of the pixel's half plane: ``alpha >= M_j`` is the sign of
-    ``gy cos M_j - gx sin M_j`` with 80-digit products of the exact float values.
+
+def numpy_bins(gx: np.ndarray, gy: np.ndarray, n: int) -> np.ndarray:
+    """scikit-image's bins of float64 gradients, with the installed numpy's ``arctan2``.
+
+    ``theta = rad2deg(arctan2(gy, gx)) % 180`` in numpy, then bin ``#{k >= 1: e_k <= theta}`` (the
+    ``e_i <= theta < e_{i+1}`` test of scikit-image's histogram loop); ``n`` means "no bin". numpy's
+    ``arctan2`` follows the CPU's SIMD (AVX-512 SVML, AVX2, scalar libm) and is off by an ulp now
+    and then, which moves pixels within an ulp of an edge: for those pixels this, and only this,
+    is scikit-image's answer on this machine. The gradients are made contiguous float64, as
+    scikit-image's, so that numpy runs the same loop on them.
     """
-    out = []
-    with localcontext() as ctx:
-        ctx.prec = 80
-        for x, y in zip(gx.tolist(), gy.tolist(), strict=True):
-            if y == 0.0:
-                out.append(0)
-                continue
-            dec, values = (bins.pos_dec, bins.pos_values) if y > 0 else (bins.neg_dec, bins.neg_values)
-            dx, dy = Decimal(x), Decimal(y)
-            lo, hi = 0, len(dec)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                c, s = dec[mid]
-                if dy * c - dx * s >= 0:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out.append(values[lo])
-    return torch.tensor(out, dtype=torch.int64, device=gx.device)
+    x = np.ascontiguousarray(gx, dtype=np.float64).reshape(-1)
+    y = np.ascontiguousarray(gy, dtype=np.float64).reshape(-1)
+    theta = np.remainder(np.rad2deg(np.arctan2(y, x)), 180.0)
+    return np.searchsorted(_edges_above_zero(n), theta, side="right").astype(np.int64)
 
 
-def _exact_bins_auto(gx: Tensor, gy: Tensor, bins: OrientationBins) -> Tensor:
-    if gx.numel() <= 64:
-        return _exact_bins_few(gx.to(torch.float64), gy.to(torch.float64), bins)
-    return exact_bins(gx, gy, bins)
+def _tie_bins(gx: Tensor, gy: Tensor, bins: OrientationBins) -> Tensor:
+    """Bins of near-tie pixels (a handful per frame): :func:`numpy_bins` on the CPU, on ``gx``'s device."""
+    x = gx.detach().to("cpu", torch.float64).numpy()
+    y = gy.detach().to("cpu", torch.float64).numpy()
+    return torch.from_numpy(numpy_bins(x, y, bins.n)).to(gx.device)
 
 
 def exact_bins(gx: Tensor, gy: Tensor, bins: OrientationBins) -> Tensor:
     """Orientation bin of each gradient ``(gx, gy)`` (column, row derivative) by the exact rule.
 
-    Slow (double-double arithmetic against every threshold); the fast paths call it for near ties
-    only, and it builds the uint8 lookup table. Returns int64 bins in ``[0, n]``, where ``n`` means
+    Slow (double-double arithmetic against every threshold); it gives the CUDA kernel its
+    constants, and equals the installed scikit-image wherever numpy's ``arctan2`` is correctly
+    rounded (the fast paths follow numpy's ``arctan2`` instead, :func:`numpy_bins`). Returns int64 bins in ``[0, n]``, where ``n`` means
     "in no bin" (pixels whose angle rounds to 180 from below; scikit-image drops them). Zero vectors
     get bin 0.
     """
@@ -546,23 +543,15 @@ def _sqrt_table(device: torch.device) -> Tensor:
 
 @functools.lru_cache(maxsize=16)
 def _uint8_tables(orientations: int) -> tuple[Tensor, Tensor]:
-    """Bin and magnitude of every integer gradient in [-255, 255]^2, indexed ``(gy + 255) * 511 + gx + 255``."""
-    g = torch.arange(-255, 256, dtype=torch.float64)
-    gy, gx = (t.reshape(-1) for t in torch.meshgrid(g, g, indexing="ij"))
-    bins = orientation_bins(orientations)
-    if bins.symmetric:  # the fast path (equal to exact_bins on this grid: no near ties, see tests)
-        parts = []
-        for x, y in zip(gx.split(511 * 32), gy.split(511 * 32), strict=True):  # below the grain size
-            size = x.numel()
-            buf = torch.empty((_sign_code(orientations).rows, 1, 1, size), dtype=torch.float64)
-            buf[-2, 0, 0], buf[-1, 0, 0] = x, y
-            q = (x * x + y * y).view(1, 1, size)
-            idx = _index_symmetric(buf, q, q.sqrt(), bins, 1, 1, size, 1, 1, axes_exact=True, rowwise=True)
-            parts.append(idx % (orientations + 1))
-        b = torch.cat(parts).masked_fill_((gx == 0) & (gy == 0), 0)  # zero vector: any bin, 0 by convention
-    else:
-        b = exact_bins(gx, gy, bins)
-    mag = torch.sqrt(gx * gx + gy * gy)
+    """Bin and magnitude of every integer gradient in [-255, 255]^2, indexed ``(gy + 255) * 511 + gx + 255``.
+
+    The bins are scikit-image's on this machine (:func:`numpy_bins`, the same numpy ``arctan2``);
+    the zero vector gets bin 0 (its magnitude is 0).
+    """
+    g = np.arange(-255, 256, dtype=np.float64)
+    gy, gx = (t.reshape(-1) for t in np.meshgrid(g, g, indexing="ij"))
+    b = torch.from_numpy(numpy_bins(gx, gy, orientations))
+    mag = torch.from_numpy(np.hypot(gx, gy))
     return b, mag
 
 
@@ -759,7 +748,7 @@ def _index_symmetric(
     """Scatter index (int64, flat) for symmetric edge sets; see :func:`_sign_code`.
 
     ``buf`` is ``(T, b, rows, cols)`` float64 whose last two rows hold gx and gy; it is overwritten.
-    Near ties (``0 < |form| < 1e-13 |g|``) are re-decided by :func:`exact_bins`. ``axes_exact`` says
+    Near ties (``0 < |form| < 1e-13 |g|``) are re-decided by :func:`numpy_bins`. ``axes_exact`` says
     that a non-zero gradient component is never below 1e-13 of the magnitude (small-integer sources),
     so the 90 and 0/180 degree edges need no near-tie check.
     """
@@ -780,7 +769,7 @@ def _index_symmetric(
         row += 1
     if bins.has_45:
         torch.sub(ay, ax, out=views[row])
-    # Near ties go to the exact rule: pixels within 1e-13 |g| of an irrational edge (a zero test value
+    # Near ties go to numpy_bins: pixels within 1e-13 |g| of an irrational edge (a zero test value
     # is a near tie too: no gradient lies exactly on such an edge), and pixels within 1e-13 |g| of a
     # rational one (45, and 90 and 0/180 through gx, gy themselves, unless the source rules out tiny
     # non-zero parts) that are not exactly on it (exact ties are decided exactly by the comparisons).
@@ -832,7 +821,7 @@ def _index_symmetric(
     if exact is not None:
         flag, fx, fy = exact
         slot = idx[flag]
-        idx[flag] = slot - slot % (bins.n + 1) + _exact_bins_auto(fx, fy, bins)
+        idx[flag] = slot - slot % (bins.n + 1) + _tie_bins(fx, fy, bins)
     return idx
 
 
@@ -858,7 +847,7 @@ def _index_generic(gx: Tensor, gy: Tensor, m: Tensor, bins: OrientationBins, cel
     out.masked_fill_(m == 0, 0)
     flag = (near < m * _TIE_TOL) & (m > 0) & (y != 0)
     if bool(flag.any()):
-        out[flag] = _exact_bins_auto(gx[flag], gy[flag], bins)
+        out[flag] = _tie_bins(gx[flag], gy[flag], bins)
     return out.add_(cell).reshape(-1)
 
 
@@ -1257,7 +1246,7 @@ def hog(
 #   away from it, so the pixel is an exact tie on the axis (a zero component), where ``phase`` is exact
 #   (0, 90, 180, 270) and ``v / K`` is the upper bin, as the rule says.
 # * Every other ``v mod K == 0`` pixel (near 45/135 degrees or an irrational edge: ~1.5% of a face
-#   frame, mostly exact 45-degree ties) is re-decided by the exact sign tests of the general path
+#   frame, mostly exact 45-degree ties) is re-decided by the sign tests of the general path
 #   (`_bins_symmetric_np`; `_index_generic` for asymmetric edge sets).
 #
 # Cell sums are one ``np.bincount`` per frame over ``cell * (2n + 2) + floor(v / K)`` (angles in
@@ -1326,7 +1315,7 @@ def _bins_symmetric_np(gx: np.ndarray, gy: np.ndarray, bins: OrientationBins) ->
     """:func:`_index_symmetric`'s bins (``axes_exact``) for a 1-D set of float64 gradients, in numpy.
 
     Exact ties on 45 degrees are decided by the exact comparison ``|gy| - |gx|``, on 0/90 degrees by
-    the signs of the components; near ties (within 1e-13 |g| of an edge) go to :func:`exact_bins`.
+    the signs of the components; near ties (within 1e-13 |g| of an edge) go to :func:`numpy_bins`.
     """
     sc = _sign_code(bins.n)
     ax, ay = np.abs(gx), np.abs(gy)
@@ -1353,7 +1342,7 @@ def _bins_symmetric_np(gx: np.ndarray, gy: np.ndarray, bins: OrientationBins) ->
     code += int(sc.weights[row + 1]) * np.sign(gy).astype(np.int64)
     out = np.asarray(sc.table, dtype=np.int64)[code]
     if near.any():
-        out[near] = _exact_bins_auto(torch.from_numpy(gx[near]), torch.from_numpy(gy[near]), bins).numpy()
+        out[near] = numpy_bins(gx[near], gy[near], bins.n)
     return out
 
 
