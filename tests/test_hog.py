@@ -1,4 +1,4 @@
-"""mouseemo.ops.hog against scikit-image: bin rule, parity, batching, bad input, GPU paths, CLI."""
+"""mouseemo.ops.hog (mouseemo.ops._hog) against scikit-image: bin rule, parity, batching, bad input, GPU paths, CLI."""
 
 from __future__ import annotations
 
@@ -12,15 +12,11 @@ import torch
 from helpers import skimage_bins, write_video
 
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.ops import HOG, check_frame_size, hog, hog_output_size
-from mouseemo.ops.hog import (
-    _cell_slots,
-    _index_generic,
-    _index_symmetric,
-    _sign_code,
-    exact_bins,
-    orientation_bins,
-)
+from mouseemo.ops import HOG, HOGParams, check_frame_size, hog, hog_output_size
+from mouseemo.ops._hog import api, cupy_kernel, index, tiling
+from mouseemo.ops._hog.bins import exact_bins, orientation_bins
+from mouseemo.ops._hog.index import _cell_slots, _index_generic, _index_symmetric, _sign_code
+from mouseemo.ops._hog.load import _OTHER_LOAD
 
 skimage_feature = pytest.importorskip("skimage.feature")
 sk_hog = skimage_feature.hog
@@ -335,9 +331,6 @@ def test_batch_equals_per_frame_and_chunking_is_invisible():
 
 def test_whole_frame_path_equals_tiles(monkeypatch):
     """The GPU layout (whole frames per step, broadcast index tensors, per-bin reduction) on the CPU."""
-    import importlib
-
-    hog_module = importlib.import_module("mouseemo.ops.hog")
     frames = torch.from_numpy(face_like((3, 96, 130), seed=18))
     for n, sqrt, dtype in [
         (8, True, torch.uint8),
@@ -347,13 +340,13 @@ def test_whole_frame_path_equals_tiles(monkeypatch):
     ]:
         x = frames.to(dtype)
         expected = hog(x, n, 16, 2, transform_sqrt=sqrt)
-        params = hog_module.HOGParams.create(n, 16, 2, "L2-Hys", sqrt)
+        params = HOGParams.create(n, 16, 2, "L2-Hys", sqrt)
         mode = "lut" if dtype == torch.uint8 and not sqrt else ("f32" if dtype == torch.float32 else "f64")
-        monkeypatch.setattr(hog_module, "_MAX_CACHED_INDEX", 1000)
+        monkeypatch.setattr(index, "_MAX_CACHED_INDEX", 1000)
         for reduce in ("scatter", "perbin"):
-            job = hog_module._Job(
+            job = tiling._Job(
                 params,
-                hog_module.orientation_bins(n),
+                orientation_bins(n),
                 96,
                 130,
                 mode,
@@ -361,8 +354,8 @@ def test_whole_frame_path_equals_tiles(monkeypatch):
                 dtype == torch.uint8,
                 rowwise=False,
             )
-            hist = hog_module._histograms_torch_device(x, job, 2, 6, 8)[..., :n] / 256
-            got = hog_module.normalize_blocks(hist, (2, 2), "L2-Hys").reshape(3, -1).float()
+            hist = tiling._histograms_torch_device(x, job, 2, 6, 8)[..., :n] / 256
+            got = tiling.normalize_blocks(hist, (2, 2), "L2-Hys").reshape(3, -1).float()
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
         monkeypatch.undo()
 
@@ -370,16 +363,13 @@ def test_whole_frame_path_equals_tiles(monkeypatch):
 def test_threads_and_load_do_not_change_the_result(monkeypatch):
     """Single-threaded small tiles, multi-threaded big tiles (chosen by the load on the cores) and one
     torch thread give bit-identical results."""
-    import importlib
-
-    hog_module = importlib.import_module("mouseemo.ops.hog")
     frames = torch.from_numpy(face_like((3, 200, 260), seed=9))
     threads = torch.get_num_threads()
     results = []
     try:
         for num_threads, busy in [(1, 0.0), (max(2, threads), 0.0), (max(2, threads), 99.0)]:
             torch.set_num_threads(num_threads)
-            monkeypatch.setattr(hog_module._OTHER_LOAD, "cores", lambda busy=busy: busy)
+            monkeypatch.setattr(_OTHER_LOAD, "cores", lambda busy=busy: busy)
             results.append(hog(frames, 8, 8))
     finally:
         torch.set_num_threads(threads)
@@ -507,9 +497,7 @@ def test_gpu_bins_equal_cpu_bins_on_near_ties():
 )
 def test_gpu_fused_equals_cpu(dtype, n, ppc, cpb, norm, sqrt):
     pytest.importorskip("cupy")
-    from mouseemo.ops import hog_cupy
-
-    if not hog_cupy.available():
+    if not cupy_kernel.available():
         pytest.skip("cupy sees no device")
     frames = torch.from_numpy(face_like((5, 130, 170), seed=14)).to(dtype)
     if dtype.is_floating_point:
@@ -535,18 +523,12 @@ def test_gpu_fused_near_tie_bins():
 
 @pytest.mark.gpu
 def test_gpu_auto_falls_back_when_the_kernel_fails(monkeypatch):
-    import importlib
-
-    from mouseemo.ops import hog_cupy
-
-    hog_module = importlib.import_module("mouseemo.ops.hog")  # the attribute `hog` is the function
-
     def broken(*args, **kwargs):
-        raise hog_cupy.CupyUnavailable("test")
+        raise cupy_kernel.CupyUnavailable("test")
 
-    monkeypatch.setattr(hog_cupy, "available", lambda: True)
-    monkeypatch.setattr(hog_cupy, "hog_cupy", broken)
-    monkeypatch.setattr(hog_module, "_WARNED_FALLBACK", False)
+    monkeypatch.setattr(cupy_kernel, "available", lambda: True)
+    monkeypatch.setattr(cupy_kernel, "hog_cupy", broken)
+    monkeypatch.setattr(api, "_WARNED_FALLBACK", False)
     x = torch.from_numpy(face_like((2, 64, 64), seed=15))
     with pytest.warns(UserWarning, match="using the torch path"):
         out = hog(x.cuda())
