@@ -74,9 +74,9 @@ def main(argv=None) -> None:
     cuda = torch.cuda.is_available()
     cupy_ok = False
     if cuda:
-        from mouseemo.ops import hog_cupy
+        from mouseemo.ops._hog import cupy_kernel
 
-        cupy_ok = hog_cupy.available()
+        cupy_ok = cupy_kernel.available()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {cuda}, cupy: {cupy_ok}")
     cols = ["size", "skimage fps", "mouseemo CPU fps", "speed-up"]
     if cuda:

@@ -77,7 +77,7 @@ def hog_pcs(dm, k: int, num: int = 16) -> np.ndarray:
     """HOG principal components of every cached frame of session ``k`` (fitted on training frames)."""
     from sklearn.decomposition import PCA
 
-    from mouseemo.ops.hog import hog
+    from mouseemo.ops import hog
 
     frames = np.load(dm.sessions[k].cache_path, mmap_mode="r")
     feats = np.concatenate(

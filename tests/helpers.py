@@ -1,4 +1,4 @@
-"""Small on-disk fixtures written in the real formats (OpenCV video, CSV files)."""
+"""Small on-disk fixtures written in the real formats (OpenCV video, CSV files), and HOG references."""
 
 from __future__ import annotations
 
@@ -72,3 +72,40 @@ def write_dataset(root: Path, num_mice: int = 3, **kw) -> Path:
     for k in range(num_mice):
         write_session(root, animal=f"m{k + 1:02d}", seed=k, **kw)
     return root
+
+
+def hog_gradients(image: np.ndarray, sqrt: bool) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-image's float64 HOG gradients ``(g_col, g_row)`` of a gray uint8 image."""
+    f = image.astype(np.float64)
+    if sqrt:
+        f = np.sqrt(f)
+    g_row, g_col = np.zeros_like(f), np.zeros_like(f)
+    g_row[1:-1] = f[2:] - f[:-2]
+    g_col[:, 1:-1] = f[:, 2:] - f[:, :-2]
+    return g_col, g_row
+
+
+def skimage_bins(gx: np.ndarray, gy: np.ndarray, n: int) -> np.ndarray:
+    """scikit-image's own per-pixel binning of these gradients; -1 where no bin gets the pixel.
+
+    Runs scikit-image's compiled histogram routine on a 1 x N "image" of 1 x 1 cells, so each pixel
+    is its own cell and the bin is the histogram's non-zero entry. Falls back to the same formula in
+    numpy if the private routine moves.
+    """
+    gc = np.ascontiguousarray(gx, dtype=np.float64).reshape(1, -1)
+    gr = np.ascontiguousarray(gy, dtype=np.float64).reshape(1, -1)
+    width = gc.shape[1]
+    try:
+        from skimage.feature import _hoghistogram
+
+        hist = np.zeros((1, width, n))
+        _hoghistogram.hog_histograms(gc, gr, 1, 1, width, 1, width, 1, n, hist)
+        out = hist[0].argmax(1)
+        out[hist[0].max(1) == 0] = -1
+        return out
+    except ImportError:  # pragma: no cover - depends on the installed scikit-image
+        theta = np.rad2deg(np.arctan2(gr[0], gc[0])) % 180
+        edges = (180.0 / n) * np.arange(n + 1)
+        out = np.searchsorted(edges, theta, side="right") - 1
+        out[(out >= n) | (np.hypot(gr[0], gc[0]) == 0)] = -1
+        return out

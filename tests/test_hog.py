@@ -1,4 +1,4 @@
-"""mouseemo.ops.hog against scikit-image: bin rule, parity, batching, bad input, GPU paths, CLI."""
+"""mouseemo.ops.hog (mouseemo.ops._hog) against scikit-image: bin rule, parity, batching, bad input, GPU paths, CLI."""
 
 from __future__ import annotations
 
@@ -9,18 +9,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import write_video
+from helpers import skimage_bins, write_video
 
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.ops import HOG, check_frame_size, hog, hog_output_size
-from mouseemo.ops.hog import (
-    _cell_slots,
-    _index_generic,
-    _index_symmetric,
-    _sign_code,
-    exact_bins,
-    orientation_bins,
-)
+from mouseemo.ops import HOG, HOGParams, check_frame_size, hog, hog_output_size
+from mouseemo.ops._hog import api, cupy_kernel, index, tiling
+from mouseemo.ops._hog.bins import exact_bins, orientation_bins
+from mouseemo.ops._hog.index import _cell_slots, _index_generic, _index_symmetric, _sign_code
+from mouseemo.ops._hog.load import _OTHER_LOAD
 
 skimage_feature = pytest.importorskip("skimage.feature")
 sk_hog = skimage_feature.hog
@@ -51,32 +47,6 @@ def reference(image, orientations=8, ppc=32, cpb=1, norm="L2-Hys", sqrt=True, fv
 # ------------------------------------------------------------------------------------------------
 # The bin rule
 # ------------------------------------------------------------------------------------------------
-
-
-def skimage_bins(gx: np.ndarray, gy: np.ndarray, n: int) -> np.ndarray:
-    """scikit-image's own per-pixel binning of these gradients; -1 where no bin gets the pixel.
-
-    Runs scikit-image's compiled histogram routine on a 1 x N "image" of 1 x 1 cells, so each pixel
-    is its own cell and the bin is the histogram's non-zero entry. Falls back to the same formula in
-    numpy if the private routine moves.
-    """
-    gc = np.ascontiguousarray(gx, dtype=np.float64).reshape(1, -1)
-    gr = np.ascontiguousarray(gy, dtype=np.float64).reshape(1, -1)
-    width = gc.shape[1]
-    try:
-        from skimage.feature import _hoghistogram
-
-        hist = np.zeros((1, width, n))
-        _hoghistogram.hog_histograms(gc, gr, 1, 1, width, 1, width, 1, n, hist)
-        out = hist[0].argmax(1)
-        out[hist[0].max(1) == 0] = -1
-        return out
-    except ImportError:  # pragma: no cover - depends on the installed scikit-image
-        theta = np.rad2deg(np.arctan2(gr[0], gc[0])) % 180
-        edges = (180.0 / n) * np.arange(n + 1)
-        out = np.searchsorted(edges, theta, side="right") - 1
-        out[(out >= n) | (np.hypot(gr[0], gc[0]) == 0)] = -1
-        return out
 
 
 def fast_path_bins(gx: torch.Tensor, gy: torch.Tensor, n: int) -> torch.Tensor:
@@ -132,6 +102,9 @@ def test_bin_rule_ties_go_up():
         for gx, gy in pairs:
             assert (exact_bins(gx, gy, orientation_bins(8)) == expected).all()
             assert (fast_path_bins(gx, gy, 8) == expected).all()
+            # the fast paths decide these by comparisons: numpy's arctan2 must agree (it does, with
+            # SIMD or without; scikit-image follows it)
+            assert (skimage_bins(gx.numpy(), gy.numpy(), 8) == expected).all()
 
 
 def _sqrt_near_ties(n: int, rel: float = 1e-11) -> tuple[np.ndarray, np.ndarray]:
@@ -161,10 +134,11 @@ def _sqrt_near_ties(n: int, rel: float = 1e-11) -> tuple[np.ndarray, np.ndarray]
 def test_bin_rule_square_root_near_ties(n):
     """Square-root gradients can sit on irrational edges (e.g. (sqrt(12) - 3) / sqrt(3) = tan 15).
 
-    There scikit-image's answer is decided by the last bit of ``arctan2``. Our rule is scikit-image's
-    formula with a correctly rounded ``arctan2`` (checked here with 200-bit arithmetic); the
-    installed scikit-image may differ only on pixels where numpy's own ``arctan2`` is not correctly
-    rounded (numpy's SIMD ``arctan2`` is accurate to ~1 ulp).
+    There scikit-image's answer is decided by the last bit of numpy's ``arctan2``, which depends on
+    the CPU's SIMD; the fast path sends these pixels to numpy and so agrees with the installed
+    scikit-image. ``exact_bins`` is scikit-image's formula with a correctly rounded ``arctan2``
+    (checked here with 200-bit arithmetic); scikit-image differs from it only where numpy's own
+    ``arctan2`` is not correctly rounded.
     """
     mpmath = pytest.importorskip("mpmath")
     # for n = 7 no pair comes within 1e-11 of an edge: test the closest ones
@@ -180,8 +154,8 @@ def test_bin_rule_square_root_near_ties(n):
     truth = _skimage_formula(atan2, n)
     tx, ty = torch.from_numpy(gx), torch.from_numpy(gy)
     np.testing.assert_array_equal(exact_bins(tx, ty, orientation_bins(n)).numpy(), truth)
-    np.testing.assert_array_equal(fast_path_bins(tx, ty, n).numpy(), truth)
     sk = skimage_bins(gx, gy, n)
+    np.testing.assert_array_equal(fast_path_bins(tx, ty, n).numpy(), sk)
     numpy_atan2 = np.arctan2(gy, gx)
     assert (numpy_atan2[sk != truth] != atan2[sk != truth]).all()
 
@@ -193,8 +167,9 @@ def _skimage_formula(atan2: np.ndarray, n: int) -> np.ndarray:
 
 
 def test_bin_rule_float_images_near_rational_edges():
-    """Float images in [0, 1] (uint8 / 255) make equal gradients differ by an ulp; scikit-image still
-    puts them on the 45/90/135 degree edge (upper bin), and so do we."""
+    """Float images in [0, 1] (uint8 / 255) make equal gradients differ by an ulp; with a correctly
+    rounded arctan2 they sit on the 45/90/135 degree edge (upper bin). The fast path follows the
+    installed scikit-image (numpy's arctan2) there, the exact rule the correctly rounded value."""
     v = np.arange(1, 256) / 255.0
     pairs = (v[:, None] - v[None, :]).ravel()
     g = pairs[pairs > 0]
@@ -208,7 +183,7 @@ def test_bin_rule_float_images_near_rational_edges():
     atan2 = np.array([float(mpmath.atan2(mpmath.mpf(y), mpmath.mpf(x))) for x, y in zip(gx, gy, strict=True)])
     truth = _skimage_formula(atan2, 8)
     got = fast_path_bins(torch.from_numpy(gx), torch.from_numpy(gy), 8).numpy()
-    np.testing.assert_array_equal(got, truth)
+    np.testing.assert_array_equal(got, skimage_bins(gx, gy, 8))
     np.testing.assert_array_equal(
         exact_bins(torch.from_numpy(gx), torch.from_numpy(gy), orientation_bins(8)), truth
     )
@@ -276,8 +251,8 @@ def test_parity_dtypes(dtype, scale):
 def test_float_noise_images_match_the_rule_exactly(sqrt):
     """Noise in [0, 1] (uint8 / 255) puts many gradients within an ulp of 45/135 degrees, where the
     installed scikit-image follows its numpy's arctan2 (not correctly rounded with AVX-512 SIMD).
-    Against scikit-image's formula with a correctly rounded arctan2 (200-bit) we agree to 1e-12; any
-    pixel where the installed scikit-image disagrees is one where numpy's arctan2 is off by an ulp."""
+    Against a float64 re-implementation with scikit-image's own per-pixel bins we agree to 1e-12;
+    where those bins differ from a correctly rounded arctan2 (200-bit), numpy's is off by an ulp."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.prec = 200
     img = np.random.default_rng(4).integers(0, 256, (48, 64)).astype(np.float64) / 255
@@ -290,7 +265,9 @@ def test_float_noise_images_match_the_rule_exactly(sqrt):
             for x, y in zip(gc.ravel(), gr.ravel(), strict=True)
         ]
     )
-    b = np.minimum(_skimage_formula(atan2, 8), 7).reshape(f.shape)
+    b = skimage_bins(gc.ravel(), gr.ravel(), 8).reshape(f.shape)
+    assert (b >= 0).all() or (np.hypot(gc, gr)[b < 0] == 0).all()
+    b = np.maximum(b, 0)
     cell = (np.arange(48)[:, None] // 8) * 8 + np.arange(64)[None, :] // 8
     hist = np.bincount((cell * 8 + b).ravel(), weights=np.hypot(gc, gr).ravel(), minlength=6 * 8 * 8) / 64
     v = hist.reshape(6 * 8, 8)
@@ -298,8 +275,8 @@ def test_float_noise_images_match_the_rule_exactly(sqrt):
     v = np.minimum(v, 0.2)
     v = v / np.sqrt((v**2).sum(-1, keepdims=True) + 1e-10)
     np.testing.assert_allclose(hog(img, 8, 8, 1, transform_sqrt=sqrt), v.ravel(), rtol=0, atol=1e-12)
-    sk = skimage_bins(gc.ravel(), gr.ravel(), 8)
-    differ = (sk != b.ravel()) & (np.hypot(gc, gr).ravel() > 0)
+    truth = np.minimum(_skimage_formula(atan2, 8), 7)
+    differ = (truth != b.ravel()) & (np.hypot(gc, gr).ravel() > 0)
     assert (np.arctan2(gr.ravel(), gc.ravel())[differ] != atan2[differ]).all()
 
 
@@ -354,9 +331,6 @@ def test_batch_equals_per_frame_and_chunking_is_invisible():
 
 def test_whole_frame_path_equals_tiles(monkeypatch):
     """The GPU layout (whole frames per step, broadcast index tensors, per-bin reduction) on the CPU."""
-    import importlib
-
-    hog_module = importlib.import_module("mouseemo.ops.hog")
     frames = torch.from_numpy(face_like((3, 96, 130), seed=18))
     for n, sqrt, dtype in [
         (8, True, torch.uint8),
@@ -366,13 +340,13 @@ def test_whole_frame_path_equals_tiles(monkeypatch):
     ]:
         x = frames.to(dtype)
         expected = hog(x, n, 16, 2, transform_sqrt=sqrt)
-        params = hog_module.HOGParams.create(n, 16, 2, "L2-Hys", sqrt)
+        params = HOGParams.create(n, 16, 2, "L2-Hys", sqrt)
         mode = "lut" if dtype == torch.uint8 and not sqrt else ("f32" if dtype == torch.float32 else "f64")
-        monkeypatch.setattr(hog_module, "_MAX_CACHED_INDEX", 1000)
+        monkeypatch.setattr(index, "_MAX_CACHED_INDEX", 1000)
         for reduce in ("scatter", "perbin"):
-            job = hog_module._Job(
+            job = tiling._Job(
                 params,
-                hog_module.orientation_bins(n),
+                orientation_bins(n),
                 96,
                 130,
                 mode,
@@ -380,8 +354,8 @@ def test_whole_frame_path_equals_tiles(monkeypatch):
                 dtype == torch.uint8,
                 rowwise=False,
             )
-            hist = hog_module._histograms_torch_device(x, job, 2, 6, 8)[..., :n] / 256
-            got = hog_module.normalize_blocks(hist, (2, 2), "L2-Hys").reshape(3, -1).float()
+            hist = tiling._histograms_torch_device(x, job, 2, 6, 8)[..., :n] / 256
+            got = tiling.normalize_blocks(hist, (2, 2), "L2-Hys").reshape(3, -1).float()
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
         monkeypatch.undo()
 
@@ -389,16 +363,13 @@ def test_whole_frame_path_equals_tiles(monkeypatch):
 def test_threads_and_load_do_not_change_the_result(monkeypatch):
     """Single-threaded small tiles, multi-threaded big tiles (chosen by the load on the cores) and one
     torch thread give bit-identical results."""
-    import importlib
-
-    hog_module = importlib.import_module("mouseemo.ops.hog")
     frames = torch.from_numpy(face_like((3, 200, 260), seed=9))
     threads = torch.get_num_threads()
     results = []
     try:
         for num_threads, busy in [(1, 0.0), (max(2, threads), 0.0), (max(2, threads), 99.0)]:
             torch.set_num_threads(num_threads)
-            monkeypatch.setattr(hog_module._OTHER_LOAD, "cores", lambda busy=busy: busy)
+            monkeypatch.setattr(_OTHER_LOAD, "cores", lambda busy=busy: busy)
             results.append(hog(frames, 8, 8))
     finally:
         torch.set_num_threads(threads)
@@ -526,9 +497,7 @@ def test_gpu_bins_equal_cpu_bins_on_near_ties():
 )
 def test_gpu_fused_equals_cpu(dtype, n, ppc, cpb, norm, sqrt):
     pytest.importorskip("cupy")
-    from mouseemo.ops import hog_cupy
-
-    if not hog_cupy.available():
+    if not cupy_kernel.available():
         pytest.skip("cupy sees no device")
     frames = torch.from_numpy(face_like((5, 130, 170), seed=14)).to(dtype)
     if dtype.is_floating_point:
@@ -554,18 +523,12 @@ def test_gpu_fused_near_tie_bins():
 
 @pytest.mark.gpu
 def test_gpu_auto_falls_back_when_the_kernel_fails(monkeypatch):
-    import importlib
-
-    from mouseemo.ops import hog_cupy
-
-    hog_module = importlib.import_module("mouseemo.ops.hog")  # the attribute `hog` is the function
-
     def broken(*args, **kwargs):
-        raise hog_cupy.CupyUnavailable("test")
+        raise cupy_kernel.CupyUnavailable("test")
 
-    monkeypatch.setattr(hog_cupy, "available", lambda: True)
-    monkeypatch.setattr(hog_cupy, "hog_cupy", broken)
-    monkeypatch.setattr(hog_module, "_WARNED_FALLBACK", False)
+    monkeypatch.setattr(cupy_kernel, "available", lambda: True)
+    monkeypatch.setattr(cupy_kernel, "hog_cupy", broken)
+    monkeypatch.setattr(api, "_WARNED_FALLBACK", False)
     x = torch.from_numpy(face_like((2, 64, 64), seed=15))
     with pytest.warns(UserWarning, match="using the torch path"):
         out = hog(x.cuda())

@@ -11,7 +11,7 @@ from mouseemo.cli import main
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.hog_proto_module import HogProtoLitModule, HogRFLitModule
 from mouseemo.models.prototypes_io import Prototypes
-from mouseemo.ops.hog import hog
+from mouseemo.ops import hog
 from tests.helpers import write_dataset
 from tests.test_configs import compose_cfg
 

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+from helpers import hog_gradients, skimage_bins
 
 from mouseemo.cli import main
 from mouseemo.data.video import VideoReader, to_gray
@@ -72,3 +73,75 @@ def test_hog_command_on_real_video(facemap_video, tmp_path):
     with VideoReader(path, crop=(100, 50, 640, 480)) as vr:
         expected = hog(vr.read())
     np.testing.assert_allclose(feats, expected, atol=1e-6)
+
+
+# Windows of the PNG frames for the direct parity test (full frames take ~10x longer in scikit-image).
+CROP = (160, 192)
+
+
+def _near_edge_pixels(image: np.ndarray, orientations: int) -> np.ndarray:
+    """``(k, 2)`` pixels whose square-root gradient lies within 1e-11 degrees of a bin edge: there
+    the last bit of numpy's ``arctan2`` (which depends on the CPU's SIMD) decides scikit-image's bin."""
+    gx, gy = hog_gradients(image, sqrt=True)
+    theta = np.degrees(np.arctan2(gy, gx)) % 180
+    step = 180.0 / orientations
+    dist = np.abs(theta - np.round(theta / step) * step)
+    exact = np.isin(theta, (45.0, 135.0)) | (gx == 0) | (gy == 0)  # exact ties: decided by comparisons
+    return np.argwhere((dist < 1e-11) & ~exact)
+
+
+def _crop_with_ties(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """The ``CROP`` window holding the most near-edge pixels (8 and 9 orientations), and their count."""
+    h, w = CROP
+    ties = np.concatenate([_near_edge_pixels(image, 8), _near_edge_pixels(image, 9)])
+    best, count = (0, 0), 0
+    for y, x in ties[:: max(1, len(ties) // 32)]:  # windows centred on (up to ~32) near-edge pixels
+        r0 = min(max(int(y) - h // 2, 0), image.shape[0] - h)
+        c0 = min(max(int(x) - w // 2, 0), image.shape[1] - w)
+        inside = ((ties >= (r0 + 1, c0 + 1)) & (ties < (r0 + h - 1, c0 + w - 1))).all(1).sum()
+        if inside > count:
+            best, count = (r0, c0), int(inside)
+    r0, c0 = best
+    return image[r0 : r0 + h, c0 : c0 + w], count
+
+
+@pytest.fixture(scope="module")
+def png_crops(real_data_dir):
+    """The PNG frames read directly (no video round trip), cropped around their near-tie pixels."""
+    paths = sorted((real_data_dir / "facemap_face_frames").glob("*.png"))
+    paths += sorted((real_data_dir / "dlc_reaching_face_frames").glob("*.png"))
+    crops = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        assert image is not None, path
+        crops.append((path.name, *_crop_with_ties(image)))
+    assert sum(count for _, _, count in crops) >= 10  # the frames do exercise the near-tie path
+    return crops
+
+
+@pytest.mark.parametrize("sqrt", [True, False])
+@pytest.mark.parametrize("ppc", [8, 16, 32, (13, 7)])
+@pytest.mark.parametrize("orientations", [8, 9])
+def test_hog_parity_on_png_frames(png_crops, orientations, ppc, sqrt):
+    """scikit-image's HOG of the PNG frames themselves, whatever this CPU's numpy ``arctan2`` returns."""
+    ppc = (ppc, ppc) if isinstance(ppc, int) else ppc
+    for name, image, _ in png_crops:
+        ref = skimage_feature.hog(image, orientations, ppc, (1, 1), "L2-Hys", transform_sqrt=sqrt)
+        ours = hog(image, orientations, ppc, 1, "L2-Hys", sqrt)
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() <= 1e-6, name
+
+
+@pytest.mark.parametrize("sqrt", [True, False])
+@pytest.mark.parametrize("orientations", [8, 9])
+def test_per_pixel_bins_on_png_frames(png_crops, orientations, sqrt):
+    """Every pixel of the PNG frames lands in scikit-image's bin (1 x 1 cells: a pixel's histogram)."""
+    for name, image, _ in png_crops:
+        gx, gy = hog_gradients(image, sqrt)
+        ref = skimage_bins(gx, gy, orientations).reshape(image.shape)
+        h = hog(image, orientations, 1, 1, "L1", sqrt, feature_vector=False)
+        h = h.reshape(*image.shape, orientations)
+        ours = h.argmax(-1)
+        ours[h.max(-1) == 0] = -1
+        bad = np.argwhere(ours != ref)
+        assert bad.size == 0, f"{name}: {len(bad)} pixels binned unlike scikit-image, e.g. {bad[:3].tolist()}"

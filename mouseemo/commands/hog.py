@@ -27,7 +27,7 @@ _NPY_HEADER_BYTES = 128
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mouseemo.ops.hog import BLOCK_NORMS
+    from mouseemo.ops import BLOCK_NORMS
 
     p = subparsers.add_parser(
         "hog",
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mouseemo.data.video import VideoReader, parse_crop
-    from mouseemo.ops.hog import HOGParams, hog
+    from mouseemo.ops import HOGParams, hog
 
     if args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")

@@ -106,7 +106,7 @@ def iter_hog(
     chunk_size: int = 256,
 ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
     """Yield ``(first_index, frames uint8 (b, H, W), HOG (b, D) float32 on device)`` per chunk."""
-    from mouseemo.ops.hog import hog as hog_op
+    from mouseemo.ops import hog as hog_op
 
     for start, frames in reader.iter_chunks(chunk_size):
         frames = resize_frames(frames, resize)

@@ -6,7 +6,7 @@ confidence per frame. Scores are ``similarity_<name>`` (prototype models) or ``p
 (classifiers), as in the prediction CSV.
 
 * :class:`PrototypeScorer`: a prototypes file (``mouseemo prototypes``): HOG of each frame on the
-  device (:func:`mouseemo.ops.hog.hog`), Pearson similarity to each prototype, label by the most
+  device (:func:`mouseemo.ops.hog`), Pearson similarity to each prototype, label by the most
   similar (with ``margin`` toward neutral).
 * :class:`CheckpointScorer`: any trained mouseemo LightningModule
   (:func:`mouseemo.models.checkpoint.load_model`). Frames are cropped and resized with
@@ -141,7 +141,7 @@ class PrototypeScorer(Scorer):
         self.protos.check_compatible(self.protos.hog, self.input_size(height, width), source=source)
 
     def stream(self) -> ScoreFn:
-        from mouseemo.ops.hog import hog
+        from mouseemo.ops import hog
 
         def score(x: torch.Tensor) -> torch.Tensor:
             return pearson_similarity(hog(x, **self.protos.hog).float(), self._matrix)

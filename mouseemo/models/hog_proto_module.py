@@ -1,7 +1,7 @@
 """The original method as LightningModules: HOG features, no gradients.
 
 :class:`HogProtoLitModule` reproduces Dolensek et al. (2020): "fitting" is one pass over the training
-frames that computes their HOG (on the device, :func:`mouseemo.ops.hog.hog`) and builds the prototypes
+frames that computes their HOG (on the device, :func:`mouseemo.ops.hog`) and builds the prototypes
 (neutral + every emotion present) at the end of the pass. Validation and test frames are labelled by
 their most similar prototype (Pearson correlation), and scored with the same
 :class:`~mouseemo.models.metrics.StageMetrics` as the CNN classifiers, so numbers are comparable.
@@ -83,7 +83,7 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         Shape:
             ``(B, 1, H, W)`` or ``(B, H, W)`` -> ``(B, D)`` float32.
         """
-        from mouseemo.ops.hog import hog
+        from mouseemo.ops import hog
 
         x = images[:, 0] if images.ndim == 4 else images
         with torch.no_grad():

@@ -255,7 +255,7 @@ class JointLitModule(pl.LightningModule):
         if "pred" in out:
             row["pred_mean"] = out["pred"].detach().float().mean(dim=1).cpu().numpy()
         if with_hog:
-            from mouseemo.ops.hog import hog
+            from mouseemo.ops import hog
 
             frames = batch["frames"]
             with torch.no_grad():

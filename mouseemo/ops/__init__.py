@@ -1,5 +1,9 @@
-"""Pure-torch numerical kernels (any device): HOG features and similarity measures."""
+"""Pure-torch numerical kernels (any device): HOG features and similarity measures.
 
-from mouseemo.ops.hog import HOG, check_frame_size, hog, hog_output_size
+``mouseemo.ops.hog`` is the HOG function (its parts live in the private :mod:`mouseemo.ops._hog`).
+"""
 
-__all__ = ["HOG", "check_frame_size", "hog", "hog_output_size"]
+from mouseemo.ops._hog.api import HOG, hog
+from mouseemo.ops._hog.params import BLOCK_NORMS, HOGParams, check_frame_size, hog_output_size
+
+__all__ = ["BLOCK_NORMS", "HOG", "HOGParams", "check_frame_size", "hog", "hog_output_size"]

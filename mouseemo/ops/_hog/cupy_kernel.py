@@ -3,7 +3,7 @@
 ``hog_cells``: one warp per (frame, cell). Each lane walks the cell's pixels (lane = column for
 32-pixel-wide cells, so loads are coalesced), computes the central-difference gradient exactly as
 scikit-image (float64, or float32 differences for float32 input), the magnitude, and the exact
-orientation bin (the rule of :mod:`mouseemo.ops.hog`: a float32 sign test per edge, and a
+orientation bin (the exact rule of :mod:`mouseemo.ops._hog.bins`: a float32 sign test per edge, and a
 double-double test with ``fma`` error-free products when the float32 test is within 1e-6 of a
 tie). Per-bin sums live in registers and are reduced with warp shuffles in a fixed order: no shared
 or global atomics, deterministic results. ``hog_blocks``: one thread per (frame, block) normalises
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from mouseemo.errors import ConfigError
+from mouseemo.ops._hog.bins import exact_bins, orientation_bins
 
 __all__ = ["CupyUnavailable", "available", "hog_cupy", "kernel_source"]
 
@@ -81,7 +82,7 @@ typedef IN_TYPE in_t;
 // Fast tests: cos/sin of the bin edges (float32), in the upper half plane.
 __constant__ float EDGE_C32[N_EDGES_ALLOC] = {EDGE_C32_VALUES};
 __constant__ float EDGE_S32[N_EDGES_ALLOC] = {EDGE_S32_VALUES};
-// Exact rule (see mouseemo.ops.hog.OrientationBins): per half plane, cos/sin of the thresholds M_j as
+// Exact rule (see mouseemo.ops._hog.bins.OrientationBins): per half plane, cos/sin of the thresholds M_j as
 // double-double numbers, and the bin for each count of thresholds below the angle.
 __constant__ double POS_DD[N_POS_ALLOC * 4] = {POS_DD_VALUES};
 __constant__ double NEG_DD[N_NEG_ALLOC * 4] = {NEG_DD_VALUES};
@@ -243,8 +244,6 @@ def kernel_source(
     out_dtype: torch.dtype,
 ) -> str:
     """CUDA source for one configuration (constants baked in; exposed for inspection and tests)."""
-    from mouseemo.ops.hog import exact_bins, orientation_bins
-
     if in_dtype not in _C_TYPES:
         raise ConfigError(f"the fused kernel does not take {in_dtype} input")
     bins = orientation_bins(orientations)
@@ -329,8 +328,8 @@ def hog_cupy(
 
     Args:
         images: ``(B, H, W)`` CUDA tensor (uint8, int8/16/32/64, float32 or float64); validated by
-            :func:`mouseemo.ops.hog.hog`.
-        params: :class:`mouseemo.ops.hog.HOGParams`.
+            :func:`mouseemo.ops.hog`.
+        params: :class:`mouseemo.ops.HOGParams`.
         out_dtype: torch.float32 or torch.float64.
         chunk_size: frames per launch (default: enough to keep the cell buffer under 256 MB).
 
