@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mouseemo.models import joint_metrics as jm  # noqa: E402
-from mouseemo.hydra_entry import config_dir  # noqa: E402
+from mouseemo.utils.configs import config_dir  # noqa: E402
 
 
 def compose(overrides: list[str], out_dir: Path):

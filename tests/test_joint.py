@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mouseemo import tasks
-from mouseemo.models import joint_metrics as jm
 from mouseemo.cli import main
 from mouseemo.errors import ConfigError
+from mouseemo.models import joint_metrics as jm
 from mouseemo.models.components.cnn import SmallCNN
 from mouseemo.models.components.joint import (
     FrameFaceEncoder,
