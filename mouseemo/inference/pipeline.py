@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,12 @@ from mouseemo.data.events import Events, read_events
 from mouseemo.data.sync import read_timestamps
 from mouseemo.data.video import Crop, VideoReader, parse_crop
 from mouseemo.errors import ConfigError, DataError, MouseemoError
+from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.qc import StreamingQC, frame_stats
 from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
 from mouseemo.inference.stream import decode_ahead
 from mouseemo.models.components.prototypes import stimulus_readouts
-from mouseemo.utils.io import atomic_path, dumps_json, inside, safe_component, write_json_atomic
+from mouseemo.utils.io import atomic_path, dumps_json, inside, write_json_atomic
 
 #: Output kinds and their file suffixes; the JSON comes last (it marks completion).
 SUFFIXES: dict[str, str] = {
@@ -69,22 +70,8 @@ class Cancelled(MouseemoError):
     """The run was interrupted; the video's outputs were not written."""
 
 
-@dataclass
-class PredictInput:
-    """One video to predict: the file, its events (if any), the output stem, session metadata.
-
-    The stem often comes from a file someone else wrote (``manifest.csv``, ``session.json``): it is
-    cleaned to one path component (:func:`~mouseemo.utils.io.safe_component`), so outputs always
-    land inside the output folder.
-    """
-
-    video: Path
-    events: Path | None
-    stem: str
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.stem = safe_component(self.stem)
+#: One video to predict (the shared input record; its stem is cleaned to one path component).
+PredictInput = VideoInput
 
 
 @dataclass
