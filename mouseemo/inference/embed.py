@@ -31,9 +31,9 @@ def embed_session(
     """Per-imaging-frame embeddings of one session (the arrays written by ``mouseemo embed``)."""
     from mouseemo.data.face_datamodule import SessionFrames, session_labels
     from mouseemo.data.neural_datamodule import activity_on_camera_clock, spans_gap
-    from mouseemo.data.session import Session
+    from mouseemo.data.session import Session, resolve_crop, session_times
     from mouseemo.data.sync import nearest_indices, read_timestamps
-    from mouseemo.data.video import FrameCache, VideoReader, parse_crop
+    from mouseemo.data.video import FrameCache
     from mouseemo.models.checkpoint import load_model
 
     device = torch.device(device)
@@ -54,17 +54,10 @@ def embed_session(
     window = int(rec["window"])
     lag_s = float(rec.get("lag_s") or 0.0)
     size = tuple(int(v) for v in rec["image_size"]) if rec.get("image_size") else None
-    crop = parse_crop(rec["crop"]) if rec.get("crop") else None
-    if crop is None and session.meta.get("crop"):
-        crop = parse_crop(session.meta["crop"])
+    crop = resolve_crop(None, rec.get("crop"), session.meta)
     cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "mouseemo-cache"
     cache = FrameCache.get_or_build(session.video, cache_dir, crop, size)
-    if session.face_timestamps is not None:
-        with VideoReader(session.video, timestamps=session.face_timestamps) as vr:
-            vr._num_frames = len(cache)
-            times = vr.timestamps
-    else:
-        times = np.arange(len(cache), dtype=np.float64) / (session.fps or 30.0)
+    times = session_times(session, len(cache))
     labels = session_labels(session, times, rec.get("label_source") or "auto", rec.get("outside") or "ignore")
     sf = SessionFrames(session, cache.path, labels, times)
     with warnings.catch_warnings():

@@ -49,13 +49,6 @@ def iter_hog(
         yield start, frames, hog_op(x, **hog).float()
 
 
-def frame_times(reader: VideoReader, start: int, count: int) -> np.ndarray:
-    """Camera-clock times of frames ``start .. start + count`` (timestamps file or ``index / fps``)."""
-    if reader.timestamps_path is not None:
-        return reader.timestamps[start : start + count]
-    return np.arange(start, start + count, dtype=np.float64) / reader.fps
-
-
 def hog_input_size(reader: VideoReader, resize: tuple[int, int] | None) -> tuple[int, int]:
     return resize if resize is not None else (reader.height, reader.width)
 
@@ -101,8 +94,9 @@ def _stream_video(
                 f"{item.video}: frames are {size[1]}x{size[0]} (w x h) after crop/resize, the first video's "
                 f"are {frame_size[1]}x{frame_size[0]}: pass --crop with the same size, or --resize"
             )
+        clock = vr.clock(strict=True)
         for start, frames, feats in iter_hog(vr, hog, resize, device, chunk_size):
-            t = frame_times(vr, start, len(frames))
+            t = clock.at(start, len(frames))
             idx = np.arange(start, start + len(frames))
             if acc.num_frames == 0:
                 acc.t_first = float(t[0])
@@ -121,8 +115,9 @@ def _stream_video(
                 acc.window_frames.append(idx[inside])
                 for lab in labels:
                     acc.window_ids[lab].append(ids[lab][inside])
-    if acc.num_frames == 0:
-        raise DataError(f"no frames decoded from {item.video}")
+        if acc.num_frames == 0:
+            raise DataError(f"no frames decoded from {item.video}")
+        clock.all(acc.num_frames)  # a timestamps file has a row per frame
     return acc, size
 
 

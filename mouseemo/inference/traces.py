@@ -13,18 +13,21 @@
 from __future__ import annotations
 
 import csv
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mouseemo.data.session import Session
-from mouseemo.data.video import VideoReader, parse_crop
+from mouseemo.data.session import Session, resolve_crop
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.inference.prototypes import frame_times, hog_input_size, iter_hog, session_prototypes
+from mouseemo.inference.prototypes import session_prototypes
+from mouseemo.inference.scorers import CheckpointScorer, PrototypeScorer, ScoreFn, Scorer
+from mouseemo.inference.scoring import stream_scores
 from mouseemo.models.prototypes_io import Prototypes
-from mouseemo.ops.similarity import expression_intensity, pearson_similarity
+from mouseemo.ops.similarity import expression_intensity
 
 TRACE_KINDS = ("intensity", "similarity")
 
@@ -54,6 +57,26 @@ class FaceTraces:
         return FaceTraces(self.t, self.scores[:, keep], [self.names[j] for j in keep], self.kind, self.info)
 
 
+def _score_session(
+    session: Session, scorer: Scorer, crop, batch_size: int, source: str, score: ScoreFn | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(t (T,), scores (T, K) float64)`` of every frame of the session's video
+    (:func:`~mouseemo.inference.scoring.stream_scores`); its timestamps must have a row per frame."""
+    out, times = [], []
+    with VideoReader(session.video, crop=crop) as vr:
+        scorer.check(vr.height, vr.width, source=source)
+        scorer.begin_video(vr)
+        clock = vr.clock(strict=True)
+        with closing(stream_scores(vr, scorer, clock, batch_size, score=score)) as chunks:
+            for chunk in chunks:
+                out.append(chunk.scores.double().cpu().numpy())
+                times.append(chunk.times)
+        if not out:
+            raise DataError(f"no frames decoded from {session.video}")
+        clock.all(sum(len(t) for t in times))
+    return np.concatenate(times), np.concatenate(out)
+
+
 def traces_from_prototypes(
     session: Session,
     protos: Prototypes,
@@ -71,26 +94,19 @@ def traces_from_prototypes(
         raise ConfigError(f"--trace must be one of {list(TRACE_KINDS)}; got {trace!r}")
     if trace == "intensity" and "neutral" not in protos.names:
         raise ConfigError("--trace intensity needs a 'neutral' prototype; use --trace similarity")
-    device = torch.device(device)
-    crop = crop if crop is not None else protos.crop
-    matrix = torch.as_tensor(protos.matrix, device=device)
-    neutral = protos.names.index("neutral") if "neutral" in protos.names else 0
-    out, times = [], []
-    with VideoReader(session.video, crop=crop) as vr:
-        size = hog_input_size(vr, protos.resize)
-        protos.check_compatible(protos.hog, size, source=f"{session.video} with crop {crop}")
-        for start, frames, feats in iter_hog(vr, protos.hog, protos.resize, device, batch_size):
-            if trace == "similarity":
-                scores = pearson_similarity(feats, matrix)
-            else:
-                scores = expression_intensity(feats, matrix, neutral_index=neutral)
-            out.append(scores.double().cpu().numpy())
-            times.append(frame_times(vr, start, len(frames)))
-    if not out:
-        raise DataError(f"no frames decoded from {session.video}")
+    scorer = PrototypeScorer(protos, "", device)
+    crop = resolve_crop(crop, protos.crop)
+    score = None
+    if trace == "intensity":
+        neutral = protos.names.index("neutral")
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return expression_intensity(scorer.hog(x), scorer.matrix, neutral_index=neutral)
+
+    t, scores = _score_session(session, scorer, crop, batch_size, f"{session.video} with crop {crop}", score)
     names = list(protos.names) if trace == "similarity" else [n for n in protos.names if n != "neutral"]
     return FaceTraces(
-        np.concatenate(times), np.concatenate(out), names, trace,
+        t, scores, names, trace,
         {"crop": list(crop) if crop else None, "hog": protos.hog, "prototypes": list(protos.names)},
     )  # fmt: skip
 
@@ -106,7 +122,6 @@ def traces_from_checkpoint(
     (:class:`~mouseemo.inference.scorers.CheckpointScorer`): frames cropped and resized as in
     training, the session reference for models that use one, clips for temporal models, then the
     module's own scores (class probabilities or similarities)."""
-    from mouseemo.inference.scorers import CheckpointScorer
     from mouseemo.models.checkpoint import load_model
 
     device = torch.device(device)
@@ -117,27 +132,15 @@ def traces_from_checkpoint(
             "prototype checkpoint (a joint encoder is exported with `mouseemo embed`)"
         )
     scorer = CheckpointScorer(loaded, device)
-    crop = crop if crop is not None else loaded.crop
-    if crop is None and session.meta.get("crop"):
-        crop = parse_crop(session.meta["crop"])
-    out, times = [], []
-    with VideoReader(session.video, crop=crop) as vr:
-        scorer.check(vr.height, vr.width, source=f"{session.video} (crop {list(crop) if crop else None})")
-        scorer.begin_video(vr)
-        score = scorer.stream()
-        for start, frames in vr.iter_chunks(batch_size):
-            x = torch.from_numpy(scorer.prepare(frames)).to(device)
-            out.append(score(x).double().cpu().numpy())
-            times.append(frame_times(vr, start, len(frames)))
-    if not out:
-        raise DataError(f"no frames decoded from {session.video}")
-    scores = np.concatenate(out)
+    crop = resolve_crop(crop, loaded.crop, session.meta)
+    source = f"{session.video} (crop {list(crop) if crop else None})"
+    t, scores = _score_session(session, scorer, crop, batch_size, source)
     if scores.shape[1] != len(loaded.score_names):
         raise DataError(
             f"{ckpt}: the model gives {scores.shape[1]} scores for {len(loaded.score_names)} names"
         )
     return FaceTraces(
-        np.concatenate(times), scores, list(loaded.score_names), loaded.score_prefix,
+        t, scores, list(loaded.score_names), loaded.score_prefix,
         {"ckpt": str(ckpt), "crop": list(crop) if crop else None,
          "image_size": list(loaded.image_size) if loaded.image_size else None},
     )  # fmt: skip
@@ -197,15 +200,13 @@ def face_traces(
     if traces:
         return traces_from_csv(traces)
     session = Session.open(folder)
-    crop = parse_crop(crop)
     if ckpt:
         return traces_from_checkpoint(session, ckpt, crop=crop, device=device, batch_size=batch_size)
     if prototypes:
         protos = Prototypes.load(prototypes)
         info = {"prototypes_file": str(prototypes)}
     else:
-        if crop is None and session.meta.get("crop"):
-            crop = parse_crop(session.meta["crop"])
+        crop = resolve_crop(crop, None, session.meta)
         protos = session_prototypes(
             session, crop=crop, hog={"pixels_per_cell": pixels_per_cell}, k=n_frames,
             device=device, batch_size=batch_size,
