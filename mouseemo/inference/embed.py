@@ -30,7 +30,7 @@ def embed_session(
 ) -> dict[str, np.ndarray]:
     """Per-imaging-frame embeddings of one session (the arrays written by ``mouseemo embed``)."""
     from mouseemo.data.face_datamodule import SessionFrames, session_labels
-    from mouseemo.data.neural_datamodule import activity_on_camera_clock, spans_gap
+    from mouseemo.data.neural_datamodule import activity_on_camera_clock, full_windows, zscore_activity
     from mouseemo.data.session import Session, resolve_crop, session_times
     from mouseemo.data.sync import nearest_indices, read_timestamps
     from mouseemo.data.video import FrameCache
@@ -78,19 +78,11 @@ def embed_session(
     neural = act.neural
     if rec.get("zscore", True):
         stats = module.session_stats.get(layer) if layer == name else None
-        valid_rows = neural[act.valid]
-        mu = np.asarray(stats["mean"], np.float32) if stats else valid_rows.mean(0)
-        sd = np.asarray(stats["std"], np.float32) if stats else np.maximum(valid_rows.std(0), 1e-6)
-        neural = np.where(act.valid[:, None], (neural - mu) / sd, 0.0).astype(np.float32)
+        mean, std = (stats["mean"], stats["std"]) if stats else (None, None)
+        neural, _, _ = zscore_activity(neural, act.valid, mean=mean, std=std)
     # complete windows ending at each camera frame
-    ok = act.valid
-    csum = np.concatenate([[0], np.cumsum(ok)])
-    full = np.zeros(len(ok), bool)
-    if len(ok) >= window:
-        starts_ok = (csum[window:] - csum[:-window]) == window
-        if window > 1:
-            starts_ok &= ~spans_gap(times, window)
-        full[window - 1 :] = starts_ok
+    full = np.zeros(len(act.valid), bool)
+    full[window - 1 :] = full_windows(act.valid, times, window)
     t_img = read_timestamps(session.imaging_timestamps)
     fps = 1.0 / float(np.median(np.diff(times)))
     cam = nearest_indices(t_img + lag_s, times, max_dist=0.75 / fps)
