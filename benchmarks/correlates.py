@@ -21,13 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mouseemo.analysis.correlates import compare_with_truth, read_truth_neurons  # noqa: E402
-from mouseemo.commands.correlates import (  # noqa: E402
-    analyse_session,
-    session_prototypes,
-    traces_from_prototypes,
-)
+from mouseemo.analysis.correlates_run import analyse_session  # noqa: E402
 from mouseemo.data.session import Session  # noqa: E402
 from mouseemo.data.synthetic import generate_dataset  # noqa: E402
+from mouseemo.inference.prototypes import session_prototypes  # noqa: E402
+from mouseemo.inference.traces import traces_from_prototypes  # noqa: E402
 
 
 def main() -> None:

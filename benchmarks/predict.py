@@ -76,7 +76,8 @@ def make_video(cache: Path, minutes: float, size: tuple[int, int], fps: float) -
 
 
 def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
-    from mouseemo.commands.prototypes import build_from_videos, resolve_inputs
+    from mouseemo.inference.inputs import resolve_inputs
+    from mouseemo.inference.prototypes import build_from_videos
 
     protos = cache / f"protos_{session.parent.parent.name}.npz"
     if not protos.is_file():

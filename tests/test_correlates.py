@@ -380,7 +380,7 @@ def test_real_suite2p_against_a_provided_trace(real_data_dir, tmp_path):
     tried on it; what can: the reader, dF/F, the correlation, the circular-shift null and the FDR. The
     folder's frame rate is not recorded (ops fs = 1), so 10 Hz is assumed.
     """
-    from mouseemo.commands.correlates import session_activity
+    from mouseemo.analysis.correlates_run import session_activity
 
     folder = real_data_dir / "suite2p_fissa_example"
     act = session_activity(folder, fs=10.0)

@@ -20,10 +20,10 @@ import torch
 
 from mouseemo import tasks
 from mouseemo.cli import main
-from mouseemo.commands.predict import InputFailure, expand_inputs
-from mouseemo.commands.prototypes import build_from_videos, resolve_inputs
 from mouseemo.data.video import FrameCache, VideoReader
 from mouseemo.errors import ConfigError
+from mouseemo.inference.inputs import InputFailure, expand_inputs, resolve_inputs
+from mouseemo.inference.prototypes import build_from_videos
 from mouseemo.inference.qc import StreamingQC, frame_stats, spans
 from mouseemo.inference.stream import decode_ahead
 from mouseemo.models.checkpoint import RECORD_KEY

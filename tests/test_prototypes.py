@@ -372,9 +372,10 @@ def test_synthetic_session_similarity_tracks_stimuli(tmp_path):
         pytest.skip(f"synthetic generator not importable yet: {err}")
     import torch
 
-    from mouseemo.commands.prototypes import build_from_videos, frame_times, iter_hog, resolve_inputs
     from mouseemo.data.events import read_events
     from mouseemo.data.video import VideoReader
+    from mouseemo.inference.inputs import resolve_inputs
+    from mouseemo.inference.prototypes import build_from_videos, iter_hog
     from mouseemo.ops.similarity import pearson_similarity
 
     t0 = time.perf_counter()
@@ -387,7 +388,7 @@ def test_synthetic_session_similarity_tracks_stimuli(tmp_path):
     with VideoReader(items[0].video) as vr:
         for start, frames, f in iter_hog(vr, protos.hog, None, torch.device("cpu")):
             feats.append(f.numpy())
-            times.append(frame_times(vr, start, len(frames)))
+            times.append(vr.clock().at(start, len(frames)))
     sim = pearson_similarity(np.concatenate(feats), protos.matrix)
     t = np.concatenate(times)
     events = read_events(items[0].events)

@@ -196,8 +196,8 @@ def test_reference_motion_model_trains_and_predicts_as_trained(tmp_path):
         expected = loaded.module(batch["frames"]).softmax(1).numpy()
     np.testing.assert_allclose(prob, expected, atol=1e-5)
     # correlates scores a checkpoint exactly as predict does (reference, clips and all)
-    from mouseemo.commands.correlates import traces_from_checkpoint
     from mouseemo.data.session import Session
+    from mouseemo.inference.traces import traces_from_checkpoint
 
     traces = traces_from_checkpoint(Session.open(session), ckpt, batch_size=16)
     np.testing.assert_allclose(traces.scores, prob, atol=1e-5)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from mouseemo.cli import main
-from mouseemo.commands.prototypes import build_from_videos, resolve_inputs
+from mouseemo.inference.inputs import resolve_inputs
+from mouseemo.inference.prototypes import build_from_videos
 from mouseemo.utils.io import atomic_path, dumps_json, remove_stale_temps, safe_component
 from tests.helpers import label_frames, write_session, write_video
 

@@ -50,3 +50,16 @@ def check_out_file(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: no permission to write in {parent}")
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"H,W"`` -> ``(H, W)``."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"size must be H,W (two integers); got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"size must be positive; got {text!r}")
+    return h, w

@@ -29,9 +29,9 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX, read_events
-from mouseemo.data.session import Session, discover_sessions, read_truth_frames
+from mouseemo.data.session import Session, discover_sessions, read_truth_frames, resolve_crop, session_times
 from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
-from mouseemo.data.video import FrameCache, VideoReader, parse_crop, session_reference
+from mouseemo.data.video import FrameCache, parse_crop, session_reference
 from mouseemo.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -306,9 +306,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.root / ".cache"
 
     def _crop_for(self, session: Session):
-        if self.crop is not None:
-            return self.crop
-        return parse_crop(session.meta.get("crop")) if session.meta.get("crop") else None
+        return resolve_crop(self.crop, None, session.meta)
 
     def setup(self, stage: str | None = None) -> None:
         if self._prepared:
@@ -318,13 +316,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
             cache = FrameCache.get_or_build(
                 session.video, self._cache_dir(), self._crop_for(session), self.image_size
             )
-            if session.face_timestamps is not None:
-                with VideoReader(session.video, timestamps=session.face_timestamps) as vr:
-                    vr._num_frames = len(cache)  # counted when the cache was built
-                    times = vr.timestamps
-            else:
-                fps = session.fps or 30.0
-                times = np.arange(len(cache), dtype=np.float64) / fps
+            times = session_times(session, len(cache))  # frames counted when the cache was built
             labels = session_labels(session, times, self.hparams.label_source, self.hparams.outside)
             bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= len(self.classes)))
             if bad.any():

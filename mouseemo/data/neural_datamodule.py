@@ -74,6 +74,39 @@ def spans_gap(times: np.ndarray, window: int) -> np.ndarray:
     return (csum[window - 1 :] - csum[: len(csum) - window + 1]) > 0
 
 
+def zscore_activity(
+    neural: np.ndarray,
+    valid: np.ndarray,
+    ref: np.ndarray | None = None,
+    mean: np.ndarray | None = None,
+    std: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z-score each neuron of ``neural`` ``(T, N)``: with ``mean`` / ``std`` when given (a trained
+    model's statistics), else over the ``ref`` frames (default: the ``valid`` ones); frames not
+    ``valid`` become 0.
+
+    Returns:
+        ``(z (T, N), mean (N,), std (N,))``, float32.
+    """
+    if mean is None or std is None:
+        rows = neural[valid if ref is None else ref]
+        mean, std = rows.mean(0), np.maximum(rows.std(0), 1e-6)
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    z = np.where(valid[:, None], (neural - mean) / std, 0.0).astype(np.float32)
+    return z, mean, std
+
+
+def full_windows(ok: np.ndarray, times: np.ndarray, window: int, skip_gaps: bool = True) -> np.ndarray:
+    """Per window start, ``(T - window + 1,)`` bool (empty when ``T < window``): are all ``window``
+    frames from it ``ok``, and (with ``skip_gaps``) free of a dropped frame?"""
+    # a sliding minimum over ok
+    csum = np.concatenate([[0], np.cumsum(ok)])
+    full = (csum[window:] - csum[:-window]) == window if len(ok) >= window else np.zeros(0, bool)
+    if skip_gaps and len(full) and window > 1:
+        full &= ~spans_gap(times, window)
+    return full
+
+
 class WindowDataset(Dataset):
     """Windows of ``T`` frames plus activity; memmaps open lazily in each worker."""
 
@@ -201,23 +234,15 @@ class FaceNeuralDataModule(FaceFramesDataModule):
                 ref = act.valid & self.masks[sf.name]["train"]
                 if not ref.any():
                     ref = act.valid
-                mu = act.neural[ref].mean(0)
-                sd = act.neural[ref].std(0)
-                act.mean, act.std = mu.astype(np.float32), np.maximum(sd, 1e-6).astype(np.float32)
-                act.neural = np.where(
-                    act.valid[:, None], (act.neural - mu) / np.maximum(sd, 1e-6), 0.0
-                ).astype(np.float32)
+                act.neural, act.mean, act.std = zscore_activity(act.neural, act.valid, ref)
         win = int(hp.window)
         for stage in STAGES:
             stride = hp.window_stride if stage == "train" else hp.eval_stride
             idx, labs = [], []
             for k, (sf, act) in enumerate(zip(self.sessions, self.activity)):
                 ok = act.valid & self.masks[sf.name][stage]
-                # a window is usable when all of its frames are usable: a sliding minimum over ok
-                csum = np.concatenate([[0], np.cumsum(ok)])
-                full = (csum[win:] - csum[:-win]) == win if len(ok) >= win else np.zeros(0, bool)
-                if hp.skip_gaps and len(full) and win > 1:
-                    full &= ~spans_gap(sf.times, win)
+                # a window is usable when all of its frames are usable
+                full = full_windows(ok, sf.times, win, hp.skip_gaps)
                 starts = np.flatnonzero(full)[::stride]
                 lab = sf.labels[starts + win - 1] if len(starts) else np.zeros(0, np.int64)
                 keep = lab != IGNORE_INDEX

@@ -191,3 +191,30 @@ def read_truth_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
         except ValueError:
             continue  # non-numeric extra columns are kept out rather than guessed at
     return cols
+
+
+def resolve_crop(crop=None, model_crop=None, meta: dict | None = None):
+    """The crop a session's frames are scored with: ``crop`` (the user's), else the model's, else
+    the ``crop`` of the session's ``session.json`` (``meta``; pass it for models whose training
+    cropped each session by its own, as the training datamodules do), else ``None``.
+
+    Each may be ``"x,y,w,h"``, a 4-sequence or ``None``; the result is a crop tuple or ``None``.
+    """
+    from mouseemo.data.video import parse_crop
+
+    for candidate in (crop, model_crop, (meta or {}).get("crop")):
+        if candidate is not None and len(candidate):
+            return parse_crop(candidate)
+    return None
+
+
+def session_times(session: Session, num_frames: int) -> np.ndarray:
+    """Camera-clock times of the ``num_frames`` frames of the session's video (counted elsewhere,
+    e.g. when a frame cache was built): ``face_timestamps.csv`` (one row per frame), else
+    ``index / fps`` with ``session.json``'s fps (else the container's, else 30); see
+    :meth:`mouseemo.data.video.VideoReader.clock`.
+    """
+    from mouseemo.data.video import VideoReader
+
+    with VideoReader(session.video, timestamps=session.face_timestamps) as vr:
+        return vr.clock(fps=session.fps, strict=True).all(num_frames)

@@ -13,6 +13,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # FFmpeg's own messages about a broken file ("moov atom not found") would print beside mouseemo's
@@ -100,6 +101,55 @@ def describe_unreadable(path: str | os.PathLike) -> str:
     return "not a video container OpenCV recognises, or corrupt"
 
 
+@dataclass
+class Clock:
+    """A video's camera clock: where frame times come from, and the frame rate.
+
+    Attributes:
+        times: per-frame times from the timestamps file (camera-clock seconds), or ``None``: frame
+            ``i`` is at ``i / fps``.
+        fps: the frame rate: the median of the timestamps' positive steps, else the container's, else
+            30 (with a note).
+        notes: warnings for the user (an assumed frame rate).
+        source: the timestamps file, or ``None``.
+        video: the video, for messages.
+    """
+
+    times: np.ndarray | None
+    fps: float
+    notes: list[str] = field(default_factory=list)
+    source: Path | None = None
+    video: Path | None = None
+
+    def at(self, start: int, count: int) -> np.ndarray:
+        """Times of frames ``start .. start + count`` (float64).
+
+        Raises:
+            DataError: the timestamps file has fewer rows than that.
+        """
+        if self.times is None:
+            return np.arange(start, start + count, dtype=np.float64) / self.fps
+        if start + count > len(self.times):
+            raise DataError(
+                f"timestamps do not line up with the video: {self.source} has {len(self.times)} "
+                f"rows but {self.video} has more frames"
+            )
+        return self.times[start : start + count]
+
+    def all(self, num_frames: int) -> np.ndarray:
+        """Times of all ``num_frames`` frames of the video (a timestamps file must have as many rows).
+
+        Raises:
+            DataError: the timestamps file has another number of rows.
+        """
+        if self.times is not None and len(self.times) != num_frames:
+            raise DataError(
+                f"timestamps do not line up with the video: {self.source} has {len(self.times)} rows "
+                f"but {self.video} decodes to {num_frames} frames"
+            )
+        return self.at(0, num_frames)
+
+
 class VideoReader:
     """Stream gray uint8 frames from a video file.
 
@@ -145,7 +195,7 @@ class VideoReader:
             cand = self.path.with_name("face_timestamps.csv")
             timestamps = cand if cand.exists() else None
         self.timestamps_path = Path(timestamps) if timestamps is not None else None
-        self._timestamps: np.ndarray | None = None
+        self._clocks: dict[tuple, Clock] = {}
 
     # -- opening and basic properties -------------------------------------------------------------
     def _open(self) -> cv2.VideoCapture:
@@ -183,15 +233,47 @@ class VideoReader:
 
     @property
     def fps(self) -> float:
-        """Nominal frame rate: from the timestamps when present, else the container's."""
-        if self.timestamps_path is not None:
-            t = self.timestamps
-            if len(t) > 1:
-                return float(1.0 / np.median(np.diff(t)))
-        if self._container_fps is None:
-            warnings.warn(f"{self.path}: container has no frame rate; assuming 30 fps", stacklevel=2)
-            return 30.0
-        return self._container_fps
+        """Nominal frame rate: from the timestamps when present, else the container's (see :meth:`clock`)."""
+        clock = self.clock()
+        for note in clock.notes:
+            warnings.warn(f"{self.path}: {note}", stacklevel=2)
+        return clock.fps
+
+    def clock(self, fps: float | None = None, strict: bool = False) -> Clock:
+        """The camera clock: per-frame times from the timestamps file (or none), the frame rate and
+        notes (:class:`Clock`).
+
+        Args:
+            fps: the frame rate when there is no timestamps file (e.g. ``session.json``'s), before
+                the container's.
+            strict: timestamps must increase strictly (else duplicated frames, equal times, pass;
+                QC reports them).
+        """
+        key = (fps, strict)
+        if key not in self._clocks:
+            notes: list[str] = []
+            times = None
+            rate = None
+            if self.timestamps_path is not None:
+                from mouseemo.data.sync import read_timestamps
+
+                times = read_timestamps(self.timestamps_path, strict=strict)
+                steps = np.diff(times)
+                steps = steps[steps > 0]
+                rate = float(1.0 / np.median(steps)) if len(steps) else None
+            else:
+                rate = fps
+            if rate is None:
+                rate = self._container_fps
+            if rate is None:
+                rate = 30.0
+                if times is None:
+                    notes.append(
+                        "the container states no frame rate and there is no face_timestamps.csv: "
+                        "assuming 30 fps"
+                    )
+            self._clocks[key] = Clock(times, rate, notes, self.timestamps_path, self.path)
+        return self._clocks[key]
 
     @property
     def container_fps(self) -> float | None:
@@ -220,19 +302,9 @@ class VideoReader:
 
     @property
     def timestamps(self) -> np.ndarray:
-        """Camera-clock time of each frame in seconds, ``(num_frames,)`` float64."""
-        if self._timestamps is None:
-            if self.timestamps_path is None:
-                self._timestamps = np.arange(self.num_frames, dtype=np.float64) / self.fps
-            else:
-                t = read_timestamps_csv(self.timestamps_path)
-                if len(t) != self.num_frames:
-                    raise DataError(
-                        f"timestamps do not line up with the video: {self.timestamps_path} has {len(t)} rows "
-                        f"but {self.path} decodes to {self.num_frames} frames"
-                    )
-                self._timestamps = t
-        return self._timestamps
+        """Camera-clock time of each frame in seconds, ``(num_frames,)`` float64 (strictly increasing
+        when read from a file)."""
+        return self.clock(strict=True).all(self.num_frames)
 
     # -- decoding ----------------------------------------------------------------------------------
     def _prepare(self, frame: np.ndarray) -> np.ndarray:

@@ -30,24 +30,23 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mouseemo import __version__
 from mouseemo.data.events import Events, read_events
-from mouseemo.data.sync import read_timestamps
-from mouseemo.data.video import Crop, VideoReader, parse_crop
+from mouseemo.data.session import resolve_crop
+from mouseemo.data.video import Crop, VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
+from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.qc import StreamingQC, frame_stats
 from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
-from mouseemo.inference.stream import decode_ahead
+from mouseemo.inference.scoring import stream_scores
 from mouseemo.models.components.prototypes import stimulus_readouts
-from mouseemo.utils.io import atomic_path, dumps_json, inside, safe_component, write_json_atomic
+from mouseemo.utils.io import atomic_path, dumps_json, inside, write_json_atomic
 
 #: Output kinds and their file suffixes; the JSON comes last (it marks completion).
 SUFFIXES: dict[str, str] = {
@@ -58,9 +57,6 @@ SUFFIXES: dict[str, str] = {
     "json": ".json",
 }
 
-#: Bytes of decoded frames that may wait for the computation (sets the default read-ahead depth).
-AHEAD_BYTES = 64 << 20
-
 # pyplot keeps global state: one figure at a time across worker threads
 _PLOT_LOCK = threading.Lock()
 
@@ -69,22 +65,8 @@ class Cancelled(MouseemoError):
     """The run was interrupted; the video's outputs were not written."""
 
 
-@dataclass
-class PredictInput:
-    """One video to predict: the file, its events (if any), the output stem, session metadata.
-
-    The stem often comes from a file someone else wrote (``manifest.csv``, ``session.json``): it is
-    cleaned to one path component (:func:`~mouseemo.utils.io.safe_component`), so outputs always
-    land inside the output folder.
-    """
-
-    video: Path
-    events: Path | None
-    stem: str
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.stem = safe_component(self.stem)
+#: One video to predict (the shared input record; its stem is cleaned to one path component).
+PredictInput = VideoInput
 
 
 @dataclass
@@ -96,7 +78,7 @@ class PredictOptions:
             whose training crop was per session, the session's ``session.json`` crop).
         batch_size: frames per chunk (decoded, moved to the device and scored together).
         depth: chunks the decoding thread may run ahead (``None``: as many as fit in
-            :data:`AHEAD_BYTES`, 1 to 4).
+            :data:`~mouseemo.inference.scoring.AHEAD_BYTES`, 1 to 4).
         plot, overlay, nwb: which optional outputs to write.
         min_confidence: threshold of the low-confidence QC check (``None``: per score kind, see
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
@@ -198,26 +180,6 @@ def is_finished(out_dir: Path, stem: str, opts: PredictOptions) -> bool:
     return all(p.name in own for p in paths.values())
 
 
-def _clock(vr: VideoReader) -> tuple[np.ndarray | None, float, list[str]]:
-    """Per-frame times from ``face_timestamps.csv`` (or ``None``), the frame rate, and warnings."""
-    notes = []
-    if vr.timestamps_path is not None:
-        # duplicated frames (equal times) are allowed: QC reports them
-        t = read_timestamps(vr.timestamps_path, strict=False)
-        positive = np.diff(t)[np.diff(t) > 0]
-        if len(positive):
-            return t, float(1.0 / np.median(positive)), notes
-        fps = vr.container_fps
-        return t, fps or 30.0, notes
-    fps = vr.container_fps
-    if fps is None:
-        notes.append(
-            "the container states no frame rate and there is no face_timestamps.csv: assuming 30 fps"
-        )
-        fps = 30.0
-    return None, fps, notes
-
-
 def _csv_rows(start: int, times: np.ndarray, labels: list[str], scores: np.ndarray) -> str:
     vals = np.char.mod("%.6f", scores.astype(np.float64))
     return "".join(
@@ -255,16 +217,16 @@ def predict_video(
     t_start = time.perf_counter()
     check_replaceable(out_dir, item.stem, opts)
     events = read_events(item.events) if item.events is not None else None
-    crop = opts.crop or scorer.crop
-    if crop is None and scorer.kind == "checkpoint" and item.meta.get("crop"):
-        crop = parse_crop(item.meta["crop"])  # as the training datamodule crops such sessions
+    # checkpoints: the session's own crop as the training datamodule used it
+    crop = resolve_crop(opts.crop, scorer.crop, item.meta if scorer.kind == "checkpoint" else None)
     names = scorer.names
     notes: list[str] = []
     with VideoReader(item.video, crop=crop) as vr:
         height, width = vr.height, vr.width
         scorer.check(height, width, source=f"{item.video} (crop {list(crop) if crop else None})")
-        t_all, fps, clock_notes = _clock(vr)
-        notes += clock_notes
+        clock = vr.clock()
+        t_all, fps = clock.times, clock.fps
+        notes += clock.notes
         expected = len(t_all) if t_all is not None else vr.frame_count_hint
         scorer.begin_video(vr, len(t_all) if t_all is not None else None)
         if on_start is not None:
@@ -273,20 +235,6 @@ def predict_video(
         if min_conf is None:
             min_conf = DEFAULT_MIN_CONFIDENCE.get(scorer.prefix)
         qc = StreamingQC(height, width, min_confidence=min_conf, confidence_measure=scorer.confidence_measure)
-        score = scorer.stream()
-        device = scorer.device
-        pin = device.type == "cuda"
-
-        def prepare_on_side(frames):
-            x = torch.from_numpy(scorer.prepare(frames))
-            return (x.pin_memory() if pin else x), frame_stats(frames)
-
-        def prepare(chunk):
-            # resize and QC run on a side thread, so that the decoding thread only decodes (on a GPU
-            # server decoding is the bottleneck); the decode-ahead bound also bounds these futures
-            start, frames = chunk
-            return start, frames, side.submit(prepare_on_side, frames)
-
         paths = output_paths(out_dir, item.stem, opts)
         all_scores, all_labels, all_times = [], [], []
         with ExitStack() as stack:
@@ -303,27 +251,23 @@ def predict_video(
                     OverlayWriter(tmp["overlay"], fps, height, width, names, scorer.prefix)
                 )
             n = 0
-            side = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="mouseemo-prepare"))
-            depth = opts.depth or max(1, min(4, AHEAD_BYTES // (opts.batch_size * height * width)))
-            # closed (the decoding thread joined) before the outputs are renamed or the reader closes
-            chunks = stack.enter_context(
-                closing(decode_ahead(vr.iter_chunks(opts.batch_size), prepare, depth))
-            )
-            for start, frames, prepared in chunks:
+
+            def check_cancel() -> None:
                 if opts.cancel is not None and opts.cancel.is_set():
                     raise Cancelled(f"{item.video}: interrupted")
-                x, stats = prepared.result()
+
+            # closed (both threads joined) before the outputs are renamed or the reader closes
+            chunks = stack.enter_context(
+                closing(
+                    stream_scores(
+                        vr, scorer, clock, opts.batch_size, opts.depth, side=frame_stats,
+                        before_chunk=check_cancel,
+                    )
+                )
+            )  # fmt: skip
+            for chunk in chunks:
+                start, frames, t, s, stats = chunk.start, chunk.frames, chunk.times, chunk.scores, chunk.extra
                 b = len(frames)
-                if t_all is not None:
-                    if start + b > len(t_all):
-                        raise DataError(
-                            f"timestamps do not line up with the video: {vr.timestamps_path} has {len(t_all)} "
-                            f"rows but {item.video} has more frames"
-                        )
-                    t = t_all[start : start + b]
-                else:
-                    t = np.arange(start, start + b, dtype=np.float64) / fps
-                s = score(x.to(device, non_blocking=True))
                 lab = scorer.labels(s)
                 conf = scorer.confidence(s)
                 s_np = s.cpu().numpy().astype(np.float32)

@@ -6,7 +6,7 @@ confidence per frame. Scores are ``similarity_<name>`` (prototype models) or ``p
 (classifiers), as in the prediction CSV.
 
 * :class:`PrototypeScorer`: a prototypes file (``mouseemo prototypes``): HOG of each frame on the
-  device (:func:`mouseemo.ops.hog`), Pearson similarity to each prototype, label by the most
+  device (:func:`mouseemo.ops.hog.hog`), Pearson similarity to each prototype, label by the most
   similar (with ``margin`` toward neutral).
 * :class:`CheckpointScorer`: any trained mouseemo LightningModule
   (:func:`mouseemo.models.checkpoint.load_model`). Frames are cropped and resized with
@@ -140,11 +140,20 @@ class PrototypeScorer(Scorer):
     def check(self, height: int, width: int, source: str) -> None:
         self.protos.check_compatible(self.protos.hog, self.input_size(height, width), source=source)
 
-    def stream(self) -> ScoreFn:
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The ``(K, D)`` prototype matrix on the device."""
+        return self._matrix
+
+    def hog(self, x: torch.Tensor) -> torch.Tensor:
+        """HOG ``(b, D)`` float32 of uint8 frames ``(b, H, W)``, with the prototypes' parameters."""
         from mouseemo.ops import hog
 
+        return hog(x, **self.protos.hog).float()
+
+    def stream(self) -> ScoreFn:
         def score(x: torch.Tensor) -> torch.Tensor:
-            return pearson_similarity(hog(x, **self.protos.hog).float(), self._matrix)
+            return pearson_similarity(self.hog(x), self._matrix)
 
         return score
 

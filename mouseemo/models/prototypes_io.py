@@ -23,6 +23,7 @@ turns a mismatch of HOG parameters or frame size into a :class:`~mouseemo.errors
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -37,34 +38,20 @@ import numpy as np
 
 from mouseemo import __version__
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.ops import HOGParams
 from mouseemo.utils.io import atomic_path, json_default
 
 FORMAT = "mouseemo.prototypes"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("prototypes", "names", "metadata")
 
-#: HOG parameters as the paper used them (scikit-image's argument names).
-DEFAULT_HOG: dict[str, Any] = {
-    "orientations": 8,
-    "pixels_per_cell": (32, 32),
-    "cells_per_block": (1, 1),
-    "block_norm": "L2-Hys",
-    "transform_sqrt": True,
-}
-
-
-def _pair(value: Any, name: str) -> tuple[int, int]:
-    if isinstance(value, int | np.integer):
-        return int(value), int(value)
-    try:
-        a, b = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be an integer or a pair of integers; got {value!r}") from None
-    return a, b
+#: HOG parameters as the paper used them (scikit-image's argument names; :class:`HOGParams`' defaults).
+DEFAULT_HOG: dict[str, Any] = dataclasses.asdict(HOGParams())
 
 
 def hog_params(**overrides: Any) -> dict[str, Any]:
-    """HOG parameters in canonical form (tuples, ints, bools), defaults filled in.
+    """HOG parameters in canonical form (tuples, ints, bools), defaults filled in, validated by
+    :meth:`mouseemo.ops.HOGParams.create` (the one set of rules for HOG parameters).
 
     Example:
         >>> hog_params(pixels_per_cell=16)["pixels_per_cell"]
@@ -73,17 +60,8 @@ def hog_params(**overrides: Any) -> dict[str, Any]:
     unknown = set(overrides) - set(DEFAULT_HOG)
     if unknown:
         raise ConfigError(f"unknown HOG parameter(s) {sorted(unknown)}; expected {sorted(DEFAULT_HOG)}")
-    p = {**DEFAULT_HOG, **{k: v for k, v in overrides.items() if v is not None}}
-    out = {
-        "orientations": int(p["orientations"]),
-        "pixels_per_cell": _pair(p["pixels_per_cell"], "pixels_per_cell"),
-        "cells_per_block": _pair(p["cells_per_block"], "cells_per_block"),
-        "block_norm": str(p["block_norm"]),
-        "transform_sqrt": bool(p["transform_sqrt"]),
-    }
-    if out["orientations"] < 1 or min(out["pixels_per_cell"]) < 1 or min(out["cells_per_block"]) < 1:
-        raise ConfigError(f"HOG orientations, pixels_per_cell and cells_per_block must be >= 1; got {out}")
-    return out
+    params = HOGParams.create(**{**DEFAULT_HOG, **{k: v for k, v in overrides.items() if v is not None}})
+    return dataclasses.asdict(params)
 
 
 def feature_length(frame_size: Sequence[int], params: Mapping[str, Any]) -> int:
