@@ -203,15 +203,11 @@ def _first_line(err: BaseException) -> str:
 def _refusal(path: Path, err: BaseException) -> str:
     """One line for a checkpoint ``torch.load(weights_only=True)`` refused."""
     found = _GLOBAL.search(str(err))
-    if found is None:
+    if found is None:  # not a pickled object: a corrupt file, or pickle operations torch refuses
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-        detail = next(
-            (ln.split("error:", 1)[-1].strip() for ln in text.splitlines() if "Unpickler error" in ln), ""
-        )
-        return (
-            f"cannot load checkpoint {path}: it holds pickled data that mouseemo does not load "
-            f"(checkpoints are read as data only){': ' + detail if detail else ''}"
-        )
+        after = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else ""
+        detail = next((ln.strip() for ln in after.splitlines() if ln.strip()), _first_line(err))
+        return f"cannot read checkpoint {path}: not a checkpoint mouseemo can read as data ({detail})"
     name = found.group(1)
     hint = ""
     if name.split(".")[0] in ("omegaconf", "hydra"):
