@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.callbacks import is_weight_averaging
 from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, checkpoint_record, read_checkpoint
+from mouseemo.utils.config_types import check_config_types
 from mouseemo.utils.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ def _instantiate_list(cfg: DictConfig | None) -> list[Any]:
 
 
 def _build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    # values of the wrong type (data.batch_size=abc) end here, naming the key, not deep inside torch
+    for key in ("data", "trainer", "callbacks", "model"):  # model interpolates trainer values
+        if cfg.get(key) is not None:
+            check_config_types(cfg[key], key)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = instantiate(cfg.data)
@@ -157,18 +162,20 @@ def train(cfg: DictConfig) -> dict:
 
         return run_benchmark(cfg)
     t0 = time.perf_counter()
-    datamodule, model, trainer = _build(cfg)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
         raise DataError(f"checkpoint to resume from not found: {ckpt_path}")
+    if ckpt_path:
+        read_checkpoint(ckpt_path)  # refuses pickled objects with one line, before Lightning loads it
+    datamodule, model, trainer = _build(cfg)
     metrics: dict = {}
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics.update(_scalars(trainer.callback_metrics))
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     metrics["best_ckpt"] = best
     if cfg.get("test", True):
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(_scalars(trainer.callback_metrics))
     metrics = _finish(cfg, model, trainer, metrics, t0)
     _close_loggers(trainer)
@@ -201,8 +208,8 @@ def evaluate(cfg: DictConfig) -> dict:
     if not Path(ckpt_path).is_file():
         raise DataError(f"checkpoint not found: {ckpt_path}")
     datamodule, model, trainer = _build(cfg)
-    check_checkpoint_matches(ckpt_path, model)
-    trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    check_checkpoint_matches(ckpt_path, model)  # reads it as data first (read_checkpoint)
+    trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _scalars(trainer.callback_metrics)
     metrics["ckpt_path"] = str(ckpt_path)
     metrics = _finish(cfg, model, trainer, metrics, t0)

@@ -513,7 +513,14 @@ class WindowMean(pl.LightningModule):
 
 
 @pytest.mark.parametrize("step", [1, 2])
-def test_temporal_checkpoint_sees_windows_ending_at_each_frame(tmp_path, step):
+def test_temporal_checkpoint_sees_windows_ending_at_each_frame(tmp_path, step, monkeypatch):
+    # the test model lives here, not in mouseemo.models: let load_model rebuild this one target
+    from mouseemo.models import checkpoint as checkpoint_module
+
+    def only_window_mean(record, source):
+        assert record == {"_target_": f"{__name__}.WindowMean"}
+
+    monkeypatch.setattr(checkpoint_module, "check_targets", only_window_mean)
     frames = np.stack([np.full((32, 48), 10 * (i + 1), np.uint8) for i in range(20)])
     video = write_video(tmp_path / "ramp.avi", frames, fourcc="MJPG")
     ckpt = tmp_path / "temporal.ckpt"

@@ -13,10 +13,32 @@ how frames were prepared for them. :class:`RecordConfig`, added to every trainer
 
 :func:`load_model` rebuilds the module from that record and loads the weights, e.g. for
 ``mouseemo predict --ckpt``.
+
+What mouseemo loads from a checkpoint, and what it does not
+-----------------------------------------------------------
+A checkpoint is read as data: :func:`read_checkpoint` (and Lightning, for ``ckpt_path=`` of
+``train.py``/``evaluate.py``, which mouseemo calls with ``weights_only=True`` after checking the file
+with :func:`read_checkpoint`) uses ``torch.load(weights_only=True)``. It accepts tensors, numbers,
+strings, bytes, ``None`` and lists, tuples, sets and dicts of those, which is all that mouseemo's own
+checkpoints hold (no types are allow-listed beyond torch's defaults): :class:`RecordConfig` turns the
+hyper-parameters Lightning stores (omegaconf containers, Hydra partials of optimisers and schedulers,
+paths) into plain values with :func:`plain_data`, the prototype models store a ``.npz`` (read with
+``allow_pickle=False``) and ``hog_rf`` its forest as arrays (:mod:`mouseemo.models.forest_state`).
+A file holding any other pickled object (a class instance, a function) is refused with a
+:class:`DataError` before anything in it runs; so are checkpoints of older mouseemo versions, which
+stored such objects: train them again.
+
+The model record is rebuilt only if every ``_target_`` in it, nested ones too, names a mouseemo model
+class, a torch optimiser or scheduler, or a torchvision builder
+(:func:`mouseemo.models.safe_config.check_targets`); any other target is refused, naming it.
 """
 
 from __future__ import annotations
 
+import functools
+import pickle
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mouseemo import __version__
 from mouseemo.errors import DataError
+from mouseemo.models.safe_config import check_targets
 
 RECORD_KEY = "mouseemo"
 
@@ -47,8 +70,56 @@ def checkpoint_record(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+#: Checkpoint entries :class:`RecordConfig` turns into plain data.
+HYPER_PARAMETER_KEYS = ("hyper_parameters", "datamodule_hyper_parameters")
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` as types ``torch.load(weights_only=True)`` reads: omegaconf containers become dicts
+    and lists, partials (``_partial_: true`` optimisers and schedulers) their config
+    (``{"_target_": ..., "_partial_": True, ...}``), classes and functions their dotted name, paths
+    and other objects strings; tensors, numbers, strings, bytes and ``None`` stay as they are."""
+    if value is None or isinstance(value, bool | int | float | str | bytes | torch.Tensor):
+        return value
+    try:
+        from omegaconf import Container
+
+        if isinstance(value, Container):
+            return plain_data(OmegaConf.to_container(value, resolve=True))
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        pass
+    if isinstance(value, Mapping):
+        return {(k if isinstance(k, str | int) else str(k)): plain_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain_data(v) for v in value]
+    if isinstance(value, functools.partial):
+        out: dict[str, Any] = {"_target_": _dotted(value.func), "_partial_": True}
+        if value.args:
+            out["_args_"] = plain_data(list(value.args))
+        out.update({k: plain_data(v) for k, v in (value.keywords or {}).items()})
+        return out
+    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+        return _dotted(value)
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return plain_data(value.tolist())
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def _dotted(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '') or ''}.{getattr(obj, '__qualname__', repr(obj))}".lstrip(".")
+
+
 class RecordConfig(pl.Callback):
-    """Writes :func:`checkpoint_record` into every checkpoint the trainer saves."""
+    """Writes :func:`checkpoint_record` into every checkpoint the trainer saves, and turns the
+    hyper-parameters Lightning stored there into plain data (:func:`plain_data`), so that the
+    checkpoint loads with ``torch.load(weights_only=True)``."""
 
     def __init__(self, record: dict[str, Any]) -> None:
         self.record = record
@@ -56,7 +127,11 @@ class RecordConfig(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        checkpoint[RECORD_KEY] = self.record
+        checkpoint[RECORD_KEY] = plain_data(self.record)
+        for key in HYPER_PARAMETER_KEYS:
+            if key in checkpoint:
+                checkpoint[key] = plain_data(checkpoint[key])
+        checkpoint.pop("hparams_type", None)  # a class, when the hyper-parameters were a Container
 
     def state_dict(self) -> dict:
         return {}
@@ -96,25 +171,63 @@ class LoadedModel:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict on the CPU; :class:`DataError` for a missing or unreadable file."""
+    """Load a checkpoint dict on the CPU, as data only (``torch.load(weights_only=True)``).
+
+    Raises:
+        DataError: the file is missing or unreadable, or it holds a pickled object other than plain
+            data (tensors, numbers, strings, containers): such an object is never built, so no code
+            in the file runs.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise DataError(f"cannot read checkpoint {path}: {err}") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise DataError(_refusal(path, err)) from None
+    except Exception as err:  # noqa: BLE001 - any loading failure means an unusable file
+        raise DataError(f"cannot read checkpoint {path}: {_first_line(err)}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise DataError(f"{path} is not a Lightning checkpoint (no state_dict)")
     return ckpt
 
 
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _first_line(err: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _refusal(path: Path, err: BaseException) -> str:
+    """One line for a checkpoint ``torch.load(weights_only=True)`` refused."""
+    found = _GLOBAL.search(str(err))
+    if found is None:  # not a pickled object: a corrupt file, or pickle operations torch refuses
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        after = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else ""
+        detail = next((ln.strip() for ln in after.splitlines() if ln.strip()), _first_line(err))
+        return f"cannot read checkpoint {path}: not a checkpoint mouseemo can read as data ({detail})"
+    name = found.group(1)
+    hint = ""
+    if name.split(".")[0] in ("omegaconf", "hydra"):
+        hint = "; checkpoints of older mouseemo versions held such objects: train the model again"
+    return (
+        f"cannot load checkpoint {path}: it contains a pickled object of type {name} that mouseemo "
+        f"does not load (checkpoints are read as data only){hint}"
+    )
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Rebuild the module recorded in checkpoint ``path``, load its weights, and put it in eval mode.
 
+    The recorded model config is instantiated only after :func:`check_targets` accepted every
+    ``_target_`` in it.
+
     Raises:
-        DataError: the file is missing, unreadable, not a mouseemo checkpoint, or its weights do not
-            fit the recorded model.
+        DataError: the file is missing, unreadable, holds pickled objects, is not a mouseemo
+            checkpoint, names a target other than mouseemo models, torch optimisers/schedulers and
+            torchvision builders, or its weights do not fit the recorded model.
     """
     from hydra.utils import instantiate
 
@@ -123,18 +236,22 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     path = Path(path)
     ckpt = read_checkpoint(path)
     record = ckpt.get(RECORD_KEY)
-    if not isinstance(record, dict) or "model" not in record:
+    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
         raise DataError(
             f"{path} carries no mouseemo model record (it was not written by `mouseemo train`); "
             "evaluate it with `python evaluate.py ckpt_path=... model=...` instead"
         )
+    check_targets(record["model"], path)
     try:
         module = instantiate(record["model"])
     except Exception as err:  # noqa: BLE001 - a record from another mouseemo version
         raise DataError(
             f"{path}: cannot rebuild its model ({record['model'].get('_target_')}): {err}"
         ) from None
-    module.on_load_checkpoint(ckpt)
+    try:
+        module.on_load_checkpoint(ckpt)
+    except DataError as err:
+        raise DataError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
     result = module.load_state_dict(ckpt["state_dict"], strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise DataError(

@@ -22,7 +22,6 @@ says: more epochs would only recompute the same features.
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from torch import nn
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.models import forest_state
 from mouseemo.models.components.prototypes import (
     MODES,
     NEUTRAL,
@@ -497,14 +497,25 @@ class HogRFLitModule(_HogFeatureModule):
         return probs, probs.argmax(dim=1)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the fitted pipeline as arrays and numbers (no pickle): see mouseemo.models.forest_state
         if self.pipeline is not None:
             checkpoint["hog_rf"] = {
-                "pipeline": pickle.dumps(self.pipeline),
+                "format": forest_state.FORMAT,
+                "pipeline": forest_state.to_plain(self.pipeline),
                 "frame_size": list(self.frame_size) if self.frame_size else None,
             }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("hog_rf")
-        if state is not None:
-            self.pipeline = pickle.loads(state["pipeline"])  # noqa: S301 - our own checkpoint
-            self.frame_size = tuple(state["frame_size"]) if state["frame_size"] else None
+        if state is None:
+            return
+        trainer = self._trainer
+        source = str(getattr(trainer, "ckpt_path", None) or "the hog_rf checkpoint")
+        if not isinstance(state, dict) or state.get("format") != forest_state.FORMAT:
+            raise DataError(
+                f"{source}: this hog_rf checkpoint stores its forest as a pickle (older mouseemo versions did), "
+                "which mouseemo no longer loads: fit the model again"
+            )
+        self.pipeline = forest_state.from_plain(state["pipeline"], source=source)
+        size = state.get("frame_size")
+        self.frame_size = (int(size[0]), int(size[1])) if size else None

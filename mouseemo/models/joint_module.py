@@ -43,6 +43,7 @@ from torch import nn
 from mouseemo.constants import EMOTIONS
 from mouseemo.errors import ConfigError
 from mouseemo.models import joint_metrics as jm
+from mouseemo.models.checkpoint import plain_data
 from mouseemo.models.components.joint import NeuralEncoder, SessionReadout, info_nce, pool_project
 from mouseemo.utils.io import atomic_path
 
@@ -159,11 +160,11 @@ class JointLitModule(pl.LightningModule):
         self.data_record["classes"] = list(hp.get("classes") or self.classes)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["joint"] = {
-            "sessions": self.sessions,
-            "stats": self.session_stats,
-            "data": self.data_record,
-        }
+        # plain values only (the datamodule's settings may be omegaconf containers): the checkpoint
+        # must load with torch.load(weights_only=True)
+        checkpoint["joint"] = plain_data(
+            {"sessions": self.sessions, "stats": self.session_stats, "data": self.data_record}
+        )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("joint") or {}
