@@ -41,7 +41,7 @@ def compose(overrides: list[str]):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from mouseemo.hydra_entry import config_dir
+    from mouseemo.utils.configs import config_dir
     from mouseemo.utils.resolvers import register_resolvers
 
     register_resolvers()

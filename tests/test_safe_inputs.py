@@ -391,7 +391,7 @@ def test_cli_bad_session_json_is_one_line(small_session, tmp_path):
 
 
 def test_traces_csv_accepts_bom(tmp_path):
-    from mouseemo.commands.correlates import traces_from_csv
+    from mouseemo.inference.traces import traces_from_csv
 
     path = tmp_path / "face.csv"
     rows = "".join(f"{i},{i / 10:.2f},{np.sin(i):.4f}\n" for i in range(30))
