@@ -332,13 +332,13 @@ SUITE2P_PICKLE_RULE = "Suite2p files may only hold arrays, dicts, lists, numbers
 CAIMAN_PICKLE_RULE = "CaImAn files may only hold arrays, sparse matrices, dicts, lists, numbers and strings"
 
 
-def _load_npy(path: Path, allow_pickle: bool = False) -> Any:
-    """A ``.npy`` file; with ``allow_pickle``, object arrays are unpickled through an allow-list
+def _load_npy(path: Path, objects: bool = False) -> Any:
+    """A ``.npy`` file; with ``objects``, object arrays are unpickled through an allow-list
     (:mod:`mouseemo.utils.safe_pickle`), so a crafted ``ops.npy``/``stat.npy`` cannot run code."""
     if not path.is_file():
         raise DataError(f"{path}: required file is missing")
     try:
-        if allow_pickle:
+        if objects:
             return safe_pickle.load_npy(path, rule=SUITE2P_PICKLE_RULE, encoding="latin1")
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -424,7 +424,7 @@ def load_suite2p(
     probs = iscell_raw[:, 1] if iscell_raw.shape[1] > 1 else iscell_raw[:, 0]
     is_cell = probs >= cell_prob if cell_prob is not None else iscell_raw[:, 0] > 0.5
 
-    stat_raw = _load_npy(paths["stat.npy"], allow_pickle=True)
+    stat_raw = _load_npy(paths["stat.npy"], objects=True)
     stat = list(np.atleast_1d(stat_raw))
     if len(stat) != num_rois:
         raise DataError(f"{paths['stat.npy']}: {len(stat)} ROIs but F.npy has {num_rois}")
@@ -432,7 +432,7 @@ def load_suite2p(
         if not isinstance(s, dict) or "ypix" not in s or "xpix" not in s:
             raise DataError(f"{paths['stat.npy']}: entry {i} is not a ROI dict with 'ypix' and 'xpix'")
 
-    ops_raw = _load_npy(paths["ops.npy"], allow_pickle=True)
+    ops_raw = _load_npy(paths["ops.npy"], objects=True)
     ops = ops_raw.item() if isinstance(ops_raw, np.ndarray) and ops_raw.dtype == object else ops_raw
     if not isinstance(ops, dict):
         raise DataError(f"{paths['ops.npy']}: expected a dict of options, got {type(ops).__name__}")
@@ -1121,7 +1121,7 @@ def load_activity(
                 raise DataError(f"{path}: no ROI definitions; pass stat= (a stat.npy or a list of ROI dicts)")
         if isinstance(stat, (str, os.PathLike)):
             stat_path = Path(stat)
-            stat = list(np.atleast_1d(_load_npy(stat_path, allow_pickle=True)))
+            stat = list(np.atleast_1d(_load_npy(stat_path, objects=True)))
         with TiffStack(path) as stack:
             masks = roi_masks_from_stat(stat, stack.Ly, stack.Lx)
             want_neu = signal in ("corrected", "dff")
