@@ -16,7 +16,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from mouseemo import __version__
+from mouseemo import __version__, hydra_entry
 from mouseemo.errors import handle_sigterm, run_guarded
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
@@ -53,8 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in HYDRA_COMMANDS:
-        from mouseemo import hydra_entry
-
         return hydra_entry.run(HYDRA_COMMANDS[argv[0]], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)

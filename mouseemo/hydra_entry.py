@@ -2,7 +2,9 @@
 ``python -m mouseemo train``.
 
 The configs are found by :func:`mouseemo.utils.configs.config_dir`: the repository's top-level
-``conf/`` folder, the copy packaged with a wheel, or ``MOUSEEMO_CONFIG_DIR``. Errors caused by the user's input end as one line on stderr and exit status 2.
+``conf/`` folder, the copy packaged with a wheel, or ``MOUSEEMO_CONFIG_DIR``. What runs is decided
+by :func:`mouseemo.comparison.run_task` (one model, a model and its baseline, or the benchmark).
+Errors caused by the user's input end as one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import hydra
+from omegaconf import DictConfig
+
+from mouseemo.comparison import run_task
 from mouseemo.errors import MouseemoError, run_guarded
 from mouseemo.utils.configs import config_dir
+from mouseemo.utils.resolvers import register_resolvers
 
 
 def run(task: str, overrides: Sequence[str]) -> int:
     """Run ``task`` (``train`` or ``evaluate``) with Hydra command-line ``overrides``."""
-    import hydra
-    from omegaconf import DictConfig
-
-    from mouseemo.utils.resolvers import register_resolvers
-
     register_resolvers()
 
     try:
@@ -34,13 +36,10 @@ def run(task: str, overrides: Sequence[str]) -> int:
 
     @hydra.main(version_base="1.3", config_path=conf, config_name=task)
     def _main(cfg: DictConfig) -> float | None:
-        from mouseemo import tasks
-
-        fn = getattr(tasks, task)
         metrics: dict = {}
 
         def call() -> int:
-            metrics.update(fn(cfg) or {})
+            metrics.update(run_task(task, cfg) or {})
             return 0
 
         code = run_guarded(call)

@@ -24,6 +24,7 @@ from mouseemo.models.callbacks import is_weight_averaging
 from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, checkpoint_record, read_checkpoint
 from mouseemo.utils.config_types import check_config_types
 from mouseemo.utils.io import write_json_atomic, write_text_atomic
+from mouseemo.viz.plots import plot_confusion_matrix, plot_per_class, plot_training_curves
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,6 @@ def _finish(
     cfg: DictConfig, model: pl.LightningModule, trainer: pl.Trainer, metrics: dict, t0: float
 ) -> dict:
     out_dir = Path(cfg.paths.output_dir)
-    from mouseemo.viz.plots import plot_confusion_matrix, plot_per_class, plot_training_curves
 
     _gather_test_rows(model, trainer)
     if not trainer.is_global_zero:  # one process writes the run directory
@@ -153,14 +153,10 @@ def _scalars(d: dict) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict:
     """Fit the configured model, test the best checkpoint, and save results in the run directory.
 
-    With ``cfg.baseline`` (a model config name, e.g. ``hog_proto``) that model is then fitted and
-    tested on the same split and printed beside the trained one. With ``cfg.benchmark`` the run is
-    the HOG-vs-learned benchmark (:func:`mouseemo.benchmark.run_benchmark`).
+    One model only: the entry point (:func:`mouseemo.comparison.run_task`, what ``train.py`` calls)
+    adds the baseline (``cfg.baseline``) or runs the benchmark (``cfg.benchmark``).
     """
-    if cfg.get("benchmark"):
-        from mouseemo.benchmark import run_benchmark
-
-        return run_benchmark(cfg)
+    _refuse_comparison(cfg)
     t0 = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
@@ -181,26 +177,23 @@ def train(cfg: DictConfig) -> dict:
     _close_loggers(trainer)
     if trainer.is_global_zero:
         _print_summary(metrics)
-    if cfg.get("baseline") and cfg.get("test", True):
-        from mouseemo.benchmark import SCORES, run_baseline
-
-        base = run_baseline(cfg, metrics)
-        if base is not None:
-            metrics.update({f"baseline/test/{k}": base[f"test/{k}"] for k in SCORES if f"test/{k}" in base})
-            if trainer.is_global_zero:
-                write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics
+
+
+def _refuse_comparison(cfg: DictConfig) -> None:
+    if cfg.get("benchmark"):
+        raise ConfigError(
+            "this config is a benchmark (several models): run it with mouseemo.comparison.run_task, "
+            "as train.py and evaluate.py do"
+        )
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test a trained checkpoint (``ckpt_path``) on the configured data's test split.
 
-    With ``cfg.benchmark`` set (``experiment=benchmark``) it runs the HOG-vs-learned benchmark instead.
+    A benchmark config (``experiment=benchmark``) goes through :func:`mouseemo.comparison.run_task`.
     """
-    if cfg.get("benchmark"):
-        from mouseemo.benchmark import run_benchmark
-
-        return run_benchmark(cfg)
+    _refuse_comparison(cfg)
     t0 = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:

@@ -35,6 +35,7 @@ from mouseemo.data.sync import detect_frame_problems, read_timestamps
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.traces import FaceTraces, face_traces
 from mouseemo.utils.io import atomic_path, dumps_json, read_user_json, remove_stale_temps
+from mouseemo.viz.correlates import plot_examples, plot_responses
 
 OUTPUTS = ("neurons.csv", "traces.npz", "responses.png", "examples.png", "summary.json")
 
@@ -213,8 +214,6 @@ def write_outputs(run: CorrelatesRun, out_dir: Path, plot: bool = True) -> dict[
         with open(tmp["traces.npz"], "wb") as fh:
             np.savez(fh, t=run.t_img, traces=run.traces.astype(np.float32), names=np.array(res.names))
         if plot:
-            from mouseemo.viz.correlates import plot_examples, plot_responses
-
             plot_responses(run.t_img, run.activity, run.traces, res.names, res.preferred, res.r_best,
                            tmp["responses.png"], windows=run.windows)  # fmt: skip
             plot_examples(run.t_img, run.activity, run.traces, res.names, res.preferred, res.r_best,

@@ -16,8 +16,10 @@ from contextlib import closing
 from pathlib import Path
 
 from mouseemo.commands._args import check_out_file
+from mouseemo.data.video import VideoReader, parse_crop
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.stream import decode_ahead
+from mouseemo.ops import BLOCK_NORMS, HOGParams, hog
 from mouseemo.utils.device import pick_device
 from mouseemo.utils.io import atomic_path, remove_stale_temps
 
@@ -27,7 +29,6 @@ _NPY_HEADER_BYTES = 128
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mouseemo.ops import BLOCK_NORMS
 
     p = subparsers.add_parser(
         "hog",
@@ -69,9 +70,6 @@ def _npy_header(num_frames: int, dim: int) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-
-    from mouseemo.data.video import VideoReader, parse_crop
-    from mouseemo.ops import HOGParams, hog
 
     if args.batch_size <= 0:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")

@@ -26,7 +26,13 @@ import threading
 from pathlib import Path
 
 from mouseemo.commands._args import check_out_dir, finite_float
+from mouseemo.data.video import parse_crop
 from mouseemo.errors import ConfigError
+from mouseemo.inference.batch import format_table, predict_inputs
+from mouseemo.inference.nwb import require_nwb
+from mouseemo.inference.pipeline import PredictOptions
+from mouseemo.inference.scorers import load_scorer
+from mouseemo.utils.device import pick_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,11 +90,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mouseemo.data.video import parse_crop
-    from mouseemo.inference.batch import format_table, predict_inputs
-    from mouseemo.inference.pipeline import PredictOptions
-    from mouseemo.inference.scorers import load_scorer
-    from mouseemo.utils.device import pick_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
@@ -97,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1; got {args.workers}")
     if args.nwb:
-        from mouseemo.inference.nwb import require_nwb
-
         require_nwb()
     out_dir = Path(args.out)
     check_out_dir(out_dir)

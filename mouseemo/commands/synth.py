@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mouseemo.commands._args import finite_float
+from mouseemo.data.synthetic import SynthConfig, generate_dataset
 from mouseemo.errors import ConfigError
 
 
@@ -57,7 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mouseemo.data.synthetic import SynthConfig, generate_dataset
 
     cfg = SynthConfig(
         num_mice=args.mice,

@@ -18,7 +18,7 @@ import numpy as np
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.utils.io import read_user_text
+from mouseemo.utils.io import read_user_text, write_text_atomic
 
 #: Per-frame label meaning "not in any window; do not train or score on this frame".
 IGNORE_INDEX = -1
@@ -184,7 +184,6 @@ def read_events(path: str | os.PathLike, vocabulary: Sequence[str] = EMOTIONS) -
 
 def write_events(path: str | os.PathLike, events: Events) -> None:
     """Write ``events`` as ``onset,duration,label,value`` atomically."""
-    from mouseemo.utils.io import write_text_atomic
 
     lines = ["onset,duration,label,value"]
     for o, d, lab, v in zip(events.onset, events.duration, events.label, events.value):

@@ -31,6 +31,7 @@ from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX, read_events
 from mouseemo.data.session import Session, discover_sessions, read_truth_frames, resolve_crop, session_times
 from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
+from mouseemo.data.synthetic import generate_dataset
 from mouseemo.data.video import FrameCache, parse_crop, session_reference
 from mouseemo.errors import ConfigError, DataError
 
@@ -64,7 +65,6 @@ def ensure_dataset(root: str | Path, synthesize: dict | None) -> list[Session]:
         if synthesize:
             _warn_if_other_synth_params(sessions, synthesize, root)
         return sessions
-    from mouseemo.data.synthetic import generate_dataset
 
     log.info("no sessions under %s: generating a synthetic dataset %s", root, dict(synthesize))
     kwargs = dict(synthesize)

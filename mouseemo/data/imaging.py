@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
+from mouseemo.data.sync import read_timestamps
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils import safe_pickle
 
@@ -1103,8 +1104,6 @@ def load_activity(
         act = rec.to_activity(signal, **dff_kw)
         ts = path / "imaging_timestamps.csv"
         if path.is_dir() and ts.is_file():
-            from mouseemo.data.sync import read_timestamps
-
             t = read_timestamps(ts)
             if len(t) != act.num_frames:
                 raise DataError(f"{ts}: {len(t)} timestamps but Suite2p has {act.num_frames} frames")

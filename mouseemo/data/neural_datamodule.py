@@ -25,7 +25,7 @@ from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
 from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames
 from mouseemo.data.imaging import load_activity
-from mouseemo.data.splits import STAGES
+from mouseemo.data.splits import STAGES, save_splits
 from mouseemo.data.sync import align_clocks, resample
 from mouseemo.errors import ConfigError, DataError
 
@@ -259,8 +259,6 @@ class FaceNeuralDataModule(FaceFramesDataModule):
         )
         if hp.output_dir:
             from pathlib import Path
-
-            from mouseemo.data.splits import save_splits
 
             save_splits(
                 Path(hp.output_dir) / "splits.json",

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mouseemo.constants import EMOTION_INDEX, VIDEO_EXTENSIONS
+from mouseemo.data.video import VideoReader, parse_crop
 from mouseemo.errors import DataError
 from mouseemo.utils.io import read_user_json, read_user_text
 
@@ -200,7 +201,6 @@ def resolve_crop(crop=None, model_crop=None, meta: dict | None = None):
 
     Each may be ``"x,y,w,h"``, a 4-sequence or ``None``; the result is a crop tuple or ``None``.
     """
-    from mouseemo.data.video import parse_crop
 
     for candidate in (crop, model_crop, (meta or {}).get("crop")):
         if candidate is not None and len(candidate):
@@ -214,7 +214,6 @@ def session_times(session: Session, num_frames: int) -> np.ndarray:
     ``index / fps`` with ``session.json``'s fps (else the container's, else 30); see
     :meth:`mouseemo.data.video.VideoReader.clock`.
     """
-    from mouseemo.data.video import VideoReader
 
     with VideoReader(session.video, timestamps=session.face_timestamps) as vr:
         return vr.clock(fps=session.fps, strict=True).all(num_frames)

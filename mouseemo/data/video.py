@@ -24,6 +24,7 @@ _QUIET_OPENCV = "OPENCV_LOG_LEVEL" not in os.environ
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mouseemo.data.sync import read_timestamps  # noqa: E402
 from mouseemo.errors import ConfigError, DataError  # noqa: E402
 from mouseemo.utils.io import atomic_path, write_json_atomic  # noqa: E402
 
@@ -81,7 +82,6 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 
 def read_timestamps_csv(path: str | os.PathLike) -> np.ndarray:
     """Read a ``frame,time_s`` file; defers to :func:`mouseemo.data.sync.read_timestamps`."""
-    from mouseemo.data.sync import read_timestamps
 
     return read_timestamps(path)
 
@@ -255,8 +255,6 @@ class VideoReader:
             times = None
             rate = None
             if self.timestamps_path is not None:
-                from mouseemo.data.sync import read_timestamps
-
                 times = read_timestamps(self.timestamps_path, strict=strict)
                 steps = np.diff(times)
                 steps = steps[steps > 0]

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mouseemo.data.face_datamodule import SessionFrames, session_labels
+from mouseemo.data.neural_datamodule import activity_on_camera_clock, full_windows, zscore_activity
+from mouseemo.data.session import Session, resolve_crop, session_times
+from mouseemo.data.sync import nearest_indices, read_timestamps
+from mouseemo.data.video import FrameCache
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.models.checkpoint import load_model
 
 
 def embed_session(
@@ -29,12 +35,6 @@ def embed_session(
     device: torch.device | str = "cpu",
 ) -> dict[str, np.ndarray]:
     """Per-imaging-frame embeddings of one session (the arrays written by ``mouseemo embed``)."""
-    from mouseemo.data.face_datamodule import SessionFrames, session_labels
-    from mouseemo.data.neural_datamodule import activity_on_camera_clock, full_windows, zscore_activity
-    from mouseemo.data.session import Session, resolve_crop, session_times
-    from mouseemo.data.sync import nearest_indices, read_timestamps
-    from mouseemo.data.video import FrameCache
-    from mouseemo.models.checkpoint import load_model
 
     device = torch.device(device)
     loaded = load_model(ckpt, device=device)

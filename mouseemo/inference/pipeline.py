@@ -42,11 +42,15 @@ from mouseemo.data.session import resolve_crop
 from mouseemo.data.video import Crop, VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.inference.inputs import VideoInput
+from mouseemo.inference.nwb import write_predictions_nwb
 from mouseemo.inference.qc import StreamingQC, frame_stats
 from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
 from mouseemo.inference.scoring import stream_scores
 from mouseemo.models.components.prototypes import stimulus_readouts
+from mouseemo.ops.similarity import minmax_scale
 from mouseemo.utils.io import atomic_path, dumps_json, inside, write_json_atomic
+from mouseemo.viz.expressions import plot_similarity_traces
+from mouseemo.viz.overlay import OverlayWriter
 
 #: Output kinds and their file suffixes; the JSON comes last (it marks completion).
 SUFFIXES: dict[str, str] = {
@@ -245,8 +249,6 @@ def predict_video(
             fh.write(",".join(["frame", "time_s", "label", *scorer.columns]) + "\n")
             overlay = None
             if opts.overlay:
-                from mouseemo.viz.overlay import OverlayWriter
-
                 overlay = stack.enter_context(
                     OverlayWriter(tmp["overlay"], fps, height, width, names, scorer.prefix)
                 )
@@ -304,8 +306,6 @@ def predict_video(
             if opts.plot:
                 _plot(tmp["png"], item, scorer, times, scores, events)
             if opts.nwb:
-                from mouseemo.inference.nwb import write_predictions_nwb
-
                 write_predictions_nwb(
                     tmp["nwb"], item.video, times, scores, names, scorer.prefix, labels, fps,
                     description=f"mouseemo {scorer.kind} {scorer.path.name}", meta=item.meta,
@@ -326,11 +326,8 @@ def predict_video(
 
 
 def _plot(path: Path, item: PredictInput, scorer: Scorer, times, scores, events: Events | None) -> None:
-    from mouseemo.ops.similarity import minmax_scale
 
     with _PLOT_LOCK:
-        from mouseemo.viz.expressions import plot_similarity_traces
-
         windows = list(zip(events.onset, events.end, events.label)) if events is not None else []
         if scorer.prefix == "similarity":
             traces, what = minmax_scale(scores, axis=0), "similarity to each prototype (min-max scaled)"

@@ -28,6 +28,7 @@ from mouseemo.models.components.prototypes import (
     pool_prototypes,
 )
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
+from mouseemo.ops import hog as hog_op
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ def iter_hog(
     chunk_size: int = 256,
 ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
     """Yield ``(first_index, frames uint8 (b, H, W), HOG (b, D) float32 on device)`` per chunk."""
-    from mouseemo.ops import hog as hog_op
 
     for start, frames in reader.iter_chunks(chunk_size):
         frames = resize_frames(frames, resize)

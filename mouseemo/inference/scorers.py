@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mouseemo.data.video import Crop, resize_frames
+from mouseemo.data.video import Crop, resize_frames, video_reference
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.models.checkpoint import load_model
 from mouseemo.models.components.prototypes import classify
 from mouseemo.models.prototypes_io import Prototypes
+from mouseemo.ops import hog
 from mouseemo.ops.similarity import pearson_similarity
 
 #: Default confidence thresholds of the low-confidence QC check, per score kind.
@@ -147,7 +149,6 @@ class PrototypeScorer(Scorer):
 
     def hog(self, x: torch.Tensor) -> torch.Tensor:
         """HOG ``(b, D)`` float32 of uint8 frames ``(b, H, W)``, with the prototypes' parameters."""
-        from mouseemo.ops import hog
 
         return hog(x, **self.protos.hog).float()
 
@@ -196,7 +197,6 @@ class CheckpointScorer(Scorer):
 
     @classmethod
     def load(cls, path: str | Path, device, margin: float | None = None) -> CheckpointScorer:
-        from mouseemo.models.checkpoint import load_model
 
         return cls(load_model(path, device), device, margin)
 
@@ -206,7 +206,6 @@ class CheckpointScorer(Scorer):
         self._reference = None
         if self.reference_kind is None:
             return
-        from mouseemo.data.video import video_reference
 
         ref = video_reference(vr, self.resize, self.reference_frames, num_frames)
         self._reference = torch.from_numpy(ref)[None, None].to(self.device)

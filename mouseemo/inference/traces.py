@@ -27,6 +27,7 @@ from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.prototypes import session_prototypes
 from mouseemo.inference.scorers import CheckpointScorer, PrototypeScorer, ScoreFn, Scorer
 from mouseemo.inference.scoring import stream_scores
+from mouseemo.models.checkpoint import load_model
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops.similarity import expression_intensity
 from mouseemo.utils.io import read_user_text
@@ -124,7 +125,6 @@ def traces_from_checkpoint(
     (:class:`~mouseemo.inference.scorers.CheckpointScorer`): frames cropped and resized as in
     training, the session reference for models that use one, clips for temporal models, then the
     module's own scores (class probabilities or similarities)."""
-    from mouseemo.models.checkpoint import load_model
 
     device = torch.device(device)
     loaded = load_model(ckpt, device=device)

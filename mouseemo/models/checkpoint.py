@@ -48,6 +48,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mouseemo import __version__
+from mouseemo.data.video import parse_crop
 from mouseemo.errors import DataError
 from mouseemo.models.safe_config import check_targets
 
@@ -230,8 +231,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             torchvision builders, or its weights do not fit the recorded model.
     """
     from hydra.utils import instantiate
-
-    from mouseemo.data.video import parse_crop
 
     path = Path(path)
     ckpt = read_checkpoint(path)

@@ -47,6 +47,7 @@ from mouseemo.models.components.prototypes import (
 from mouseemo.models.metrics import StageMetrics
 from mouseemo.models.outputs import EvalOutputsMixin
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
+from mouseemo.ops import hog
 from mouseemo.ops.similarity import pearson_similarity
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,6 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         Shape:
             ``(B, 1, H, W)`` or ``(B, H, W)`` -> ``(B, D)`` float32.
         """
-        from mouseemo.ops import hog
 
         x = images[:, 0] if images.ndim == 4 else images
         with torch.no_grad():

@@ -45,6 +45,7 @@ from mouseemo.errors import ConfigError
 from mouseemo.models import joint_metrics as jm
 from mouseemo.models.checkpoint import plain_data
 from mouseemo.models.components.joint import NeuralEncoder, SessionReadout, info_nce, pool_project
+from mouseemo.ops import hog
 from mouseemo.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -256,8 +257,6 @@ class JointLitModule(pl.LightningModule):
         if "pred" in out:
             row["pred_mean"] = out["pred"].detach().float().mean(dim=1).cpu().numpy()
         if with_hog:
-            from mouseemo.ops import hog
-
             frames = batch["frames"]
             with torch.no_grad():
                 feats = hog(frames.flatten(0, 2), **BASELINE_HOG, chunk_size=64).float()

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mouseemo.errors import ConfigError
+from mouseemo.ops import hog, hog_output_size
 from mouseemo.ops.frames import standardize_frames
 
 
@@ -122,7 +123,6 @@ class HogFaceEncoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        from mouseemo.ops import hog_output_size
 
         self.hog_kwargs = {
             "orientations": 8,
@@ -150,7 +150,6 @@ class HogFaceEncoder(nn.Module):
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """HOG ``(B, T, D)`` of ``(B, T, 1, H, W)`` frames (no gradients)."""
-        from mouseemo.ops import hog
 
         b, t = frames.shape[:2]
         with torch.no_grad():

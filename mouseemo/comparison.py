@@ -1,4 +1,10 @@
-"""HOG versus learned models on the same held-out animals, with label-shuffle controls.
+"""Comparisons of models: the HOG-vs-learned benchmark, the baseline beside a training run, and the
+entry point that chooses between them and a single run (:func:`run_task`).
+
+(Speed benchmarks are scripts in the repository's ``benchmarks/`` folder; this module compares what
+models predict.)
+
+HOG versus learned models on the same held-out animals, with label-shuffle controls.
 
 :func:`run_benchmark` (``python evaluate.py experiment=benchmark``) trains or fits every model named
 in ``cfg.benchmark.models`` (options of the ``model`` config group) on the configured split, tests it
@@ -24,8 +30,12 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mouseemo import tasks
+from mouseemo.data.face_datamodule import ensure_dataset
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.utils.io import atomic_path, write_text_atomic
+from mouseemo.utils.configs import config_dir
+from mouseemo.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from mouseemo.viz.plots import plt, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +45,6 @@ SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 def model_options() -> list[str]:
     """Names of the ``model`` config group's options (``conf/model/*.yaml``)."""
-    from mouseemo.utils.configs import config_dir
 
     return sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
@@ -44,8 +53,6 @@ def model_config(name: str) -> DictConfig:
     """The ``model`` group option ``conf/model/<name>.yaml`` as Hydra composes it (unresolved)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-
-    from mouseemo.utils.configs import config_dir
 
     conf = config_dir()
     options = model_options()
@@ -108,7 +115,6 @@ def _fold_list(cfg: DictConfig) -> list[int | None]:
     if isinstance(folds, str):
         if folds != "all":
             raise ConfigError(f"benchmark.folds must be null, 'all' or a list of fold indices; got {folds!r}")
-        from mouseemo.data.face_datamodule import ensure_dataset
 
         sessions = ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))
         return list(range(len({s.animal for s in sessions})))
@@ -127,8 +133,6 @@ def run_benchmark(cfg: DictConfig) -> dict:
         ConfigError: an unknown model name or an empty model list.
         DataError: the jobs did not test on the same frames.
     """
-    from mouseemo import tasks
-
     spec = cfg.benchmark
     models = list(spec.get("models") or [])
     if not models:
@@ -271,7 +275,6 @@ def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[s
 
 
 def plot_benchmark(rows: list[dict], path: Path, chance: float) -> Path:
-    from mouseemo.viz.plots import plt, save_figure
 
     names = [r["model"] for r in rows]
     x = np.arange(len(rows))
@@ -303,8 +306,6 @@ def run_baseline(cfg: DictConfig, metrics: dict) -> dict | None:
         The baseline's test metrics, or ``None`` when no baseline is configured or the trained model
         is the baseline itself.
     """
-    from mouseemo import tasks
-
     name = cfg.get("baseline")
     if not name:
         return None
@@ -352,3 +353,27 @@ def _model_name(model_cfg: DictConfig) -> str:
         target = str(net.get("arch") or net.get("_target_", "")).rsplit(".", 1)[-1]
         return target
     return str(model_cfg.get("_target_", "model")).rsplit(".", 1)[-1]
+
+
+def run_task(task: str, cfg: DictConfig) -> dict:
+    """What ``train.py`` / ``evaluate.py`` run: the benchmark when ``cfg.benchmark`` is set, else
+    :func:`mouseemo.tasks.train` (then the baseline, ``cfg.baseline``, on the same split) or
+    :func:`mouseemo.tasks.evaluate`.
+
+    Raises:
+        ConfigError: an unknown task.
+    """
+    if task not in ("train", "evaluate"):
+        raise ConfigError(f"unknown task {task!r}: train or evaluate")
+    if cfg.get("benchmark"):
+        return run_benchmark(cfg)
+    if task == "evaluate":
+        return tasks.evaluate(cfg)
+    metrics = tasks.train(cfg)
+    if cfg.get("baseline") and cfg.get("test", True):
+        base = run_baseline(cfg, metrics)
+        if base is not None:
+            metrics.update({f"baseline/test/{k}": base[f"test/{k}"] for k in SCORES if f"test/{k}" in base})
+            if _is_rank_zero():
+                write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    return metrics
