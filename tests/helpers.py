@@ -109,3 +109,31 @@ def skimage_bins(gx: np.ndarray, gy: np.ndarray, n: int) -> np.ndarray:
         out = np.searchsorted(edges, theta, side="right") - 1
         out[(out >= n) | (np.hypot(gr[0], gc[0]) == 0)] = -1
         return out
+
+
+def check_reported_scores(metrics: dict, run_dir: Path, classes=EMOTIONS) -> None:
+    """The test scores a run reports agree with its own confusion matrix and its per-frame predictions.
+
+    Recomputes accuracy and macro-F1 (over the classes that occur in truth or prediction) from
+    ``test_predictions.csv`` and checks them, and the confusion matrix, against ``metrics``.
+    """
+    import csv
+
+    with open(Path(run_dir) / "test_predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows, "no test predictions written"
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    confmat = np.zeros((k, k), dtype=np.int64)
+    for r in rows:
+        if r["label"] in index:  # frames without a label are not scored
+            confmat[index[r["label"]], index[r["pred"]]] += 1
+    assert confmat.sum() > 0
+    reported = np.asarray(metrics["test/confusion_matrix"])
+    np.testing.assert_array_equal(reported, confmat)
+    tp = np.diag(confmat).astype(float)
+    fp, fn = confmat.sum(0) - tp, confmat.sum(1) - tp
+    seen = (tp + fp + fn) > 0
+    f1 = np.where(seen, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    assert abs(metrics["test/accuracy"] - tp.sum() / confmat.sum()) < 1e-5
+    assert abs(metrics["test/macro_f1"] - f1[seen].mean()) < 1e-5

@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from mouseemo import tasks
 from mouseemo.errors import ConfigError
-from tests.helpers import write_dataset
+from tests.helpers import check_reported_scores, write_dataset
 from tests.test_configs import compose_cfg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def small(dataset, run_dir, *extra):
 def test_train_evaluate_resume(dataset, tmp_path):
     run = tmp_path / "train"
     metrics = tasks.train(compose_cfg("train", small(dataset, run), tmp_path))
-    assert 0.0 <= metrics["test/macro_f1"] <= 1.0
+    check_reported_scores(metrics, run)
     for name in (
         "metrics.json",
         "splits.json",
@@ -105,7 +105,7 @@ def test_ema_callbacks_average_the_weights_in_checkpoints(dataset, tmp_path):
     cfg = compose_cfg("train", small(dataset, run, "callbacks=ema", "callbacks.ema.decay=0.9"), tmp_path)
     assert cfg.callbacks.early_stopping is None
     metrics = tasks.train(cfg)
-    assert 0.0 <= metrics["test/macro_f1"] <= 1.0
+    check_reported_scores(metrics, run)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     # the saved weights are the average; the raw ones ride along for resuming
     key = "net.head.weight"
@@ -119,7 +119,10 @@ def test_ema_callbacks_average_the_weights_in_checkpoints(dataset, tmp_path):
     ]
     hog += ["data.image_size=null", "model.hog.pixels_per_cell=[16,16]"]
     hog = [o for o in hog if o != "data.image_size=[24,32]"]
-    assert 0.0 <= tasks.train(compose_cfg("train", hog, tmp_path))["test/macro_f1"] <= 1.0
+    hog_metrics = tasks.train(compose_cfg("train", hog, tmp_path))
+    check_reported_scores(hog_metrics, tmp_path / "hog")
+    # the gratings' orientation is the class: HOG prototypes separate it on the held-out animal
+    assert hog_metrics["test/macro_f1"] > 0.9
     from mouseemo.models.callbacks import ema_weight_averaging
 
     with pytest.raises(ConfigError, match="decay"):
