@@ -547,3 +547,27 @@ def test_one_dff_convention_in_correlates_joint_data_and_embed(small, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         embed.embed_session(small, "model.ckpt", cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(seen[0].neural, joint.neural)
+
+
+def test_clocks_that_do_not_overlap_are_one_data_error_in_correlates_and_joint_data(small, tmp_path):
+    from mouseemo.analysis.correlates_run import analyse_session
+    from mouseemo.data.face_datamodule import SessionFrames
+    from mouseemo.data.neural_datamodule import activity_on_camera_clock
+    from mouseemo.data.session import Session
+    from mouseemo.inference.traces import FaceTraces
+
+    late = _copy_session(small, tmp_path / "late")
+    t = np.loadtxt(late / "imaging_timestamps.csv", delimiter=",", skiprows=1)
+    (late / "imaging_timestamps.csv").write_text(
+        "frame,time_s\n" + "".join(f"{int(f)},{ti + 5000:.6f}\n" for f, ti in t)
+    )
+    times = np.loadtxt(late / "face_timestamps.csv", delimiter=",", skiprows=1)[:, 1]
+    face = FaceTraces(names=["x"], t=times, scores=np.zeros((len(times), 1)), kind="traces", info={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match=r"late: camera and imaging timestamps do not overlap"):
+            analyse_session(late, face)
+        with pytest.raises(DataError, match="do not overlap"):
+            activity_on_camera_clock(
+                SessionFrames(Session.open(late), None, None, times), "dff", 0.0, None, 10.0
+            )
