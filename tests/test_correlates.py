@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -93,14 +94,80 @@ def test_planted_neurons_are_found_with_their_emotion_and_lag():
 
 
 def test_null_is_calibrated_for_autocorrelated_independent_signals():
-    """Independent smooth signals: about alpha of neurons have p < alpha, for one trace or several."""
+    """Independent smooth signals: about alpha of the pairs (pair test) and of the neurons (neuron
+    test, min-p over every trace) have p < alpha."""
     rng = np.random.default_rng(3)
     act = _smooth_noise(rng, (400, 3000), 5)
     traces = _smooth_noise(rng, (6, 3000), 10)
-    res = correlate_neurons(act, traces, FS, num_shifts=1000)
-    assert 0.02 < np.mean(res.p < 0.05) < 0.085
-    assert 0.02 < np.mean(res.p_pair < 0.05) < 0.085
-    assert res.significant.sum() <= 4  # FDR: almost nothing survives when nothing is there
+    pairs = correlate_neurons(act, traces, FS, num_shifts=1000)
+    assert pairs.test == "pairs"
+    assert 0.02 < np.mean(pairs.p_pair < 0.05) < 0.085
+    assert 0.02 < np.mean(pairs.p_shift < 0.05) < 0.085
+    assert pairs.significant.sum() <= 4  # FDR: almost nothing survives when nothing is there
+    with pytest.warns(UserWarning, match="too short for the 'neurons' test"):  # 1000 shifts, 400 neurons
+        neurons = correlate_neurons(act, traces, FS, num_shifts=1000, test="neurons")
+    assert 0.02 < np.mean(neurons.p < 0.05) < 0.085
+    np.testing.assert_array_equal(neurons.p_pair, pairs.p_shift)
+    assert neurons.significant.sum() <= 4
+
+
+def _sparse_world(seed, minutes, num_tuned=40, num_untuned=160, k=4):
+    """Face traces of a few decaying expression bouts each, and calcium of Poisson neurons: the first
+    ``num_tuned`` fire with one trace (``k`` emotions in turn), the rest are untuned."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    num_t = int(minutes * 60 * FS)
+    traces = np.zeros((k, num_t))
+    for j in range(k):
+        for on in rng.choice(num_t - 60, size=max(2, int(minutes)), replace=False):
+            traces[j, on : on + int(rng.uniform(2, 6) * FS)] += rng.uniform(0.5, 1.0)
+        traces[j] = lfilter([1.0], [1.0, -np.exp(-1 / (1.5 * FS))], traces[j])
+    tuned = np.concatenate([np.arange(num_tuned) % k, np.full(num_untuned, -1)])
+    rate = np.exp(rng.normal(np.log(0.5), 0.6, len(tuned)))[:, None] * np.ones((1, num_t))
+    for i in np.flatnonzero(tuned >= 0):
+        rate[i] += rng.uniform(2.0, 6.0) * traces[tuned[i]] / traces[tuned[i]].max()
+    calcium = lfilter([1.0], [1.0, -np.exp(-1 / (0.7 * FS))], rng.poisson(rate / FS), axis=1)
+    return calcium + 0.3 * rng.standard_normal(calcium.shape), traces, tuned
+
+
+def test_pair_test_is_calibrated_on_untuned_neurons_and_finds_the_tuned_ones():
+    """Sparse calcium against sparse expression bouts, 3 minutes: the pair test's p-values of untuned
+    neurons are uniform down to the tail BH uses (p < 0.01), its FPR on them is below alpha, and it
+    finds the tuned neurons that the exact per-neuron test cannot resolve in 3 minutes.
+
+    The same criterion rejects two tests known to be too liberal (a Gaussian tail on the
+    standardised correlation, and a 10 s minimum shift), so it can fail."""
+    from scipy.stats import norm
+
+    alpha = 0.05
+    frac = {"pairs": [], "gaussian": [], "min_shift": []}
+    fpr, recall, recall_neurons = [], [], []
+    for seed in (0, 1):
+        act, traces, tuned = _sparse_world(seed, 3.0)
+        untuned = tuned < 0
+        res = correlate_neurons(act, traces, FS, lags_s=[0.5])
+        frac["pairs"].append(res.p_pair[untuned])
+        frac["gaussian"].append(norm.sf(res.z[untuned]))
+        far = correlate_neurons(act, traces, FS, lags_s=[0.5], min_shift_s=10.0)
+        frac["min_shift"].append(far.p_pair[untuned])
+        fpr.append(res.significant[untuned].mean())
+        recall.append(res.significant[~untuned].mean())
+        found = res.significant & ~untuned
+        assert [res.preferred[i] for i in np.flatnonzero(found)] == [f"trace{j}" for j in tuned[found]]
+        with pytest.warns(UserWarning, match="smallest achievable p-value"):
+            neurons = correlate_neurons(act, traces, FS, lags_s=[0.5], test="neurons")
+        recall_neurons.append(neurons.significant[~untuned].mean())
+
+    def calibrated(p):
+        p = np.concatenate([v.ravel() for v in p])
+        return np.mean(p < 0.05) <= 0.06 and np.mean(p < 0.01) <= 0.014
+
+    assert calibrated(frac["pairs"])
+    assert np.mean(np.concatenate(frac["pairs"]) < 0.05) > 0.03  # not conservative either
+    assert not calibrated(frac["gaussian"]) and not calibrated(frac["min_shift"])
+    assert max(fpr) <= alpha
+    assert min(recall) >= 0.8 > max(recall_neurons) + 0.3
 
 
 def test_two_sided_finds_suppressed_neurons():
@@ -126,10 +193,26 @@ def test_correlate_bad_input():
         correlate_neurons(act[:, :200], tr[:, :200], FS, min_shift_s=10.0)
     with pytest.raises(ConfigError, match="tail"):
         correlate_neurons(act, tr, FS, tail="less")
+    with pytest.raises(ConfigError, match="test"):
+        correlate_neurons(act, tr, FS, test="trials")
     with pytest.warns(UserWarning, match="only"):
         res = correlate_neurons(act, tr, FS, num_shifts=1000)  # 40 s at 15 Hz: fewer shifts than asked
     assert len(res.shifts_s) == 599
     assert len(correlate_neurons(act, tr, FS, min_shift_s=10.0).shifts_s) == 600 - 2 * 150 + 1
+
+
+def test_short_session_warns_with_the_smallest_achievable_p_value():
+    rng = np.random.default_rng(7)
+    act, tr = _smooth_noise(rng, (200, 1800), 3), _smooth_noise(rng, (6, 1800), 10)
+    # 2 minutes: the exact neuron test resolves p >= 1/1800, above alpha / 200 neurons
+    with pytest.warns(UserWarning, match=r"'neurons' test: its smallest achievable p-value is 0\.00056"):
+        correlate_neurons(act, tr, FS, test="neurons")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        correlate_neurons(act, tr, FS)  # the pair test's pooled null resolves far smaller p-values
+    # one neuron, one trace, 1 s: 14 shifts, p >= 1/15 > alpha
+    with pytest.warns(UserWarning, match=r"'pairs' test: its smallest achievable p-value is 0\.067"):
+        correlate_neurons(act[:1, :15], tr[:1, :15], FS)
 
 
 def test_traces_on_imaging_clock_bins_and_errors():
@@ -407,3 +490,84 @@ def test_real_suite2p_against_a_provided_trace(real_data_dir, tmp_path):
     assert s["num_neurons"] == 21 and s["imaging_fs"] == pytest.approx(10.0)
     assert s["num_shifts"] == 863 and s["lags_s"] == [0.0]  # every shift
     assert "truth" not in s
+
+
+# --------------------------------------------------------------------------------------------------
+# One dF/F convention: correlates, the joint datamodule and embed compute the same activity
+# --------------------------------------------------------------------------------------------------
+
+
+def test_one_dff_convention_in_correlates_joint_data_and_embed(small, tmp_path, monkeypatch):
+    import inspect
+    from types import SimpleNamespace
+
+    import yaml
+
+    from mouseemo.analysis.correlates_run import analyse_session, session_activity
+    from mouseemo.cli import build_parser
+    from mouseemo.data.face_datamodule import SessionFrames
+    from mouseemo.data.imaging import DFF_WINDOW_S, dff
+    from mouseemo.data.neural_datamodule import FaceNeuralDataModule, activity_on_camera_clock
+    from mouseemo.data.session import Session
+    from mouseemo.data.sync import resample
+    from mouseemo.inference import embed
+    from mouseemo.models.joint_module import DATA_KEYS
+
+    # one default, everywhere it can be set
+    for fn in (dff, session_activity, analyse_session, activity_on_camera_clock, FaceNeuralDataModule):
+        params = inspect.signature(fn).parameters
+        assert params["window_s" if fn is dff else "dff_window_s"].default == DFF_WINDOW_S, fn
+    conf = yaml.safe_load((REPO / "conf" / "data" / "neural.yaml").read_text())
+    assert conf["dff_window_s"] == DFF_WINDOW_S and "dff_window_s" in DATA_KEYS
+    args = build_parser().parse_args(["correlates", str(small), "--out", str(tmp_path / "o")])
+    assert args.dff_window == DFF_WINDOW_S
+
+    # the same numbers: correlates' activity, resampled onto the camera clock, is the joint data's
+    session = Session.open(small)
+    times = np.loadtxt(small / "face_timestamps.csv", delimiter=",", skiprows=1)[:, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        act = session_activity(small)
+        joint = activity_on_camera_clock(SessionFrames(session, None, None, times), "dff", 0.0, None, 10.0)
+    on_cam = resample(act.traces, act.t, times, method="linear", axis=1).T
+    np.testing.assert_allclose(joint.neural[joint.valid], on_cam[joint.valid], rtol=1e-5, atol=1e-6)
+
+    # embed recomputes the activity with the checkpoint's recorded window, the convention when absent
+    seen = []
+
+    def spy(*a, **kw):
+        seen.append(activity_on_camera_clock(*a, **kw))
+        raise KeyboardInterrupt  # stop before the model is needed
+
+    fake = SimpleNamespace(
+        is_joint_encoder=True, data_record={"window": 4, "lag_s": 0.0}, sessions={session.name: 1}
+    )
+    monkeypatch.setattr(embed, "load_model", lambda *a, **k: SimpleNamespace(module=fake))
+    monkeypatch.setattr(embed, "activity_on_camera_clock", spy)
+    with pytest.raises(KeyboardInterrupt):
+        embed.embed_session(small, "model.ckpt", cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(seen[0].neural, joint.neural)
+
+
+def test_clocks_that_do_not_overlap_are_one_data_error_in_correlates_and_joint_data(small, tmp_path):
+    from mouseemo.analysis.correlates_run import analyse_session
+    from mouseemo.data.face_datamodule import SessionFrames
+    from mouseemo.data.neural_datamodule import activity_on_camera_clock
+    from mouseemo.data.session import Session
+    from mouseemo.inference.traces import FaceTraces
+
+    late = _copy_session(small, tmp_path / "late")
+    t = np.loadtxt(late / "imaging_timestamps.csv", delimiter=",", skiprows=1)
+    (late / "imaging_timestamps.csv").write_text(
+        "frame,time_s\n" + "".join(f"{int(f)},{ti + 5000:.6f}\n" for f, ti in t)
+    )
+    times = np.loadtxt(late / "face_timestamps.csv", delimiter=",", skiprows=1)[:, 1]
+    face = FaceTraces(names=["x"], t=times, scores=np.zeros((len(times), 1)), kind="traces", info={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match=r"late: camera and imaging timestamps do not overlap"):
+            analyse_session(late, face)
+        with pytest.raises(DataError, match="do not overlap"):
+            activity_on_camera_clock(
+                SessionFrames(Session.open(late), None, None, times), "dff", 0.0, None, 10.0
+            )

@@ -3,10 +3,10 @@ moved onto the imaging clock and correlated with every neuron (:mod:`mouseemo.an
 the comparison with ``truth/neurons.csv`` on synthetic sessions, and the output files.
 
 Written to the output folder: ``neurons.csv`` (one row per neuron: ``neuron, preferred, r, lag_s, p,
-q, significant, r_<emotion>..., p_<emotion>...``), ``summary.json`` (fraction of neurons per emotion,
-settings, clock alignment, truth comparison), ``traces.npz`` (the face traces on the imaging clock),
-``responses.png`` and ``examples.png``. All files are written to temporary names and renamed at the
-end, ``summary.json`` last.
+q, significant, r_<emotion>..., p_<emotion>..., q_<emotion>...``), ``summary.json`` (fraction of
+neurons per emotion, settings, clock alignment, truth comparison), ``traces.npz`` (the face traces on
+the imaging clock), ``responses.png`` and ``examples.png``. All files are written to temporary names
+and renamed at the end, ``summary.json`` last.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from mouseemo.analysis.correlates import (
     traces_on_imaging_clock,
 )
 from mouseemo.data.events import read_events
-from mouseemo.data.imaging import SIGNALS, ActivityTraces, load_suite2p
+from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS, ActivityTraces, load_suite2p
 from mouseemo.data.sync import detect_frame_problems, read_timestamps
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.traces import FaceTraces, face_traces
@@ -44,7 +44,7 @@ def session_activity(
     folder: str | Path,
     signal: str = "dff",
     fs: float | None = None,
-    dff_window_s: float = 600.0,
+    dff_window_s: float = DFF_WINDOW_S,
     all_rois: bool = False,
 ) -> ActivityTraces:
     """Activity of a session's Suite2p plane, with frame times (``imaging_timestamps.csv``, else
@@ -140,7 +140,7 @@ def analyse_session(
     face: FaceTraces,
     signal: str = "dff",
     imaging_fs: float | None = None,
-    dff_window_s: float = 600.0,
+    dff_window_s: float = DFF_WINDOW_S,
     all_rois: bool = False,
     include_neutral: bool = False,
     lags_s=None,
@@ -150,6 +150,7 @@ def analyse_session(
     tail: str = "greater",
     min_overlap_s: float = 10.0,
     seed: int = 0,
+    test: str = "pairs",
 ) -> CorrelatesRun:
     """Correlate the session's neurons with ``face`` traces (see :mod:`mouseemo.analysis.correlates`)."""
     folder = Path(folder)
@@ -165,7 +166,7 @@ def analyse_session(
     fs = float(1.0 / np.median(np.diff(t_img)))
     result = correlate_neurons(
         activity, traces, fs, names=face.names, neuron_ids=act.neuron_ids, lags_s=lags_s,
-        num_shifts=num_shifts, min_shift_s=min_shift_s, alpha=alpha, tail=tail, seed=seed,
+        num_shifts=num_shifts, min_shift_s=min_shift_s, alpha=alpha, tail=tail, seed=seed, test=test,
     )  # fmt: skip
     summary = {
         "session": str(folder),
@@ -178,6 +179,7 @@ def analyse_session(
         "num_significant": int(result.significant.sum()),
         "fraction_per_emotion": result.fractions(),
         "count_per_emotion": result.counts(),
+        "test": test,
         "alpha": alpha,
         "tail": tail,
         "num_shifts": len(result.shifts_s),

@@ -20,8 +20,8 @@ The face side gives one trace per emotion on the camera clock:
 
 The traces are moved onto the imaging clock and correlated with every neuron
 (:mod:`mouseemo.analysis.correlates`). Written to ``--out``: ``neurons.csv`` (one row per neuron:
-``neuron, preferred, r, lag_s, p, q, significant, r_<emotion>..., p_<emotion>...``), ``summary.json``
-(fraction of neurons per emotion, settings, clock alignment, and the comparison with
+``neuron, preferred, r, lag_s, p, q, significant, r_<emotion>..., p_<emotion>..., q_<emotion>...``),
+``summary.json`` (fraction of neurons per emotion, settings, clock alignment, and the comparison with
 ``truth/neurons.csv`` on synthetic sessions), ``traces.npz`` (the face traces on the imaging clock),
 ``responses.png`` and ``examples.png``. All files are written to temporary names and renamed at the
 end, ``summary.json`` last.
@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.analysis.correlates import TAILS
+from mouseemo.analysis.correlates import TAILS, TESTS
 from mouseemo.analysis.correlates_run import (
     DEFAULT_LAG_S,
     correlates_to_folder,
@@ -42,7 +42,7 @@ from mouseemo.analysis.correlates_run import (
     report,
 )
 from mouseemo.commands._args import check_out_dir, finite_float
-from mouseemo.data.imaging import SIGNALS
+from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.traces import TRACE_KINDS
 from mouseemo.utils.device import pick_device
@@ -65,8 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="prototypes: unmixed expression intensity (default) or the paper's Pearson similarity")  # fmt: skip
     p.add_argument("--include-neutral", action="store_true", help="also test the neutral trace")
     p.add_argument("--signal", choices=SIGNALS, default="dff", help="neural signal (default dF/F)")
-    p.add_argument("--dff-window", type=finite_float, default=600.0, metavar="S",
-                   help="dF/F baseline window in seconds: longer than the slowest state (LiCl malaise lasts minutes)")  # fmt: skip
+    p.add_argument("--dff-window", type=finite_float, default=DFF_WINDOW_S, metavar="S",
+                   help=f"dF/F baseline window in seconds (default {DFF_WINDOW_S:g}, mouseemo's dF/F convention)")  # fmt: skip
     p.add_argument("--imaging-fs", type=finite_float, default=None, metavar="HZ",
                    help="imaging frame rate (default: session.json, the timestamps, or ops.npy)")  # fmt: skip
     p.add_argument("--all-rois", action="store_true", help="use every ROI, not only those labelled cells")
@@ -82,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="shortest circular shift (0: exact test)",
     )
+    p.add_argument("--test", choices=TESTS, default="pairs",
+                   help="pairs (default): each (neuron, emotion) pair against its emotion's pooled "
+                   "circular-shift null, FDR over all pairs; neurons: exact min-p over emotions per "
+                   "neuron, FDR over neurons (needs long sessions)")  # fmt: skip
     p.add_argument("--alpha", type=finite_float, default=0.05, help="false discovery rate")
     p.add_argument("--tail", choices=TAILS, default="greater", help="greater: excited neurons only")
     p.add_argument("--min-overlap", type=finite_float, default=10.0, metavar="S",
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         imaging_fs=args.imaging_fs, dff_window_s=args.dff_window, all_rois=args.all_rois,
         include_neutral=args.include_neutral, lags_s=lags, num_shifts=num_shifts,
         min_shift_s=args.min_shift, alpha=args.alpha, tail=args.tail, min_overlap_s=args.min_overlap,
-        seed=args.seed,
+        seed=args.seed, test=args.test,
     )  # fmt: skip
     print(report(result, out_dir))
     return 0

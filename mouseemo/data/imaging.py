@@ -26,6 +26,8 @@ from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils import safe_pickle
 
 __all__ = [
+    "DFF_PERCENTILE",
+    "DFF_WINDOW_S",
     "ActivityTraces",
     "CaimanRecording",
     "Suite2pRecording",
@@ -117,24 +119,39 @@ class ActivityTraces:
 # dF/F
 # --------------------------------------------------------------------------------------------------
 
+#: Baseline window of mouseemo's dF/F, in seconds: every caller (``mouseemo correlates``, the joint
+#: datamodule, ``mouseemo embed``) uses :func:`dff` with this default. It must be longer than the
+#: slowest state studied: LiCl malaise lasts minutes, and a shorter running baseline follows it and
+#: subtracts it away. A recording shorter than the window gets a window as long as itself.
+DFF_WINDOW_S = 600.0
+
+#: Percentile of the running baseline F0.
+DFF_PERCENTILE = 8.0
+
 
 def dff(
     F: np.ndarray,
     fs: float,
     method: str = "percentile",
-    window_s: float = 60.0,
-    percentile: float = 8.0,
+    window_s: float = DFF_WINDOW_S,
+    percentile: float = DFF_PERCENTILE,
     Fneu: np.ndarray | None = None,
     neuropil_coef: float = 0.7,
     sigma_s: float = 10.0,
     min_baseline: float | None = None,
 ) -> np.ndarray:
-    """ΔF/F₀ with a slowly varying baseline F₀.
+    """ΔF/F₀ with a slowly varying baseline F₀: mouseemo's one dF/F convention.
+
+    The convention (the defaults): neuropil-corrected fluorescence ``F - 0.7 Fneu``, F₀ its running
+    8th percentile (:data:`DFF_PERCENTILE`) over a centred window of 600 s (:data:`DFF_WINDOW_S`),
+    ``(F - F₀) / F₀``. ``mouseemo correlates``, the joint encoder's datamodule and ``mouseemo embed``
+    all compute dF/F with it, so their activity is the same numbers.
 
     The trace is first neuropil-corrected (``F - neuropil_coef * Fneu``) when ``Fneu`` is given. The
     baseline is then, per neuron:
 
-    - ``"percentile"``: the running ``percentile`` over a centred window of ``window_s`` seconds;
+    - ``"percentile"``: the running ``percentile`` over a centred window of ``window_s`` seconds
+      (as long as the trace when the trace is shorter);
     - ``"maximin"``: a Gaussian smoothing (``sigma_s`` seconds), then a running minimum and a running
       maximum over ``window_s`` seconds — a lower envelope that tracks slow drift;
     - ``"constant"``: one ``percentile`` of the whole trace.
@@ -266,7 +283,11 @@ class Suite2pRecording:
         return (self.F - np.float32(self.neuropil_coef) * self.Fneu).astype(np.float32)
 
     def dff(
-        self, method: str = "percentile", window_s: float = 60.0, percentile: float = 8.0, **kw
+        self,
+        method: str = "percentile",
+        window_s: float = DFF_WINDOW_S,
+        percentile: float = DFF_PERCENTILE,
+        **kw,
     ) -> np.ndarray:
         """ΔF/F₀ of the neuropil-corrected trace; see :func:`dff` (float32 ``(N, T)``).
 

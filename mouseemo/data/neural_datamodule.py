@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
 from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames
-from mouseemo.data.imaging import load_activity
+from mouseemo.data.imaging import DFF_WINDOW_S, load_activity
 from mouseemo.data.splits import STAGES, save_splits
 from mouseemo.data.sync import align_clocks, resample
 from mouseemo.errors import ConfigError, DataError
@@ -44,9 +44,18 @@ class SessionActivity:
 
 
 def activity_on_camera_clock(
-    sf: SessionFrames, signal: str, lag_s: float, fs: float | None, min_overlap_s: float
+    sf: SessionFrames,
+    signal: str,
+    lag_s: float,
+    fs: float | None,
+    min_overlap_s: float,
+    dff_window_s: float = DFF_WINDOW_S,
 ) -> SessionActivity:
-    """Load a session's activity and resample it onto its camera frame times."""
+    """Load a session's activity and resample it onto its camera frame times.
+
+    dF/F is :func:`mouseemo.data.imaging.dff` with its baseline window ``dff_window_s`` (the one
+    convention, :data:`~mouseemo.data.imaging.DFF_WINDOW_S`, unless a caller overrides it).
+    """
     session = sf.session
     if session.suite2p is None:
         raise DataError(f"{session.path}: no suite2p/plane0 folder for the neural side")
@@ -57,7 +66,9 @@ def activity_on_camera_clock(
     fs = fs or session.meta.get("imaging_fs")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*fs.*")
-        act = load_activity(session.path, signal=signal, fs=fs)
+        act = load_activity(
+            session.path, signal=signal, fs=fs, dff_kw={"window_s": dff_window_s} if signal == "dff" else None
+        )
     align = align_clocks(sf.times, act.t, lag_s=lag_s, min_overlap_s=min_overlap_s)
     neural = resample(act.traces, act.t + lag_s, sf.times, method="linear", axis=1).T.astype(np.float32)
     valid = np.zeros(len(sf.times), dtype=bool)
@@ -164,6 +175,7 @@ class FaceNeuralDataModule(FaceFramesDataModule):
         signal: ``"dff"``, ``"spks"``, ``"F"`` or ``"corrected"``.
         lag_s: seconds added to the imaging clock before pairing (neural activity that follows the
             face by ``lag_s`` pairs with the earlier frame when negative).
+        dff_window_s: dF/F baseline window in seconds (:data:`mouseemo.data.imaging.DFF_WINDOW_S`).
         imaging_fs: imaging frame rate override (Suite2p's ``ops['fs']`` is often the default 1 Hz).
         min_overlap_s: shortest acceptable camera/imaging overlap per session.
         zscore: z-score each neuron with its session's training-split statistics (all valid frames
@@ -182,6 +194,7 @@ class FaceNeuralDataModule(FaceFramesDataModule):
         window_stride: int = 4,
         signal: str = "dff",
         lag_s: float = 0.0,
+        dff_window_s: float = DFF_WINDOW_S,
         imaging_fs: float | None = None,
         min_overlap_s: float = 10.0,
         zscore: bool = True,
@@ -218,7 +231,9 @@ class FaceNeuralDataModule(FaceFramesDataModule):
                 continue
             kept_sessions.append(sf)
             activity.append(
-                activity_on_camera_clock(sf, hp.signal, hp.lag_s, hp.imaging_fs, hp.min_overlap_s)
+                activity_on_camera_clock(
+                    sf, hp.signal, hp.lag_s, hp.imaging_fs, hp.min_overlap_s, hp.dff_window_s
+                )
             )
         if not kept_sessions:
             raise DataError(f"no session under {self.root} has two-photon data (suite2p/plane0)")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mouseemo.data.face_datamodule import SessionFrames, session_labels
+from mouseemo.data.imaging import DFF_WINDOW_S
 from mouseemo.data.neural_datamodule import activity_on_camera_clock, full_windows, zscore_activity
 from mouseemo.data.session import Session, resolve_crop, session_times
 from mouseemo.data.sync import nearest_indices, read_timestamps
@@ -68,6 +69,7 @@ def embed_session(
             lag_s,
             rec.get("imaging_fs"),
             float(rec.get("min_overlap_s") or 10.0),
+            float(rec.get("dff_window_s") or DFF_WINDOW_S),
         )
     num = act.neural.shape[1]
     if num != known[layer]:

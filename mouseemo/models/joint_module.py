@@ -51,7 +51,17 @@ from mouseemo.utils.io import atomic_path
 log = logging.getLogger(__name__)
 
 #: Data settings recorded in the checkpoint (what ``mouseemo embed`` must reproduce).
-DATA_KEYS = ("window", "signal", "lag_s", "imaging_fs", "min_overlap_s", "zscore", "image_size", "crop")
+DATA_KEYS = (
+    "window",
+    "signal",
+    "lag_s",
+    "dff_window_s",
+    "imaging_fs",
+    "min_overlap_s",
+    "zscore",
+    "image_size",
+    "crop",
+)
 
 #: HOG of the baseline (ridge / reduced-rank regression from HOG principal components).
 BASELINE_HOG = {"orientations": 8, "pixels_per_cell": (8, 8), "cells_per_block": (1, 1)}
