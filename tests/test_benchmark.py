@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from mouseemo import tasks
+from mouseemo.comparison import run_task
 from mouseemo.errors import ConfigError
 from tests.helpers import write_dataset, write_session
 from tests.test_configs import compose_cfg
@@ -38,6 +38,7 @@ def tiny(dataset, *extra):
         "+benchmark.model_overrides.hog_proto.hog.pixels_per_cell=[16,16]",
         "+benchmark.model_overrides.hog_rf.hog.pixels_per_cell=[16,16]",
         "+benchmark.model_overrides.hog_rf.num_trees=20",
+        "benchmark.label_sources=[truth]",
         *extra,
     ]
 
@@ -96,7 +97,7 @@ def test_benchmark_warns_about_a_held_out_animal_without_a_class(tmp_path):
     over = [o for o in over if "model_overrides.cnn" not in o and "hog_rf" not in o]
     cfg = compose_cfg("evaluate", [*over, f"paths.output_dir={tmp_path}/run"], tmp_path)
     with pytest.warns(UserWarning, match=r"no \['pain', 'passive_fear', 'active_fear'\]"):
-        tasks.evaluate(cfg)
+        run_task("evaluate", cfg)
     with open(tmp_path / "run" / "benchmark.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["missing_test_classes"] == "pain passive_fear active_fear"
@@ -106,10 +107,10 @@ def test_benchmark_warns_about_a_held_out_animal_without_a_class(tmp_path):
 def test_benchmark_refuses_unknown_models(dataset, tmp_path):
     cfg = compose_cfg("evaluate", tiny(dataset, "benchmark.models=[hog_proto,vit_huge]"), tmp_path)
     with pytest.raises(ConfigError, match="unknown model 'vit_huge'"):
-        tasks.evaluate(cfg)
+        run_task("evaluate", cfg)
     cfg = compose_cfg("evaluate", tiny(dataset, "+benchmark.model_overrides.cnnn.net.widths=[4]"), tmp_path)
     with pytest.raises(ConfigError, match=r"names \['cnnn'\], which are not model configs"):
-        tasks.evaluate(cfg)
+        run_task("evaluate", cfg)
 
 
 def test_default_train_prints_the_hog_baseline(dataset, tmp_path, capsys):
@@ -118,7 +119,7 @@ def test_default_train_prints_the_hog_baseline(dataset, tmp_path, capsys):
         "model.net.widths=[8,16]", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
         "baseline=hog_proto", f"paths.output_dir={tmp_path}/run",
     ]  # fmt: skip
-    metrics = tasks.train(compose_cfg("train", over, tmp_path))
+    metrics = run_task("train", compose_cfg("train", over, tmp_path))
     out = capsys.readouterr().out
     assert "hog_proto (baseline)" in out and "cnn (this run)" in out
     assert 0 <= metrics["baseline/test/macro_f1"] <= 1
@@ -136,7 +137,7 @@ def test_benchmark_over_all_folds(dataset, tmp_path):
         dataset, "benchmark.models=[hog_proto]", "benchmark.shuffle_control=false", "benchmark.folds=all"
     )
     over = [o for o in over if "model_overrides.cnn" not in o and "hog_rf" not in o]
-    result = tasks.evaluate(compose_cfg("evaluate", [*over, f"paths.output_dir={tmp_path}/run"], tmp_path))
+    result = run_task("evaluate", compose_cfg("evaluate", [*over, f"paths.output_dir={tmp_path}/run"], tmp_path))
     with open(tmp_path / "run" / "benchmark_jobs.csv", newline="") as fh:
         jobs = list(csv.DictReader(fh))
     assert [j["fold"] for j in jobs] == ["0", "1", "2"]
