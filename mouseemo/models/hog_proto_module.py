@@ -171,7 +171,8 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
 
     def neutral_of(self, groups: Sequence[str]) -> np.ndarray:
         """``(B, D)`` neutral HOG of each frame's session (``animal/session`` names)."""
-        self._ensure_neutrals()
+        if any(g not in self.neutrals for g in groups):
+            self._ensure_neutrals()
         missing = sorted({g for g in groups if g not in self.neutrals})
         if missing:
             raise DataError(f"no neutral HOG for session(s) {missing}: they are not among the datamodule's sessions")
