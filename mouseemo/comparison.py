@@ -12,6 +12,21 @@ on the held-out animals, and repeats each with circularly shifted training label
 job is an ordinary :func:`mouseemo.tasks.train` run in a sub-folder of the run directory; the
 summary goes to ``benchmark.csv``, ``benchmark.md`` and ``benchmark.png`` and is printed.
 
+Conditions and spread:
+
+* ``benchmark.label_sources`` (e.g. ``[truth, events]``) repeats everything once per label source and
+  reports the conditions side by side (a ``labels`` column; jobs under ``labels_<source>/``). With
+  ``events`` the labels are the stimulus windows of ``events.csv`` and frames outside every window
+  are neutral (``benchmark.events_outside``), as a lab's real data has them. Within one label source
+  every job must be tested on the same frames with the same labels (checked on ``splits.json`` and
+  ``test_predictions.csv``; a mismatch is an error).
+* ``benchmark.folds=all`` holds every animal out once (leave-one-animal-out) and reports each score,
+  and each class's F1, as the mean ± sample sd over folds. A fold whose held-out animal lacks a class
+  is named in a warning (``benchmark.missing_classes=error`` makes it an error); that class's F1 is
+  averaged over the folds that hold it, and the table says over how many.
+* Recipes are chosen on a development cohort (``experiment=benchmark_dev``) and reported on another
+  seed (``experiment=benchmark_report``) that is never looked at while tuning.
+
 :func:`run_baseline` fits one such model (by default the HOG prototypes) after a training run, on the
 same split, and prints its test metrics beside the trained model's.
 """
