@@ -222,6 +222,13 @@ def run_benchmark(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     folds = _fold_list(cfg)
     sources = _label_sources(cfg)
+    if "truth" in sources:
+        no_truth = [s.name for s in ensure_dataset(cfg.data.root, cfg.data.get("synthesize")) if s.truth_frames is None]
+        if no_truth:
+            raise ConfigError(
+                f"benchmark.label_sources includes truth, but session(s) {no_truth[:3]} have no "
+                "truth/frames.csv (real data has none): set benchmark.label_sources=[events]"
+            )
     policy = str(spec.get("missing_classes") or "warn")
     if policy not in ("warn", "error"):
         raise ConfigError(f"benchmark.missing_classes must be 'warn' or 'error'; got {policy!r}")
