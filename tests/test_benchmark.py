@@ -268,3 +268,12 @@ def test_per_class_mean_sd_tables():
     assert table.splitlines()[0] == "| labels | model | neutral | pain |"
     assert table.splitlines()[2] == "| truth | hog_proto | 0.800 ± 0.100 | 0.600 ± 0.141 (2/3 folds) |"
     assert "| truth | hog_proto | 0.800 ± 0.000 | 0.700 ± 0.000 | 0.600 ± 0.173 |" in markdown_table([row])
+
+
+def test_truth_labels_need_truth_files(tmp_path):
+    root = tmp_path / "ds"
+    for k in (1, 2):
+        (write_session(root, animal=f"m0{k}", seed=k, num_frames=40) / "truth" / "frames.csv").unlink()
+    over = ["experiment=benchmark", f"data.root={root}", "data.synthesize=null", "benchmark.label_sources=[truth,events]"]
+    with pytest.raises(ConfigError, match=r"no truth/frames.csv .*benchmark.label_sources=\[events\]"):
+        run_task("evaluate", compose_cfg("evaluate", over, tmp_path))
