@@ -287,7 +287,11 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         if self.neutral_mode != "subtract":
             return feats
         if groups is None:
-            raise ConfigError("neutral=subtract scores frames against their session's neutral: pass the sessions")
+            raise ConfigError(
+                f"{type(self).__name__} with neutral=subtract scores a frame against its session's neutral "
+                "and cannot score frames of an unknown session; fit it with model.neutral=training to score "
+                "videos on their own"
+            )
         neutral = torch.as_tensor(self.neutral_of(groups), dtype=feats.dtype, device=feats.device)
         return feats - neutral
 
@@ -353,6 +357,8 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
             self.test_confmat = self._log_stage("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if "animal" not in batch:  # frames of a video outside any datamodule (mouseemo predict --ckpt)
+            return self(batch["image"])
         return self(self.images(batch), _groups(batch))
 
     def configure_optimizers(self) -> None:
