@@ -223,7 +223,11 @@ def run_benchmark(cfg: DictConfig) -> dict:
     folds = _fold_list(cfg)
     sources = _label_sources(cfg)
     if "truth" in sources:
-        no_truth = [s.name for s in ensure_dataset(cfg.data.root, cfg.data.get("synthesize")) if s.truth_frames is None]
+        no_truth = [
+            s.name
+            for s in ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))
+            if s.truth_frames is None
+        ]
         if no_truth:
             raise ConfigError(
                 f"benchmark.label_sources includes truth, but session(s) {no_truth[:3]} have no "
@@ -254,7 +258,9 @@ def run_benchmark(cfg: DictConfig) -> dict:
                     split, labels = _test_split(run_dir), _test_labels(run_dir)
                     if reference is None:
                         reference = (name, split, labels)
-                    elif split != reference[1] or (None not in (labels, reference[2]) and labels != reference[2]):
+                    elif split != reference[1] or (
+                        None not in (labels, reference[2]) and labels != reference[2]
+                    ):
                         raise DataError(
                             f"benchmark jobs {reference[0]} and {name}{' (shuffled labels)' if shuffle else ''} "
                             "were tested on different frames or labels; they must share data.seed, "
@@ -405,16 +411,15 @@ def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[s
                 [j.get("labels", ""), j["model"], j["shuffle"], "" if j["fold"] is None else j["fold"]]
                 + [_fmt(m.get(f"test/{k}", float("nan"))) for k in SCORES]
                 + [j["num_test_frames"], " ".join(j["test_animals"]), " ".join(j["missing"])]
-                + ["" if c in j["missing"] else _fmt(float(m.get(f"test/f1_{c}", float("nan")))) for c in classes]
+                + [
+                    "" if c in j["missing"] else _fmt(float(m.get(f"test/f1_{c}", float("nan"))))
+                    for c in classes
+                ]
                 + [m.get("wall_time_s", "")]
             )
     chance = 1.0 / max(len(classes), 1)
     folds = max((r["num_folds"] for r in rows), default=1)
-    spread = (
-        f" Scores are the mean ± sample sd over {folds} leave-one-animal-out folds."
-        if folds > 1
-        else ""
-    )
+    spread = f" Scores are the mean ± sample sd over {folds} leave-one-animal-out folds." if folds > 1 else ""
     sources = sorted({r["labels"] for r in rows if r.get("labels")})
     labels_note = (
         " `labels`: where training and test labels come from (`truth`: the hidden expression of "

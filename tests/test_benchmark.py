@@ -145,7 +145,9 @@ def test_benchmark_over_all_folds(dataset, tmp_path):
         dataset, "benchmark.models=[hog_proto]", "benchmark.shuffle_control=false", "benchmark.folds=all"
     )
     over = [o for o in over if "model_overrides.cnn" not in o and "hog_rf" not in o]
-    result = run_task("evaluate", compose_cfg("evaluate", [*over, f"paths.output_dir={tmp_path}/run"], tmp_path))
+    result = run_task(
+        "evaluate", compose_cfg("evaluate", [*over, f"paths.output_dir={tmp_path}/run"], tmp_path)
+    )
     with open(tmp_path / "run" / "benchmark_jobs.csv", newline="") as fh:
         jobs = list(csv.DictReader(fh))
     assert [j["fold"] for j in jobs] == ["0", "1", "2"]
@@ -198,7 +200,9 @@ def test_benchmark_reports_event_labels_beside_truth(tmp_path):
     with open(run / "labels_truth" / "hog_proto" / "test_predictions.csv", newline="") as fh:
         truth = [p for p in csv.DictReader(fh) if 130 <= int(p["frame"]) < 140]
     assert {p["label"] for p in truth} == {"active_fear"}
-    assert result["benchmark/events/hog_proto/macro_f1"] == pytest.approx(float(rows[2]["macro_f1"]), abs=1e-3)
+    assert result["benchmark/events/hog_proto/macro_f1"] == pytest.approx(
+        float(rows[2]["macro_f1"]), abs=1e-3
+    )
     md = (run / "benchmark.md").read_text()
     assert "| labels | model |" in md and "| events | hog_rf |" in md
     # the gratings' orientation is the class: HOG still reads it with event labels
@@ -232,14 +236,21 @@ def test_benchmark_refuses_jobs_scored_on_different_labels(tmp_path, monkeypatch
         run_task("evaluate", cfg)
     assert len(calls) == 2
     with pytest.raises(ConfigError, match="label_sources must list distinct entries"):
-        run_task("evaluate", compose_cfg("evaluate", ["experiment=benchmark", "benchmark.label_sources=[truth,frames]"], tmp_path))
+        run_task(
+            "evaluate",
+            compose_cfg(
+                "evaluate", ["experiment=benchmark", "benchmark.label_sources=[truth,frames]"], tmp_path
+            ),
+        )
 
 
 def test_a_fold_without_a_class_is_named_or_refused():
     from mouseemo.comparison import _check_fold_classes
 
     job = {"missing": ["pain"], "shuffle": False, "fold": 2, "test_animals": ["m03"], "labels": "events"}
-    with pytest.warns(UserWarning, match=r"fold 2, held-out animal\(s\) m03 \(events labels\): no test frames of \['pain'\]"):
+    with pytest.warns(
+        UserWarning, match=r"fold 2, held-out animal\(s\) m03 \(events labels\): no test frames of \['pain'\]"
+    ):
         _check_fold_classes(job, ["neutral", "pain"], "warn")
     with pytest.raises(DataError, match="fold 2.*benchmark.missing_classes=error"):
         _check_fold_classes(job, ["neutral", "pain"], "error")
@@ -274,6 +285,11 @@ def test_truth_labels_need_truth_files(tmp_path):
     root = tmp_path / "ds"
     for k in (1, 2):
         (write_session(root, animal=f"m0{k}", seed=k, num_frames=40) / "truth" / "frames.csv").unlink()
-    over = ["experiment=benchmark", f"data.root={root}", "data.synthesize=null", "benchmark.label_sources=[truth,events]"]
+    over = [
+        "experiment=benchmark",
+        f"data.root={root}",
+        "data.synthesize=null",
+        "benchmark.label_sources=[truth,events]",
+    ]
     with pytest.raises(ConfigError, match=r"no truth/frames.csv .*benchmark.label_sources=\[events\]"):
         run_task("evaluate", compose_cfg("evaluate", over, tmp_path))

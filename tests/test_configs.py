@@ -92,7 +92,9 @@ def test_option_composes(task, group, option, tmp_path):
         assert list(cfg.benchmark.label_sources) == ["truth", "events"]
         if option in ("benchmark_dev", "benchmark_report"):  # tuning and reporting on other animals
             other = compose_cfg(
-                task, [f"experiment={'benchmark_report' if option == 'benchmark_dev' else 'benchmark_dev'}"], tmp_path
+                task,
+                [f"experiment={'benchmark_report' if option == 'benchmark_dev' else 'benchmark_dev'}"],
+                tmp_path,
             )
             assert cfg.data.synthesize.seed != other.data.synthesize.seed
             assert cfg.data.root != other.data.root and cfg.benchmark.folds == "all"

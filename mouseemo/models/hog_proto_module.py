@@ -10,10 +10,49 @@ their most similar prototype (Pearson correlation), and scored with the same
 scikit-learn on the CPU), fitted at the end of the same pass.
 
 Both read the datamodules' batches unchanged (``image`` uint8 ``(B,1,H,W)``, ``label``, ``t_cam``,
-``frame``, ``animal``, ``session``). HOG sees the frames as the datamodule delivers them, i.e. resized
-to ``data.image_size``: choose ``pixels_per_cell`` for that size (12 px at 72 x 96 and 16 px at
-96 x 128 both give 6 x 8 cells; the paper's 32 px suits full 240 x 320 frames with
-``data.image_size=null``).
+``frame``, ``animal``, ``session``). With ``resolution="data"`` HOG sees the frames as the datamodule
+delivers them, i.e. resized to ``data.image_size``: choose ``pixels_per_cell`` for that size (12 px at
+72 x 96 and 16 px at 96 x 128 both give 6 x 8 cells). With ``resolution="native"`` the module reads the
+same frames (same crop, same indices) from a full-resolution frame cache of its own, so the paper's
+32-px cells see full 240 x 320 crops while the networks keep their small frames
+(``conf/model/hog_proto_paper.yaml``).
+
+**Each session's own neutral.** The paper reads a new animal's expressions as changes from *its own*
+neutral face. Every session's neutral is the mean HOG of its frames before the first stimulus
+(``events.csv``; up to ``neutral_frames`` of them, evenly spread), or, when it has none, the HOG of its
+reference (median) frame, with a warning naming the session
+(:mod:`mouseemo.models.session_neutral`). ``neutral`` chooses how it is used:
+
+* ``"own"`` (``hog_proto``'s default): per training session, emotion prototypes are built against that
+  session's neutral and kept as changes (prototype - neutral); changes are averaged per animal, then
+  over animals. A test frame is compared (Pearson) with *its session's* neutral and with that neutral
+  plus each change.
+* ``"subtract"`` (``hog_rf``'s default): features are HOG minus the session's neutral, for fitting and
+  for scoring (per-session normalisation).
+* ``"training"``: the training animals' pooled neutral and prototypes for every animal (what
+  ``hog_proto`` did before; not how the paper treats a new animal).
+
+The choice was measured on the development cohort only (``experiment=benchmark_dev``: 6 animals x
+1 min, strong nuisance, synthetic seed 101), leave-one-animal-out over all 6 folds, test macro-F1 as
+mean ± sample sd over folds (2 CPU cores); each column is
+``python evaluate.py experiment=benchmark_dev benchmark.models=[hog_proto,hog_proto_paper,hog_rf]
+benchmark.shuffle_control=false +benchmark.model_overrides.<model>.neutral=<choice>``::
+
+    labels  model            neutral=training  neutral=own     neutral=subtract
+    truth   hog_proto        0.392 ± 0.188     0.417 ± 0.212   0.314 ± 0.095
+    truth   hog_proto_paper  0.117 ± 0.048     0.229 ± 0.103   0.171 ± 0.067
+    truth   hog_rf           0.324 ± 0.133     (n/a)           0.370 ± 0.195
+    events  hog_proto        0.295 ± 0.147     0.341 ± 0.166   0.211 ± 0.067
+    events  hog_proto_paper  0.130 ± 0.058     0.180 ± 0.066   0.164 ± 0.062
+    events  hog_rf           0.260 ± 0.100     (n/a)           0.267 ± 0.119
+
+``own`` is the best prototype variant at both cell sizes and with both label sources. Per fold it
+beat ``training`` in 5 of 6 folds with 12-px cells and in 5 of 6 with 32-px cells, with either label
+source. ``subtract`` loses for prototypes: the neutral
+prototype of normalised features is close to zero, so correlations with it are mostly noise. For the
+forest, ``subtract`` is ahead in 4 of 6 folds with truth labels and even with events labels.
+The spread over animals is large (sd ~0.2), so with 6 animals the gain of ``own`` at 12-px cells
+lies within it; at 32-px cells it does not.
 
 The pass stops training after one epoch (``trainer.should_stop``), whatever ``trainer.max_epochs``
 says: more epochs would only recompute the same features.
@@ -33,6 +72,7 @@ from torch import nn
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.events import IGNORE_INDEX
+from mouseemo.data.video import FrameCache, session_reference
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models import forest_state
 from mouseemo.models.components.prototypes import (
@@ -45,7 +85,6 @@ from mouseemo.models.components.prototypes import (
     label_windows,
     pool_prototypes,
 )
-from mouseemo.data.video import FrameCache, session_reference
 from mouseemo.models.metrics import StageMetrics
 from mouseemo.models.outputs import EvalOutputsMixin
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
@@ -175,7 +214,9 @@ class _HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
             self._ensure_neutrals()
         missing = sorted({g for g in groups if g not in self.neutrals})
         if missing:
-            raise DataError(f"no neutral HOG for session(s) {missing}: they are not among the datamodule's sessions")
+            raise DataError(
+                f"no neutral HOG for session(s) {missing}: they are not among the datamodule's sessions"
+            )
         return np.stack([self.neutrals[g] for g in groups])
 
     def normalise(self, feats: np.ndarray, groups: Sequence[str]) -> np.ndarray:
