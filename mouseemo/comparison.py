@@ -197,11 +197,14 @@ def run_benchmark(cfg: DictConfig) -> dict:
     """Train/fit and test every benchmark model (and its shuffle control) on the same split.
 
     Returns:
-        ``{"benchmark/<model>/<metric>": value}`` for the mean over folds.
+        ``{"benchmark/<model>/<metric>": value}`` for the mean over folds
+        (``benchmark/<label source>/<model>/<metric>`` with several label sources).
 
     Raises:
-        ConfigError: an unknown model name or an empty model list.
-        DataError: the jobs did not test on the same frames.
+        ConfigError: an unknown model name, an empty model list, an unknown label source, truth
+            labels for sessions without them.
+        DataError: the jobs of one label source did not test on the same frames and labels; a
+            held-out animal without some class with ``benchmark.missing_classes=error``.
     """
     spec = cfg.benchmark
     models = list(spec.get("models") or [])
