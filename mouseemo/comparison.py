@@ -12,6 +12,21 @@ on the held-out animals, and repeats each with circularly shifted training label
 job is an ordinary :func:`mouseemo.tasks.train` run in a sub-folder of the run directory; the
 summary goes to ``benchmark.csv``, ``benchmark.md`` and ``benchmark.png`` and is printed.
 
+Conditions and spread:
+
+* ``benchmark.label_sources`` (e.g. ``[truth, events]``) repeats everything once per label source and
+  reports the conditions side by side (a ``labels`` column; jobs under ``labels_<source>/``). With
+  ``events`` the labels are the stimulus windows of ``events.csv`` and frames outside every window
+  are neutral (``benchmark.events_outside``), as a lab's real data has them. Within one label source
+  every job must be tested on the same frames with the same labels (checked on ``splits.json`` and
+  ``test_predictions.csv``; a mismatch is an error).
+* ``benchmark.folds=all`` holds every animal out once (leave-one-animal-out) and reports each score,
+  and each class's F1, as the mean ± sample sd over folds. A fold whose held-out animal lacks a class
+  is named in a warning (``benchmark.missing_classes=error`` makes it an error); that class's F1 is
+  averaged over the folds that hold it, and the table says over how many.
+* Recipes are chosen on a development cohort (``experiment=benchmark_dev``) and reported on another
+  seed (``experiment=benchmark_report``) that is never looked at while tuning.
+
 :func:`run_baseline` fits one such model (by default the HOG prototypes) after a training run, on the
 same split, and prints its test metrics beside the trained model's.
 """
@@ -20,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -74,8 +90,14 @@ def job_config(
     shuffle: bool,
     csv_only: bool = False,
     fold: int | None = None,
+    label_source: str | None = None,
+    outside: str | None = None,
 ) -> DictConfig:
-    """``cfg`` with another model, run directory and label-shuffle setting: one benchmark job."""
+    """``cfg`` with another model, run directory and label-shuffle setting: one benchmark job.
+
+    ``label_source`` (and ``outside``, the label of frames in no event window) replace
+    ``data.label_source`` (``data.outside``) when given.
+    """
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         sub.model = model_cfg
@@ -83,6 +105,10 @@ def job_config(
         sub.data.shuffle_train_labels = bool(shuffle)
         if fold is not None:
             sub.data.split.fold = int(fold)
+        if label_source is not None:
+            sub.data.label_source = str(label_source)
+        if outside is not None:
+            sub.data.outside = str(outside)
         sub.baseline = None
         sub.benchmark = None
         sub.ckpt_path = None
@@ -108,6 +134,50 @@ def _test_split(run_dir: Path) -> dict:
     return json.loads(path.read_text()).get("test", {}) if path.is_file() else {}
 
 
+def _test_labels(run_dir: Path) -> str | None:
+    """Digest of the job's test frames and their labels (``test_predictions.csv``), or ``None``."""
+    path = run_dir / "test_predictions.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as fh:
+        rows = sorted((r["animal"], r["session"], int(r["frame"]), r["label"]) for r in csv.DictReader(fh))
+    return hashlib.sha1(json.dumps(rows).encode()).hexdigest()
+
+
+#: ``benchmark.label_sources`` entries: where training and test labels come from.
+LABEL_SOURCES = ("truth", "events", "auto")
+
+
+def _label_sources(cfg: DictConfig) -> list[str | None]:
+    """The label-source conditions; ``[None]`` (the data config's own labels) when none is set."""
+    sources = cfg.benchmark.get("label_sources")
+    if sources is None:
+        return [None]
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    bad = [s for s in sources if s not in LABEL_SOURCES]
+    if bad or not sources or len(set(sources)) != len(sources):
+        raise ConfigError(
+            f"benchmark.label_sources must list distinct entries of {list(LABEL_SOURCES)}; got {sources}"
+        )
+    return sources
+
+
+def _check_fold_classes(job: dict, classes: list[str], policy: str) -> None:
+    """A held-out animal without some class: an explicit warning (or error) naming fold and animal."""
+    if not job["missing"] or job["shuffle"]:
+        return
+    where = f"fold {job['fold']}, " if job["fold"] is not None else ""
+    labels = f" ({job['labels']} labels)" if job.get("labels") else ""
+    msg = (
+        f"{where}held-out animal(s) {' '.join(job['test_animals'])}{labels}: no test frames of "
+        f"{job['missing']}; their F1 is undefined there and left out of the per-class means, and the "
+        "macro-F1 of this fold averages over the classes that are present or predicted"
+    )
+    if policy == "error":
+        raise DataError(msg + " (benchmark.missing_classes=error; set it to warn to report anyway)")
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
 def _fold_list(cfg: DictConfig) -> list[int | None]:
     folds = cfg.benchmark.get("folds")
     if folds is None:
@@ -127,11 +197,14 @@ def run_benchmark(cfg: DictConfig) -> dict:
     """Train/fit and test every benchmark model (and its shuffle control) on the same split.
 
     Returns:
-        ``{"benchmark/<model>/<metric>": value}`` for the mean over folds.
+        ``{"benchmark/<model>/<metric>": value}`` for the mean over folds
+        (``benchmark/<label source>/<model>/<metric>`` with several label sources).
 
     Raises:
-        ConfigError: an unknown model name or an empty model list.
-        DataError: the jobs did not test on the same frames.
+        ConfigError: an unknown model name, an empty model list, an unknown label source, truth
+            labels for sessions without them.
+        DataError: the jobs of one label source did not test on the same frames and labels; a
+            held-out animal without some class with ``benchmark.missing_classes=error``.
     """
     spec = cfg.benchmark
     models = list(spec.get("models") or [])
@@ -151,28 +224,54 @@ def run_benchmark(cfg: DictConfig) -> dict:
     classes = list(cfg.data.classes)
     out = Path(cfg.paths.output_dir)
     folds = _fold_list(cfg)
+    sources = _label_sources(cfg)
+    if "truth" in sources:
+        no_truth = [
+            s.name
+            for s in ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))
+            if s.truth_frames is None
+        ]
+        if no_truth:
+            raise ConfigError(
+                f"benchmark.label_sources includes truth, but session(s) {no_truth[:3]} have no "
+                "truth/frames.csv (real data has none): set benchmark.label_sources=[events]"
+            )
+    policy = str(spec.get("missing_classes") or "warn")
+    if policy not in ("warn", "error"):
+        raise ConfigError(f"benchmark.missing_classes must be 'warn' or 'error'; got {policy!r}")
+    outside = spec.get("events_outside", "neutral")
 
     jobs: list[dict[str, Any]] = []
-    for fold in folds:
-        fold_dir = out / f"fold_{fold}" if fold is not None else out
-        reference: tuple[str, dict] | None = None
-        for name in models:
-            for shuffle in controls:
-                run_dir = fold_dir / (f"{name}_shuffle" if shuffle else name)
-                log.info("benchmark: %s%s%s", name, " (shuffled labels)" if shuffle else "",
-                         f", fold {fold}" if fold is not None else "")  # fmt: skip
-                metrics = tasks.train(job_config(cfg, model_cfgs[name], run_dir, shuffle, fold=fold))
-                split = _test_split(run_dir)
-                if reference is None:
-                    reference = (name, split)
-                elif split != reference[1]:
-                    raise DataError(
-                        f"benchmark jobs {reference[0]} and {name} were tested on different frames; "
-                        "they must share data.seed and data.split"
-                    )
-                jobs.append(
-                    {
+    for source in sources:
+        source_dir = out / f"labels_{source}" if len(sources) > 1 else out
+        for fold in folds:
+            fold_dir = source_dir / f"fold_{fold}" if fold is not None else source_dir
+            reference: tuple[str, dict, str | None] | None = None
+            for name in models:
+                for shuffle in controls:
+                    run_dir = fold_dir / (f"{name}_shuffle" if shuffle else name)
+                    log.info("benchmark: %s%s%s%s", name, " (shuffled labels)" if shuffle else "",
+                             f", fold {fold}" if fold is not None else "",
+                             f", {source} labels" if source else "")  # fmt: skip
+                    sub = job_config(
+                        cfg, model_cfgs[name], run_dir, shuffle, fold=fold, label_source=source,
+                        outside=outside if source == "events" else None,
+                    )  # fmt: skip
+                    metrics = tasks.train(sub)
+                    split, labels = _test_split(run_dir), _test_labels(run_dir)
+                    if reference is None:
+                        reference = (name, split, labels)
+                    elif split != reference[1] or (
+                        None not in (labels, reference[2]) and labels != reference[2]
+                    ):
+                        raise DataError(
+                            f"benchmark jobs {reference[0]} and {name}{' (shuffled labels)' if shuffle else ''} "
+                            "were tested on different frames or labels; they must share data.seed, "
+                            "data.split and the label source"
+                        )
+                    job = {
                         "model": name,
+                        "labels": source or "",
                         "shuffle": shuffle,
                         "fold": fold,
                         "metrics": metrics,
@@ -180,14 +279,22 @@ def run_benchmark(cfg: DictConfig) -> dict:
                         "missing": _missing_classes(metrics, classes),
                         "num_test_frames": int(np.asarray(metrics.get("test/confusion_matrix", [[0]])).sum()),
                     }
-                )
-    rows = summarize(jobs, models, classes)
+                    _check_fold_classes(job, classes, policy)
+                    jobs.append(job)
+    rows = [r for source in sources for r in summarize(
+        [j for j in jobs if j["labels"] == (source or "")], models, classes, labels=source or ""
+    )]  # fmt: skip
     if _is_rank_zero():
         write_outputs(out, rows, jobs, classes)
         print("\nHOG vs learned, tested on held-out animals (shuffle_*: trained on shifted labels):\n")
         print(markdown_table(rows))
+        print("\nPer-class test F1" + (" (mean ± sd over folds)" if len(folds) > 1 else "") + ":\n")
+        print(class_table(rows, classes))
         print(f"\nbenchmark written to {out / 'benchmark.csv'}")
-    result = {f"benchmark/{r['model']}/{k}": r[k] for r in rows for k in r if k.endswith(SCORES)}
+    result = {}
+    for r in rows:
+        prefix = f"benchmark/{r['labels']}/{r['model']}" if len(sources) > 1 else f"benchmark/{r['model']}"
+        result.update({f"{prefix}/{k}": r[k] for k in r if k.endswith(SCORES)})
     result["benchmark_csv"] = str(out / "benchmark.csv")
     return result
 
@@ -197,19 +304,26 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def summarize(jobs: list[dict], models: list[str], classes: list[str]) -> list[dict]:
-    """One row per model: test scores averaged over folds, its shuffle control's, per-class F1."""
+def _sd(values: list[float]) -> float:
+    """Sample standard deviation (ddof 1) over folds; NaN with fewer than two values."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
+
+
+def summarize(jobs: list[dict], models: list[str], classes: list[str], labels: str = "") -> list[dict]:
+    """One row per model: test scores as mean and sample sd over folds, its shuffle control's mean,
+    per-class F1 (mean and sd over the folds whose test frames hold the class)."""
     rows = []
     for name in models:
         real = [j for j in jobs if j["model"] == name and not j["shuffle"]]
         ctrl = [j for j in jobs if j["model"] == name and j["shuffle"]]
-        row: dict[str, Any] = {"model": name}
+        row: dict[str, Any] = {"labels": labels, "model": name}
         for key in SCORES:
-            row[key] = _mean([j["metrics"].get(f"test/{key}") for j in real])
+            vals = [j["metrics"].get(f"test/{key}") for j in real]
+            row[key] = _mean(vals)
+            row[f"{key}_std"] = _sd(vals)
         for key in SCORES:
             row[f"shuffle_{key}"] = _mean([j["metrics"].get(f"test/{key}") for j in ctrl])
-        f1s = [j["metrics"].get("test/macro_f1", float("nan")) for j in real]
-        row["macro_f1_std"] = float(np.std(f1s)) if len(f1s) > 1 else float("nan")
         row["num_folds"] = len(real)
         row["num_test_frames"] = sum(j["num_test_frames"] for j in real)
         row["test_animals"] = " ".join(sorted({a for j in real for a in j["test_animals"]}))
@@ -217,14 +331,18 @@ def summarize(jobs: list[dict], models: list[str], classes: list[str]) -> list[d
         row["missing_test_classes"] = " ".join(c for c in classes if c in absent)
         row["wall_time_s"] = int(round(sum(j["metrics"].get("wall_time_s", 0.0) for j in real)))
         for c in classes:  # undefined (empty) where the test frames hold no such class
-            row[f"f1_{c}"] = _mean([j["metrics"].get(f"test/f1_{c}") for j in real if c not in j["missing"]])
+            vals = [j["metrics"].get(f"test/f1_{c}") for j in real if c not in j["missing"]]
+            row[f"f1_{c}"] = _mean(vals)
+            row[f"f1_{c}_std"] = _sd(vals)
+            row[f"f1_{c}_folds"] = sum(1 for v in vals if v is not None and not math.isnan(v))
         rows.append(row)
     absent = {c for r in rows for c in r["missing_test_classes"].split()}
     missing = [c for c in classes if c in absent]
     if missing:
         warnings.warn(
-            f"the held-out test frames contain no {missing}: F1 of those classes is undefined and "
-            "macro-F1 averages over the classes that are present or predicted",
+            f"the held-out test frames{f' ({labels} labels)' if labels else ''} contain no {missing}: "
+            "F1 of those classes is undefined and macro-F1 averages over the classes that are present "
+            "or predicted",
             stacklevel=2,
         )
     return rows
@@ -236,38 +354,90 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def mean_sd(mean: float, sd: float) -> str:
+    """``"0.812 ± 0.034"``; the mean alone when the sd is undefined; empty when the mean is."""
+    if mean is None or math.isnan(mean):
+        return ""
+    return f"{mean:.3f}" if sd is None or math.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def _cell(row: dict, col: str) -> str:
+    if f"{col}_std" in row:
+        return mean_sd(row[col], row[f"{col}_std"])
+    return _fmt(row[col])
+
+
 def markdown_table(rows: list[dict]) -> str:
-    cols = ["model", *SCORES, "shuffle_macro_f1", "macro_f1_std", "num_test_frames", "wall_time_s"]
+    """Scores per model (and label source): mean ± sd over folds where there are several."""
+    lead = ["labels"] if any(r.get("labels") for r in rows) else []
+    cols = [*lead, "model", *SCORES, "shuffle_macro_f1", "num_folds", "num_test_frames", "wall_time_s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def class_table(rows: list[dict], classes: list[str]) -> str:
+    """Per-class test F1 per model (and label source): mean ± sd over the folds holding the class;
+    ``n/a`` where no fold's test frames hold it."""
+    lead = ["labels"] if any(r.get("labels") for r in rows) else []
+    cols = [*lead, "model", *classes]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        cells = [r["labels"]] if lead else []
+        cells.append(r["model"])
+        for c in classes:
+            cell = mean_sd(r[f"f1_{c}"], r[f"f1_{c}_std"]) or "n/a"
+            folds = r.get(f"f1_{c}_folds", r["num_folds"])
+            if cell != "n/a" and folds < r["num_folds"]:
+                cell += f" ({folds}/{r['num_folds']} folds)"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[str]) -> None:
-    """``benchmark.csv`` (one row per model), ``benchmark_jobs.csv``, ``benchmark.md``, ``benchmark.png``."""
+    """``benchmark.csv`` (one row per model and label source), ``benchmark_jobs.csv``, ``benchmark.md``,
+    ``benchmark.png``."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "benchmark.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows({k: _fmt(v) for k, v in r.items()} for r in rows)
-    cols = ["model", "shuffle", "fold", *SCORES, "num_test_frames", "test_animals", "missing", "wall_time_s"]
+    cols = ["labels", "model", "shuffle", "fold", *SCORES, "num_test_frames", "test_animals", "missing"]
+    cols += [f"f1_{c}" for c in classes] + ["wall_time_s"]
     with atomic_path(out / "benchmark_jobs.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for j in jobs:
             m = j["metrics"]
             w.writerow(
-                [j["model"], j["shuffle"], "" if j["fold"] is None else j["fold"]]
+                [j.get("labels", ""), j["model"], j["shuffle"], "" if j["fold"] is None else j["fold"]]
                 + [_fmt(m.get(f"test/{k}", float("nan"))) for k in SCORES]
                 + [j["num_test_frames"], " ".join(j["test_animals"]), " ".join(j["missing"])]
+                + [
+                    "" if c in j["missing"] else _fmt(float(m.get(f"test/f1_{c}", float("nan"))))
+                    for c in classes
+                ]
                 + [m.get("wall_time_s", "")]
             )
     chance = 1.0 / max(len(classes), 1)
+    folds = max((r["num_folds"] for r in rows), default=1)
+    spread = f" Scores are the mean ± sample sd over {folds} leave-one-animal-out folds." if folds > 1 else ""
+    sources = sorted({r["labels"] for r in rows if r.get("labels")})
+    labels_note = (
+        " `labels`: where training and test labels come from (`truth`: the hidden expression of "
+        "synthetic data; `events`: the stimulus windows of events.csv, frames outside every window "
+        "neutral); within one label source every model is tested on the same frames and labels."
+        if sources
+        else ""
+    )
     text = (
         "# HOG vs learned expression classifiers\n\n"
         "Test scores on held-out animals; `shuffle_*` is the same model trained on circularly shifted "
-        f"labels (a control that should stay near chance, balanced accuracy {chance:.3f}).\n\n"
+        f"labels (a control that should stay near chance, balanced accuracy {chance:.3f}).{spread}{labels_note}\n\n"
         + markdown_table(rows)
+        + "\n\n## Per-class test F1\n\n"
+        + class_table(rows, classes)
         + "\n"
     )
     write_text_atomic(out / "benchmark.md", text)
@@ -276,7 +446,7 @@ def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[s
 
 def plot_benchmark(rows: list[dict], path: Path, chance: float) -> Path:
 
-    names = [r["model"] for r in rows]
+    names = [f"{r['model']}\n({r['labels']})" if r.get("labels") else r["model"] for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(rows), 3.4))
     for k, (key, label, color) in enumerate(

@@ -88,7 +88,16 @@ def test_option_composes(task, group, option, tmp_path):
         dm = instantiate(cfg.data)
         assert dm.image_size == tuple(cfg.data.image_size)
     if group == "experiment" and option.startswith("benchmark"):
-        assert list(cfg.benchmark.models) == ["hog_proto", "hog_rf", "cnn", "motion_cnn"]
+        assert list(cfg.benchmark.models) == ["hog_proto", "hog_proto_paper", "hog_rf", "cnn", "motion_cnn"]
+        assert list(cfg.benchmark.label_sources) == ["truth", "events"]
+        if option in ("benchmark_dev", "benchmark_report"):  # tuning and reporting on other animals
+            other = compose_cfg(
+                task,
+                [f"experiment={'benchmark_report' if option == 'benchmark_dev' else 'benchmark_dev'}"],
+                tmp_path,
+            )
+            assert cfg.data.synthesize.seed != other.data.synthesize.seed
+            assert cfg.data.root != other.data.root and cfg.benchmark.folds == "all"
         assert cfg.callbacks.model_checkpoint.monitor == "val/macro_f1"  # best + last for every job
     if group == "experiment" and option == "optuna_search":
         sweeper = cfg.hydra.sweeper

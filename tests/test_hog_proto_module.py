@@ -135,7 +135,8 @@ def _batch(images, labels, animals, frames=None):
 def test_module_features_fit_and_errors():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(12, 32, 48), dtype=np.uint8)
-    model = HogProtoLitModule(hog={"pixels_per_cell": [16, 16]}, k=2)
+    # the training animals' neutral for every frame (neutral=training): no sessions needed
+    model = HogProtoLitModule(hog={"pixels_per_cell": [16, 16]}, k=2, neutral="training")
     feats = model.features(torch.from_numpy(images)[:, None])
     torch.testing.assert_close(feats, hog(torch.from_numpy(images), pixels_per_cell=16))
     assert feats.shape == (12, 2 * 3 * 8)
@@ -162,7 +163,7 @@ def test_module_features_fit_and_errors():
     assert (preds[:6] == 0).all()
 
     # no neutral frames: a clear error telling how to get them
-    no_neutral = HogProtoLitModule(hog={"pixels_per_cell": 16})
+    no_neutral = HogProtoLitModule(hog={"pixels_per_cell": 16}, neutral="training")
     no_neutral.frame_size = (32, 48)
     data = {
         "features": feats.numpy()[6:],
