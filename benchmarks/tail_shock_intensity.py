@@ -7,8 +7,8 @@ JSON's per-stimulus ``intensity`` of the pain window (peak pain similarity in th
 mean over the clip's own pre-shock baseline) is read. Beside it, two label-free readouts of the same
 unseen clips, which need no prototype:
 
-* ``departure``: the mean departure of the window's HOG from the mean HOG of the trial's own
-  pre-shock frames (:func:`mouseemo.inference.departure.departure_readout`);
+* ``departure`` (also in the summary JSON): the mean departure of the window's HOG from the mean
+  HOG of the trial's own pre-shock frames (:func:`mouseemo.inference.departure.departure_readout`);
 * ``neutral_drop``: how far the similarity to the neutral prototype falls in the window below its
   pre-shock mean (from the same predict CSV).
 
@@ -31,7 +31,6 @@ import numpy as np
 from scipy.stats import rankdata, spearmanr
 
 from mouseemo.data.tail_shock import find_mice, read_clip_table
-from mouseemo.inference.departure import video_departures
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.pipeline import PredictOptions, predict_video
 from mouseemo.inference.prototypes import build_from_videos
@@ -70,16 +69,16 @@ def score_mouse(mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Pat
         if r["clip"] in proto_clips:
             continue
         item = VideoInput(mouse / r["clip"], events, f"{mouse.name}_{Path(r['clip']).stem}")
-        summary = predict_video(item, scorer, out, PredictOptions(plot=False, overwrite=True))
+        opts = PredictOptions(plot=False, overwrite=True, departure_baseline_s=baseline_s)
+        summary = predict_video(item, scorer, out, opts)
         stim = [s for s in summary["stimuli"] if s["label"] == "pain"][0]
-        dep = [d for d in video_departures(item, hog=hog, baseline_s=baseline_s) if d["label"] == "pain"][0]
         results.append(
             {
                 "mouse": mouse.name,
                 "clip": r["clip"],
                 "current": float(r["current_uA"]),
                 "intensity": stim.get("intensity"),
-                "departure": dep["departure"],
+                "departure": stim.get("departure"),
                 "neutral_drop": _neutral_drop(out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s),
             }
         )

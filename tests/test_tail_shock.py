@@ -193,3 +193,31 @@ def test_tail_shock_benchmark_end_to_end(real_data_dir, tmp_path):
     control = dict(zip(header, rows[2].split(",")))
     assert float(real["macro_f1"]) > 0.65
     assert float(real["macro_f1"]) > float(control["macro_f1"]) + 0.1
+
+
+def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
+    from mouseemo.inference.inputs import VideoInput
+    from mouseemo.inference.pipeline import PredictOptions, predict_video
+    from mouseemo.inference.prototypes import build_from_videos
+    from mouseemo.inference.scorers import load_scorer
+
+    mouse = real_data_dir / "der_tail_shock" / "ECO_4_RRR_F"
+    if not mouse.is_dir():
+        pytest.skip("der_tail_shock clips are absent")
+    events = mouse / "events.csv"
+    protos = build_from_videos(
+        [VideoInput(mouse / f"i4_t{k}.mp4", events, f"t{k}") for k in (0, 1)], hog={"pixels_per_cell": 16}
+    )
+    protos.save(tmp_path / "p.npz")
+    scorer = load_scorer(tmp_path / "p.npz", None, "cpu")
+    readouts = {}
+    for clip in ("i0_t0", "i4_t5"):
+        summary = predict_video(
+            VideoInput(mouse / f"{clip}.mp4", events, clip), scorer, tmp_path, PredictOptions(plot=False)
+        )
+        (stim,) = summary["stimuli"]
+        assert stim["baseline_frames"] == 40  # the 2 s before the shock at 20 fps
+        readouts[clip] = stim
+    # a 500 µA shock moves the face further from its own pre-shock face than a sham trial
+    assert readouts["i4_t5"]["departure"] > readouts["i0_t0"]["departure"] + 0.02
+    assert readouts["i4_t5"]["intensity"] > readouts["i0_t0"]["intensity"]

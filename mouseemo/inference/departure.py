@@ -93,3 +93,44 @@ def video_departures(
         entry.update(departure_readout(f, t, events.onset[i], events.duration[i], baseline_s))
         out.append(entry)
     return out
+
+
+class DepartureCollector:
+    """Keeps the HOG of the frames near each stimulus while a video streams, for
+    :func:`departure_readout` at the end (``mouseemo predict``'s per-stimulus ``departure``).
+
+    Only frames in some ``[onset - baseline_s, onset + duration)`` are kept, so memory is bounded by
+    the stimuli, not by the video's length.
+
+    Args:
+        events: the video's events; neutral events are not stimuli.
+        baseline_s: seconds before each onset that make the trial's own pre-stimulus face.
+    """
+
+    def __init__(self, events: Events, baseline_s: float = 2.0) -> None:
+        if baseline_s <= 0:
+            raise ConfigError(f"baseline_s must be > 0; got {baseline_s}")
+        stim = [i for i in range(len(events)) if events.label[i] != "neutral"]
+        self.baseline_s = float(baseline_s)
+        self.onset = events.onset[stim]
+        self.duration = events.duration[stim]
+        self._feats: list[np.ndarray] = []
+        self._times: list[np.ndarray] = []
+
+    def wanted(self, times: np.ndarray) -> np.ndarray:
+        """Bool mask of the ``times`` that fall near a stimulus."""
+        t = np.asarray(times, dtype=np.float64)[:, None]
+        return ((t >= self.onset - self.baseline_s) & (t < self.onset + self.duration)).any(1)
+
+    def update(self, times: np.ndarray, features: np.ndarray) -> None:
+        """Keep ``features`` ``(b, D)`` of frames at ``times`` ``(b,)`` (already :meth:`wanted`)."""
+        if len(times):
+            self._feats.append(np.asarray(features, dtype=np.float32))
+            self._times.append(np.asarray(times, dtype=np.float64))
+
+    def readout(self, onset: float, duration: float) -> dict[str, float | None]:
+        if not self._times:
+            return departure_readout(np.zeros((0, 1)), np.zeros(0), onset, duration, self.baseline_s)
+        return departure_readout(
+            np.concatenate(self._feats), np.concatenate(self._times), onset, duration, self.baseline_s
+        )
