@@ -1,5 +1,6 @@
 """Tail-shock sessions from trial clips, trials.csv and the per-trial pre-stimulus reference."""
 
+import csv
 import json
 
 import cv2
@@ -182,17 +183,15 @@ def test_tail_shock_benchmark_end_to_end(real_data_dir, tmp_path):
         "evaluate",
         [
             "experiment=tail_shock", f"data.root={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
-            "benchmark.models=[trial_cnn]", "benchmark.folds=[0]", "trainer.max_epochs=3", "logger=none",
+            "benchmark.models=[trial_cnn]", "benchmark.folds=[0]", "logger=none",
         ],
     )  # fmt: skip
     assert code == 0
     (csv_path,) = (tmp_path / "logs").rglob("benchmark.csv")
-    rows = csv_path.read_text().splitlines()
-    header = rows[0].split(",")
-    real = dict(zip(header, rows[1].split(",")))
-    control = dict(zip(header, rows[2].split(",")))
-    assert float(real["macro_f1"]) > 0.65
-    assert float(real["macro_f1"]) > float(control["macro_f1"]) + 0.1
+    (row,) = [r for r in csv.DictReader(csv_path.open()) if r["model"] == "trial_cnn"]
+    # the held-out mouse: well above chance, and well above the same model trained on shifted labels
+    assert float(row["macro_f1"]) > 0.65
+    assert float(row["macro_f1"]) > float(row["shuffle_macro_f1"]) + 0.1
 
 
 def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
@@ -221,3 +220,29 @@ def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
     # a 500 µA shock moves the face further from its own pre-shock face than a sham trial
     assert readouts["i4_t5"]["departure"] > readouts["i0_t0"]["departure"] + 0.02
     assert readouts["i4_t5"]["intensity"] > readouts["i0_t0"]["intensity"]
+
+
+def test_event_label_outside_classes_is_an_error(tmp_path):
+    _fake_mouse(tmp_path / "src", "m1")
+    _fake_mouse(tmp_path / "src", "m2")
+    build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
+    dm = FaceFramesDataModule(
+        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "disgust"],
+        image_size=None, split={"fold": 0, "val_animals": 0},
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"\['pain'\] are not in data.classes"):
+        dm.setup()
+
+
+def test_trial_reference_needs_trials_file(tmp_path):
+    _fake_mouse(tmp_path / "src", "m1")
+    _fake_mouse(tmp_path / "src", "m2")
+    (sess,) = build_tail_shock_sessions(tmp_path / "src" / "m1", tmp_path / "data", currents=(0, 500))
+    build_tail_shock_sessions(tmp_path / "src" / "m2", tmp_path / "data", currents=(0, 500))
+    (sess / "trials.csv").unlink()
+    dm = FaceFramesDataModule(
+        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "pain"],
+        image_size=None, split={"fold": 0, "val_animals": 0}, reference="trial",
+    )  # fmt: skip
+    with pytest.raises(DataError, match="trials.csv"):
+        dm.setup()
