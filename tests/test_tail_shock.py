@@ -246,3 +246,28 @@ def test_trial_reference_needs_trials_file(tmp_path):
     )  # fmt: skip
     with pytest.raises(DataError, match="trials.csv"):
         dm.setup()
+
+
+def test_difference_only_reference_channels():
+    import torch
+
+    from mouseemo.errors import ConfigError
+    from mouseemo.models.classifier_module import ClassifierLitModule
+    from mouseemo.models.components.cnn import SmallCNN
+    from mouseemo.ops.frames import standardize_frames
+
+    def module(**kw):
+        net = SmallCNN(in_channels=1, num_classes=2, widths=(8, 16))
+        return ClassifierLitModule(net, torch.optim.Adam, classes=["neutral", "pain"], **kw).eval()
+
+    m = module(reference="trial", reference_channels="difference")
+    img = torch.randint(0, 256, (3, 1, 24, 32), dtype=torch.uint8)
+    ref = torch.randint(0, 256, (3, 1, 24, 32), dtype=torch.uint8)
+    out = m.on_after_batch_transfer({"image": img.clone(), "reference": ref.clone()}, 0)["image"]
+    expected = standardize_frames(img.float() / 255) - standardize_frames(ref.float() / 255)
+    assert out.shape == (3, 1, 24, 32)
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ConfigError, match="needs a model.reference"):
+        module(reference_channels="difference")
+    with pytest.raises(ConfigError, match="reference_channels"):
+        module(reference="trial", reference_channels="frame")
