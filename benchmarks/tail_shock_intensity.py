@@ -52,7 +52,9 @@ def _neutral_drop(csv_path: Path, onset: float, duration: float, baseline_s: flo
     return float(base.mean() - win.mean())
 
 
-def score_mouse(mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path, baseline_s: float) -> list[dict]:
+def score_mouse(
+    mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path, baseline_s: float
+) -> list[dict]:
     """Readouts of every clip of ``mouse`` not in ``proto_clips``; one dict per clip."""
     rows = read_clip_table(mouse / "trials.csv")
     events = mouse / "events.csv"
@@ -79,7 +81,9 @@ def score_mouse(mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Pat
                 "current": float(r["current_uA"]),
                 "intensity": stim.get("intensity"),
                 "departure": stim.get("departure"),
-                "neutral_drop": _neutral_drop(out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s),
+                "neutral_drop": _neutral_drop(
+                    out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s
+                ),
             }
         )
     return results
@@ -102,8 +106,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--pixels-per-cell", type=int, default=16, help="HOG cell size (the frames are 232x140)")
     ap.add_argument("--k", type=int, default=10, help="least-neutral frames per pain prototype")
-    ap.add_argument("--baseline-s", type=float, default=2.0, help="pre-shock seconds of the departure baseline")
-    ap.add_argument("--out", default=None, help="folder for prototypes and predictions (default: a temporary one)")
+    ap.add_argument(
+        "--baseline-s", type=float, default=2.0, help="pre-shock seconds of the departure baseline"
+    )
+    ap.add_argument(
+        "--out", default=None, help="folder for prototypes and predictions (default: a temporary one)"
+    )
     ap.add_argument("--csv", default=None, help="also write the per-clip readouts here")
     args = ap.parse_args(argv)
     if not Path(args.src).is_dir():
@@ -131,18 +139,37 @@ def main(argv=None) -> int:
     for m in mice:
         rs = [r for r in results if r["mouse"] == m]
         cur = [r["current"] for r in rs]
-        print(f"| {m} | {len(rs)} | " + " | ".join(f"{_rho([r[k] for r in rs], cur):.2f}" for k in readouts) + " |")
+        print(
+            f"| {m} | {len(rs)} | "
+            + " | ".join(f"{_rho([r[k] for r in rs], cur):.2f}" for k in readouts)
+            + " |"
+        )
     cur = [r["current"] for r in results]
-    print(f"| pooled | {len(results)} | " + " | ".join(f"{_rho([r[k] for r in results], cur):.2f}" for k in readouts) + " |")
+    print(
+        f"| pooled | {len(results)} | "
+        + " | ".join(f"{_rho([r[k] for r in results], cur):.2f}" for k in readouts)
+        + " |"
+    )
     ranked = []
     for k in readouts:  # ranks within each mouse remove the mice's different scales
         vals = []
         for m in mice:
             v = [r[k] for r in results if r["mouse"] == m]
             vals += list(rankdata([x if x is not None else np.nan for x in v], nan_policy="omit"))
-        ranked.append(_rho([None if np.isnan(v) else v for v in vals], [r["current"] for m in mice for r in results if r["mouse"] == m]))
+        ranked.append(
+            _rho(
+                [None if np.isnan(v) else v for v in vals],
+                [r["current"] for m in mice for r in results if r["mouse"] == m],
+            )
+        )
     print(f"| pooled, ranks within mouse | {len(results)} | " + " | ".join(f"{v:.2f}" for v in ranked) + " |")
-    means = {c: {k: np.nanmean([r[k] if r[k] is not None else np.nan for r in results if r["current"] == c]) for k in readouts} for c in sorted(set(cur))}
+    means = {
+        c: {
+            k: np.nanmean([r[k] if r[k] is not None else np.nan for r in results if r["current"] == c])
+            for k in readouts
+        }
+        for c in sorted(set(cur))
+    }
     print("\nmean readout per current (µA): " + "; ".join(
         f"{c:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in means[c].items()) for c in means))  # fmt: skip
     return 0

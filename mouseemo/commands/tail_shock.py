@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "current above 0, moved to the clip's place), trials.csv (every clip) and session.json per mouse. "
         "Rerunning replaces the sessions.",
     )
-    b.add_argument("--src", required=True, metavar="DIR", help="folder of mouse folders (or one mouse folder)")
+    b.add_argument(
+        "--src", required=True, metavar="DIR", help="folder of mouse folders (or one mouse folder)"
+    )
     b.add_argument("--out", required=True, metavar="DIR", help="dataset root to write")
     b.add_argument(
         "--currents",
@@ -49,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="UA,UA,...",
         help="currents (µA) whose clips are used (default: %(default)s)",
     )
-    b.add_argument("--crop", default=None, metavar="X,Y,W,H", help="crop stored in session.json (default: none)")
+    b.add_argument(
+        "--crop", default=None, metavar="X,Y,W,H", help="crop stored in session.json (default: none)"
+    )
     b.add_argument("--fps", type=float, default=None, help="frame rate (default: the clips')")
     b.set_defaults(func=run)
     p.set_defaults(func=lambda args: p.print_help() or 1)

@@ -75,7 +75,9 @@ def read_clip_table(path: Path) -> list[dict[str, str]]:
             try:
                 float(row["current_uA"])
             except (TypeError, ValueError):
-                raise DataError(f"{path}, line {row_no}: current_uA must be a number, got {row['current_uA']!r}") from None
+                raise DataError(
+                    f"{path}, line {row_no}: current_uA must be a number, got {row['current_uA']!r}"
+                ) from None
             if not (row.get("clip") or "").strip():
                 raise DataError(f"{path}, line {row_no}: no clip name")
             rows.append({k: (v or "").strip() for k, v in row.items() if k is not None})
@@ -118,7 +120,11 @@ def build_mouse_session(
     """
     mouse_dir = Path(mouse_dir)
     mouse = mouse_dir.name
-    rows = [r for r in read_clip_table(mouse_dir / "trials.csv") if float(r["current_uA"]) in {float(c) for c in currents}]
+    rows = [
+        r
+        for r in read_clip_table(mouse_dir / "trials.csv")
+        if float(r["current_uA"]) in {float(c) for c in currents}
+    ]
     if not rows:
         raise DataError(f"{mouse_dir}/trials.csv has no clip at the currents {list(currents)} µA")
     windows = read_events(mouse_dir / "events.csv")  # on each clip's own clock
@@ -175,7 +181,9 @@ def build_mouse_session(
     tmp = Path(tempfile.mkdtemp(prefix=f".{SESSION_NAME}.tmp-", dir=final.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())
-        writer = cv2.VideoWriter(str(tmp / "face.avi"), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height), False)
+        writer = cv2.VideoWriter(
+            str(tmp / "face.avi"), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height), False
+        )
         if not writer.isOpened():
             raise DataError("this OpenCV cannot write FFV1 video (needs its FFmpeg backend)")
         try:

@@ -38,7 +38,11 @@ def departure_readout(
     times = np.asarray(times, dtype=np.float64)
     base = (times >= onset - baseline_s) & (times < onset)
     win = (times >= onset) & (times < onset + duration)
-    out: dict[str, float | None] = {"departure": None, "departure_peak": None, "baseline_frames": int(base.sum())}
+    out: dict[str, float | None] = {
+        "departure": None,
+        "departure_peak": None,
+        "baseline_frames": int(base.sum()),
+    }
     if not base.any() or not win.any():
         return out
     ref = feats[base].mean(0)
