@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 #: Currents (µA) laid into a session by default: the sham trials and the two strongest shocks.
 DEFAULT_CURRENTS = (0, 300, 500)
 SESSION_NAME = "tail_shock"
-TRIGGER_COLUMN_DEFAULT_S = 2.0  # shock trigger on each clip's clock when events.csv gives none
+DEFAULT_TRIGGER_S = 2.0  # shock trigger on each clip's clock when events.csv gives none
 
 
 def find_mice(src: str | os.PathLike) -> list[Path]:
@@ -151,7 +151,7 @@ def build_mouse_session(
     if crop_t is not None and (crop_t[0] + crop_t[2] > width or crop_t[1] + crop_t[3] > height):
         raise ConfigError(f"crop {crop_t} reaches outside the {width}x{height} frames")
 
-    trigger_s = float(windows.onset.min()) if len(windows) else TRIGGER_COLUMN_DEFAULT_S
+    trigger_s = float(windows.onset.min()) if len(windows) else DEFAULT_TRIGGER_S
     onset, duration, trigger = [], [], []
     ev_on, ev_dur, ev_lab, ev_val = [], [], [], []
     extra: dict[str, list[str]] = {"clip": [], "current_uA": []}
