@@ -20,7 +20,9 @@ from mouseemo import __version__, hydra_entry
 from mouseemo.errors import handle_sigterm, run_guarded
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("synth", "hog", "prototypes", "predict", "correlates", "embed")
+COMMAND_MODULES: tuple[str, ...] = (
+    "synth", "hog", "prototypes", "predict", "correlates", "embed", "tail_shock",
+)
 
 #: Subcommands that take Hydra overrides.
 HYDRA_COMMANDS: dict[str, str] = {"train": "train", "evaluate": "evaluate"}

@@ -11,7 +11,9 @@ of names. With ``clip_length`` T > 1 the frames come as clips ``frames`` ``(B,T,
 the labelled frame (``frame``, ``t_cam`` and ``label`` are the last frame's); clips never reach
 across a session or a split boundary (earlier frames repeat the first frame of the segment).
 With ``reference="median"`` every item also carries its session's ``reference`` ``(1,H,W)`` uint8:
-the pixel-wise median of frames spread over the whole session (:func:`session_reference`).
+the pixel-wise median of frames spread over the whole session (:func:`session_reference`). With
+``reference="trial"`` the ``reference`` is the median face of the item's own trial before its
+stimulus (the session's ``trials.csv``, :mod:`mouseemo.data.trials`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from mouseemo.data.events import IGNORE_INDEX, read_events
 from mouseemo.data.session import Session, discover_sessions, read_truth_frames, resolve_crop, session_times
 from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
 from mouseemo.data.synthetic import generate_dataset
+from mouseemo.data.trials import TRIALS_FILE, read_trials, trial_references
 from mouseemo.data.video import FrameCache, parse_crop, session_reference
 from mouseemo.errors import ConfigError, DataError
 
@@ -46,7 +49,8 @@ class SessionFrames:
     cache_path: Path
     labels: np.ndarray  # (T,) int64, IGNORE_INDEX where unlabelled
     times: np.ndarray  # (T,) float64 camera seconds
-    reference: np.ndarray | None = None  # (H, W) uint8 session reference frame, or None
+    reference: np.ndarray | None = None  # (R, H, W) uint8 reference frames, or None
+    reference_index: np.ndarray | None = None  # (T,) int64: each frame's row of ``reference``
 
     @property
     def name(self) -> str:
@@ -113,8 +117,9 @@ def session_labels(session: Session, times: np.ndarray, source: str, outside: st
     raise ConfigError(f"label_source must be 'truth', 'events' or 'auto'; got {source!r}")
 
 
-#: Session reference kinds (``data.reference`` / ``model.reference``).
-REFERENCE_KINDS = ("median",)
+#: Reference kinds (``data.reference`` / ``model.reference``): the session's median face, or the
+#: face of each frame's own trial before its stimulus (needs ``trials.csv``).
+REFERENCE_KINDS = ("median", "trial")
 
 
 def check_reference_kind(kind: str | None) -> str | None:
@@ -158,10 +163,14 @@ class FrameDataset(Dataset):
     ) -> None:
         refs = [s.reference for s in sessions]
         self.references = (
-            [torch.from_numpy(np.ascontiguousarray(r))[None] for r in refs]
+            [torch.from_numpy(np.ascontiguousarray(r))[:, None] for r in refs]  # (R, 1, H, W) each
             if refs and all(r is not None for r in refs)
             else None
         )
+        self.reference_index = [
+            s.reference_index if s.reference_index is not None else np.zeros(len(s.times), dtype=np.int64)
+            for s in sessions
+        ]
         self.cache_paths = [str(s.cache_path) for s in sessions]
         self.names = [(s.session.animal, s.session.session) for s in sessions]
         self.times = [s.times for s in sessions]
@@ -190,7 +199,7 @@ class FrameDataset(Dataset):
         else:
             pixels = {"image": torch.from_numpy(np.array(self._open()[s][f], dtype=np.uint8))[None]}
         if self.references is not None:
-            pixels["reference"] = self.references[s]
+            pixels["reference"] = self.references[s][int(self.reference_index[s][f])]
         return {
             **pixels,
             "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
@@ -229,7 +238,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
         clip_step: frames between the members of a clip (1: consecutive frames).
         reference: ``"median"`` adds each session's reference frame to every item
             (:func:`session_reference`), for models that compare a frame with its session's typical
-            face (``model.reference``); ``None`` for none.
+            face (``model.reference``); ``"trial"`` the median face of the item's own trial before
+            its stimulus (``trials.csv``; frames outside every trial get the session's); ``None``
+            for none.
         reference_frames: frames the reference is the median of.
         sampler: ``"shuffle"`` (every training frame once per epoch, in random order) or
             ``"balanced"`` (a ``WeightedRandomSampler`` that draws each class equally often, as
@@ -317,19 +328,45 @@ class FaceFramesDataModule(pl.LightningDataModule):
                 session.video, self._cache_dir(), self._crop_for(session), self.image_size
             )
             times = session_times(session, len(cache))  # frames counted when the cache was built
-            labels = session_labels(session, times, self.hparams.label_source, self.hparams.outside)
-            bad = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= len(self.classes)))
-            if bad.any():
-                raise DataError(f"{session.path}: labels outside the {len(self.classes)} classes")
-            reference = None
+            labels = self._to_class_index(
+                session_labels(session, times, self.hparams.label_source, self.hparams.outside), session
+            )
+            reference, reference_index = None, None
             if self.reference == "median":
                 reference = session_reference(
                     np.load(cache.path, mmap_mode="r"), self.hparams.reference_frames
+                )[None]
+            elif self.reference == "trial":
+                if not (session.path / TRIALS_FILE).is_file():
+                    raise DataError(
+                        f"{session.path}: data.reference=trial needs {TRIALS_FILE} "
+                        "(onset,duration,trigger of every trial, sham trials too)"
+                    )
+                reference, reference_index = trial_references(
+                    np.load(cache.path, mmap_mode="r"), times, read_trials(session.path / TRIALS_FILE)
                 )
-            self.sessions.append(SessionFrames(session, cache.path, labels, times, reference))
+            self.sessions.append(
+                SessionFrames(session, cache.path, labels, times, reference, reference_index)
+            )
         self.masks = self._split_masks()
         self._build_datasets()
         self._prepared = True
+
+    def _to_class_index(self, labels: np.ndarray, session: Session) -> np.ndarray:
+        """Vocabulary indices (:data:`EMOTIONS` order) -> indices into ``classes``, by name, so
+        that e.g. ``classes=[neutral, pain]`` works; a label missing from ``classes`` is an error."""
+        lut = np.array([self.classes.index(n) if n in self.classes else -2 for n in EMOTIONS], dtype=np.int64)
+        keep = labels != IGNORE_INDEX
+        bad = keep & ((labels < 0) | (labels >= len(lut)))
+        if not bad.any():
+            out = labels.copy()
+            out[keep] = lut[labels[keep]]
+            bad = out == -2
+            if not bad.any():
+                return out
+            names = sorted({EMOTIONS[i] for i in labels[bad]})
+            raise DataError(f"{session.path}: label(s) {names} are not in data.classes {list(self.classes)}")
+        raise DataError(f"{session.path}: labels outside the {len(self.classes)} classes")
 
     def _split_masks(self) -> dict[str, dict[str, np.ndarray]]:
         masks: dict[str, dict[str, np.ndarray]] = {}

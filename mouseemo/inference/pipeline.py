@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mouseemo import __version__
 from mouseemo.data.events import Events, read_events
 from mouseemo.data.session import resolve_crop
 from mouseemo.data.video import Crop, VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
+from mouseemo.inference.departure import DepartureCollector
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.nwb import write_predictions_nwb
 from mouseemo.inference.qc import StreamingQC, frame_stats
@@ -88,6 +90,9 @@ class PredictOptions:
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
         cancel: set it to stop between chunks (the video then raises :class:`Cancelled`).
         overwrite: replace existing files that mouseemo did not write (see :func:`foreign_outputs`).
+        departure_baseline_s: prototype models with events: seconds before each stimulus whose mean
+            HOG is the trial's own pre-stimulus face, for the per-stimulus ``departure`` readout
+            (``None``: no departure readout).
     """
 
     crop: Crop | None = None
@@ -99,6 +104,7 @@ class PredictOptions:
     min_confidence: float | None = None
     cancel: threading.Event | None = None
     overwrite: bool = False
+    departure_baseline_s: float | None = 2.0
 
     def kinds(self) -> list[str]:
         wanted = {
@@ -239,6 +245,12 @@ def predict_video(
         if min_conf is None:
             min_conf = DEFAULT_MIN_CONFIDENCE.get(scorer.prefix)
         qc = StreamingQC(height, width, min_confidence=min_conf, confidence_measure=scorer.confidence_measure)
+        # label-free readout: the HOG of frames near each stimulus, against the trial's own pre-stimulus face
+        departures = (
+            DepartureCollector(events, opts.departure_baseline_s)
+            if events is not None and scorer.kind == "prototypes" and opts.departure_baseline_s
+            else None
+        )
         paths = output_paths(out_dir, item.stem, opts)
         all_scores, all_labels, all_times = [], [], []
         with ExitStack() as stack:
@@ -278,6 +290,11 @@ def predict_video(
                 if overlay is not None:
                     overlay.write(frames, label_names, s_np, t)
                 qc.update(stats, t, conf)
+                if departures is not None:
+                    near = departures.wanted(t)
+                    if near.any():
+                        x = torch.from_numpy(scorer.prepare(frames[near])).to(scorer.device)
+                        departures.update(t[near], scorer.hog(x).cpu().numpy())
                 all_scores.append(s_np)
                 all_labels.append(lab)
                 all_times.append(t)
@@ -302,6 +319,7 @@ def predict_video(
             summary = build_summary(
                 item, scorer, crop, fps, scores, labels, times, events,
                 qc.summary(times, t_all is not None, fps), decoding, notes, elapsed, paths, opts,
+                departures,
             )  # fmt: skip
             if opts.plot:
                 _plot(tmp["png"], item, scorer, times, scores, events)
@@ -353,6 +371,7 @@ def build_summary(
     elapsed: float,
     paths: dict[str, Path],
     opts: PredictOptions,
+    departures: DepartureCollector | None = None,
 ) -> dict:
     """The summary JSON of one video (see the module docstring)."""
     names = scorer.names
@@ -378,7 +397,7 @@ def build_summary(
     if scorer.kind == "prototypes":
         summary["prototypes"] = str(scorer.path)
     if events is not None:
-        summary["stimuli"] = _stimuli(events, names, scores, times, scorer.prefix)
+        summary["stimuli"] = _stimuli(events, names, scores, times, scorer.prefix, departures)
     summary["qc"] = qc
     summary["decoding"] = decoding
     summary["warnings"] = list(notes)
@@ -395,10 +414,17 @@ def build_summary(
 
 
 def _stimuli(
-    events: Events, names: list[str], scores: np.ndarray, times: np.ndarray, prefix: str
+    events: Events,
+    names: list[str],
+    scores: np.ndarray,
+    times: np.ndarray,
+    prefix: str,
+    departures: DepartureCollector | None = None,
 ) -> list[dict]:
     """Per stimulus: onset, duration, label, value and, when a class of that name exists, intensity
-    and persistence of its score trace (:func:`stimulus_readouts`)."""
+    and persistence of its score trace (:func:`stimulus_readouts`); with ``departures`` (prototype
+    models) also the label-free ``departure`` from the trial's own pre-stimulus face
+    (:func:`~mouseemo.inference.departure.departure_readout`)."""
     out = []
     for i in np.argsort(events.onset, kind="stable"):
         label = events.label[i]
@@ -422,6 +448,8 @@ def _stimuli(
             )
         else:
             entry["note"] = f"no {label!r} class in the model"
+        if departures is not None:
+            entry.update(departures.readout(float(events.onset[i]), float(events.duration[i])))
         out.append(entry)
     return out
 

@@ -206,7 +206,11 @@ class CheckpointScorer(Scorer):
         self._reference = None
         if self.reference_kind is None:
             return
-
+        if self.reference_kind != "median":
+            raise ConfigError(
+                f"this checkpoint compares frames with a {self.reference_kind!r} reference, which "
+                "scoring new videos does not provide yet; score it with `mouseemo evaluate`"
+            )
         ref = video_reference(vr, self.resize, self.reference_frames, num_frames)
         self._reference = torch.from_numpy(ref)[None, None].to(self.device)
 

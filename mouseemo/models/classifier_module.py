@@ -43,7 +43,12 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
             given by the datamodule with ``data.reference=median``). Frame and reference get the
             same augmentation (a different camera placement moves both) and are standardised
             separately before the difference, so the second channel shows what the face does, not
-            what the animal or the camera looks like. ``None``: frames alone.
+            what the animal or the camera looks like. ``"trial"``: the same with the median face of
+            the frame's own trial before its stimulus (``data.reference=trial``, ``trials.csv``).
+            ``None``: frames alone.
+        reference_channels: with a reference, ``"both"`` gives the network the frame and its
+            difference from the reference; ``"difference"`` the difference alone, so nothing of
+            the animal's appearance reaches the network (set ``net.in_channels`` to match).
         classes: class names in index order.
 
     Batches are the datamodules' dicts: ``image`` uint8 ``(B,1,H,W)`` or, for a clip network (one
@@ -63,6 +68,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         standardize: bool = True,
         reference: str | None = None,
         classes: Sequence[str] = EMOTIONS,
+        reference_channels: str = "both",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "augment"], logger=False)
@@ -70,6 +76,13 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         self.augment = augment or FaceAugment(strength=0.0)
         self.classes = list(classes)
         self.reference = check_reference_kind(reference)
+        if reference_channels not in ("both", "difference"):
+            raise ConfigError(
+                f"model.reference_channels must be 'both' or 'difference'; got {reference_channels!r}"
+            )
+        if reference_channels == "difference" and self.reference is None:
+            raise ConfigError("model.reference_channels=difference needs a model.reference")
+        self.reference_channels = reference_channels
         self.clip_length = int(getattr(net, "clip_length", 1))
         self.input_key = "frames" if self.clip_length > 1 else "image"
         self.register_buffer("class_weights", torch.ones(len(self.classes)))
@@ -120,7 +133,9 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
             if self.hparams.standardize:
                 x = standardize_frames(x)
             frames = x[:, :t, None]  # (B, T, 1, H, W)
-            if self.reference is not None:
+            if self.reference is not None and self.reference_channels == "difference":
+                frames = frames - x[:, t:, None]  # (B, T, 1, H, W): the change alone
+            elif self.reference is not None:
                 frames = torch.cat([frames, frames - x[:, t:, None]], dim=2)  # (B, T, 2, H, W)
             batch[key] = frames if clip else frames[:, 0]
         return batch

@@ -1,0 +1,179 @@
+"""Per-stimulus readouts graded by shock strength, on real tail-shock trial clips.
+
+Per mouse, prototypes (neutral + pain) are built from a few strong trials, as a user would with
+``mouseemo prototypes``; every other trial clip of that mouse is scored with the predict path
+(:func:`mouseemo.inference.pipeline.predict_video`, as ``mouseemo predict`` does) and the summary
+JSON's per-stimulus ``intensity`` of the pain window (peak pain similarity in the window minus its
+mean over the clip's own pre-shock baseline) is read. Beside it, two label-free readouts of the same
+unseen clips, which need no prototype:
+
+* ``departure`` (also in the summary JSON): the mean departure of the window's HOG from the mean
+  HOG of the trial's own pre-shock frames (:func:`mouseemo.inference.departure.departure_readout`);
+* ``neutral_drop``: how far the similarity to the neutral prototype falls in the window below its
+  pre-shock mean (from the same predict CSV).
+
+Printed: Spearman rho between each readout and the current (µA) over the unseen trials (sham trials
+included), per mouse and pooled over mice (raw values, and ranks within each mouse).
+
+    python benchmarks/tail_shock_intensity.py --src ../shared/data/real/der_tail_shock
+    python benchmarks/tail_shock_intensity.py --proto-trials i4_t0,i4_t1,i3_t0 --pixels-per-cell 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+from mouseemo.data.tail_shock import find_mice, read_clip_table
+from mouseemo.inference.inputs import VideoInput
+from mouseemo.inference.pipeline import PredictOptions, predict_video
+from mouseemo.inference.prototypes import build_from_videos
+from mouseemo.inference.scorers import load_scorer
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SRC = REPO.parent / "shared" / "data" / "real" / "der_tail_shock"
+
+
+def _neutral_drop(csv_path: Path, onset: float, duration: float, baseline_s: float) -> float | None:
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    t = np.array([float(r["time_s"]) for r in rows])
+    s = np.array([float(r["similarity_neutral"]) for r in rows])
+    base = s[(t >= onset - baseline_s) & (t < onset)]
+    win = s[(t >= onset) & (t < onset + duration)]
+    if not len(base) or not len(win):
+        return None
+    return float(base.mean() - win.mean())
+
+
+def score_mouse(
+    mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path, baseline_s: float
+) -> list[dict]:
+    """Readouts of every clip of ``mouse`` not in ``proto_clips``; one dict per clip."""
+    rows = read_clip_table(mouse / "trials.csv")
+    events = mouse / "events.csv"
+    missing = [c for c in proto_clips if c not in {r["clip"] for r in rows}]
+    if missing:
+        raise SystemExit(f"{mouse}: prototype clip(s) {missing} are not in trials.csv")
+    items = [VideoInput(mouse / c, events, f"{mouse.name}_{Path(c).stem}") for c in proto_clips]
+    protos = build_from_videos(items, hog=hog, mode="least-neutral", k=k, pool="groups")
+    npz = out / f"{mouse.name}_prototypes.npz"
+    protos.save(npz)
+    scorer = load_scorer(npz, None, "cpu")
+    results = []
+    for r in rows:
+        if r["clip"] in proto_clips:
+            continue
+        item = VideoInput(mouse / r["clip"], events, f"{mouse.name}_{Path(r['clip']).stem}")
+        opts = PredictOptions(plot=False, overwrite=True, departure_baseline_s=baseline_s)
+        summary = predict_video(item, scorer, out, opts)
+        stim = [s for s in summary["stimuli"] if s["label"] == "pain"][0]
+        results.append(
+            {
+                "mouse": mouse.name,
+                "clip": r["clip"],
+                "current": float(r["current_uA"]),
+                "intensity": stim.get("intensity"),
+                "departure": stim.get("departure"),
+                "neutral_drop": _neutral_drop(
+                    out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s
+                ),
+            }
+        )
+    return results
+
+
+def _rho(x, y) -> float:
+    ok = [i for i, v in enumerate(x) if v is not None]
+    if len(ok) < 3:
+        return float("nan")
+    return float(spearmanr([x[i] for i in ok], [y[i] for i in ok]).statistic)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--src", default=str(DEFAULT_SRC), help="folder of mouse folders of trial clips")
+    ap.add_argument(
+        "--proto-trials",
+        default="i4_t0.mp4,i4_t1.mp4,i4_t2.mp4",
+        help="clips each mouse's prototypes are built from (default: three 500 µA trials)",
+    )
+    ap.add_argument("--pixels-per-cell", type=int, default=16, help="HOG cell size (the frames are 232x140)")
+    ap.add_argument("--k", type=int, default=10, help="least-neutral frames per pain prototype")
+    ap.add_argument(
+        "--baseline-s", type=float, default=2.0, help="pre-shock seconds of the departure baseline"
+    )
+    ap.add_argument(
+        "--out", default=None, help="folder for prototypes and predictions (default: a temporary one)"
+    )
+    ap.add_argument("--csv", default=None, help="also write the per-clip readouts here")
+    args = ap.parse_args(argv)
+    if not Path(args.src).is_dir():
+        print(f"tail-shock clips not found: {args.src}", file=sys.stderr)
+        return 2
+    proto = [c if c.endswith(".mp4") else f"{c}.mp4" for c in args.proto_trials.split(",") if c]
+    hog = {"pixels_per_cell": args.pixels_per_cell}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out) if args.out else Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        results = []
+        for mouse in find_mice(args.src):
+            results += score_mouse(mouse, proto, hog, args.k, out, args.baseline_s)
+    readouts = ("intensity", "departure", "neutral_drop")
+    if args.csv:
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(results[0]))
+            w.writeheader()
+            w.writerows(results)
+    print(f"\nSpearman rho, readout vs current, unseen trials (prototypes from {', '.join(proto)}; "
+          f"HOG {args.pixels_per_cell}-px cells)\n")  # fmt: skip
+    print("| mouse | trials | " + " | ".join(readouts) + " |")
+    print("|---|---|" + "---|" * len(readouts))
+    mice = sorted({r["mouse"] for r in results})
+    for m in mice:
+        rs = [r for r in results if r["mouse"] == m]
+        cur = [r["current"] for r in rs]
+        print(
+            f"| {m} | {len(rs)} | "
+            + " | ".join(f"{_rho([r[k] for r in rs], cur):.2f}" for k in readouts)
+            + " |"
+        )
+    cur = [r["current"] for r in results]
+    print(
+        f"| pooled | {len(results)} | "
+        + " | ".join(f"{_rho([r[k] for r in results], cur):.2f}" for k in readouts)
+        + " |"
+    )
+    ranked = []
+    for k in readouts:  # ranks within each mouse remove the mice's different scales
+        vals = []
+        for m in mice:
+            v = [r[k] for r in results if r["mouse"] == m]
+            vals += list(rankdata([x if x is not None else np.nan for x in v], nan_policy="omit"))
+        ranked.append(
+            _rho(
+                [None if np.isnan(v) else v for v in vals],
+                [r["current"] for m in mice for r in results if r["mouse"] == m],
+            )
+        )
+    print(f"| pooled, ranks within mouse | {len(results)} | " + " | ".join(f"{v:.2f}" for v in ranked) + " |")
+    means = {
+        c: {
+            k: np.nanmean([r[k] if r[k] is not None else np.nan for r in results if r["current"] == c])
+            for k in readouts
+        }
+        for c in sorted(set(cur))
+    }
+    print("\nmean readout per current (µA): " + "; ".join(
+        f"{c:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in means[c].items()) for c in means))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Tail-shock sessions from trial clips, trials.csv and the per-trial pre-stimulus reference."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from mouseemo.cli import main
+from mouseemo.data.events import read_events
+from mouseemo.data.face_datamodule import FaceFramesDataModule
+from mouseemo.data.session import discover_sessions
+from mouseemo.data.tail_shock import build_mouse_session, build_tail_shock_sessions
+from mouseemo.data.trials import Trials, read_trials, trial_references
+from mouseemo.data.video import VideoReader, to_gray
+from mouseemo.errors import DataError
+from mouseemo.inference.departure import departure_readout
+
+FPS = 20.0
+
+
+def _write_clip(path, values, size=(32, 24)):
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size, True)
+    for v in values:
+        vw.write(np.full((size[1], size[0], 3), v, np.uint8))
+    vw.release()
+
+
+def _fake_mouse(root, name="m1", currents=(0, 0, 500, 500), frames=20):
+    """A mouse folder as the source data has it: clips, trials.csv, events.csv on the clip clock."""
+    d = root / name
+    d.mkdir(parents=True)
+    lines = ["clip,current_uA,intensity_level,repeat"]
+    for i, c in enumerate(currents):
+        clip = f"c{i}.mp4"
+        _write_clip(d / clip, [40 + 10 * i] * frames)
+        lines.append(f"{clip},{c},{int(c > 0)},{i}")
+    (d / "trials.csv").write_text("\n".join(lines) + "\n")
+    (d / "events.csv").write_text("onset,duration,label\n0.40,0.4,pain\n")
+    return d
+
+
+def test_build_layout_and_offsets_on_fake_clips(tmp_path):
+    mouse = _fake_mouse(tmp_path / "src")
+    (sess,) = build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(0, 500))
+    assert sess == tmp_path / "out" / "m1" / "tail_shock"
+    assert sorted(p.name for p in sess.iterdir()) == ["events.csv", "face.avi", "session.json", "trials.csv"]
+    ev = read_events(sess / "events.csv")
+    # only the two 500 µA clips (3rd and 4th, each 1 s long) get a pain window, 0.4 s after their start
+    np.testing.assert_allclose(ev.onset, [2.4, 3.4])
+    np.testing.assert_allclose(ev.duration, [0.4, 0.4])
+    assert ev.label == ["pain", "pain"] and list(ev.value) == [500.0, 500.0]
+    tr = read_trials(sess / "trials.csv")
+    np.testing.assert_allclose(tr.onset, [0, 1, 2, 3])
+    np.testing.assert_allclose(tr.trigger, [0.4, 1.4, 2.4, 3.4])
+    assert tr.column("current_uA") == ["0", "0", "500", "500"]
+    meta = json.loads((sess / "session.json").read_text())
+    assert meta["animal"] == "m1" and meta["fps"] == FPS and meta["num_frames"] == 80
+    with VideoReader(sess / "face.avi") as vr:
+        frames = vr.read()
+    with VideoReader(mouse / "c2.mp4") as vr:
+        clip = vr.read()
+    np.testing.assert_array_equal(frames[40:60], clip)  # lossless: exactly the clip's gray frames
+    # rerunnable: a second build replaces the session
+    build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(500,))
+    assert len(read_trials(sess / "trials.csv")) == 2
+    assert [p.name for p in (tmp_path / "out" / "m1").iterdir()] == ["tail_shock"]
+
+
+def test_build_command(tmp_path, capsys):
+    _fake_mouse(tmp_path / "src")
+    code = main(["tail-shock", "build", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
+                 "--currents", "0,500", "--crop", "0,0,16,16"])  # fmt: skip
+    assert code == 0
+    assert "4 clips, 80 frames" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out/m1/tail_shock/session.json").read_text())["crop"] == [0, 0, 16, 16]
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_bad_clip_is_one_data_error(tmp_path, damage):
+    mouse = _fake_mouse(tmp_path / "src")
+    if damage == "missing":
+        (mouse / "c3.mp4").unlink()
+    else:
+        (mouse / "c3.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    with pytest.raises(DataError, match="c3.mp4"):
+        build_mouse_session(mouse, tmp_path / "out")
+    assert not (tmp_path / "out" / "m1" / "tail_shock").exists()
+    code = main(["tail-shock", "build", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out")])
+    assert code == 2
+
+
+def test_bad_trials_file(tmp_path):
+    p = tmp_path / "trials.csv"
+    p.write_text("onset,duration,trigger\n0,1,1.5\n")
+    with pytest.raises(DataError, match="trigger"):
+        read_trials(p)
+    p.write_text("onset,duration\n0,1\n")
+    with pytest.raises(DataError, match="missing column"):
+        read_trials(p)
+
+
+def test_trial_references_use_each_trials_own_baseline():
+    frames = np.zeros((8, 2, 2), np.uint8)
+    frames[:2], frames[2:4] = 10, 200  # trial 0: baseline 10, then a response
+    frames[4:6], frames[6:] = 50, 90  # trial 1: baseline 50
+    times = np.arange(8) / 4.0
+    tr = Trials(np.array([0.0, 1.0]), np.array([1.0, 1.0]), np.array([0.5, 1.5]))
+    refs, index = trial_references(frames, times, tr)
+    assert refs.shape == (3, 2, 2)
+    assert list(index) == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert refs[1].max() == 10 and refs[2].max() == 50
+
+
+def test_datamodule_trial_reference(tmp_path):
+    _fake_mouse(tmp_path / "src", "m1")
+    _fake_mouse(tmp_path / "src", "m2")
+    build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
+    dm = FaceFramesDataModule(
+        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "pain"],
+        image_size=None, split={"fold": 0, "val_animals": 0}, reference="trial",
+    )  # fmt: skip
+    dm.setup()
+    ds = dm.datasets["test"]
+    labels = ds.labels.reshape(4, 20)
+    assert labels[:2].sum() == 0 and (labels[2:, 8:16] == 1).all() and labels[2:, :8].sum() == 0
+    for i in (0, 25, 47, 79):
+        item = ds[i]
+        clip_value = 40 + 10 * (i // 20)  # each fake clip is one gray level: its baseline is itself
+        assert abs(int(item["reference"].max()) - int(item["image"].max())) <= 2
+        assert abs(int(item["reference"].max()) - clip_value) <= 3
+
+
+def test_departure_grows_with_change():
+    rng = np.random.default_rng(0)
+    base = rng.random(64)
+    times = np.arange(40) / 10.0
+    feats = np.stack([base + 0.01 * rng.random(64) for _ in times])
+    small, large = feats.copy(), feats.copy()
+    small[20:30] += 0.2 * rng.random((10, 64))
+    large[20:30] += 1.0 * rng.random((10, 64))
+    d0 = departure_readout(feats, times, 2.0, 1.0)["departure"]
+    d1 = departure_readout(small, times, 2.0, 1.0)["departure"]
+    d2 = departure_readout(large, times, 2.0, 1.0)["departure"]
+    assert abs(d0) < 0.01 < d1 < d2
+
+
+def test_real_clips_layout(real_data_dir, tmp_path):
+    src = real_data_dir / "der_tail_shock" / "ECO_3_000_M"
+    if not src.is_dir():
+        pytest.skip("der_tail_shock clips are absent")
+    sess = build_mouse_session(src, tmp_path, currents=(0, 500))
+    tr = read_trials(sess / "trials.csv")
+    assert tr.column("clip") == [f"i0_t{k}.mp4" for k in range(6)] + [f"i4_t{k}.mp4" for k in range(6)]
+    np.testing.assert_allclose(tr.onset, 5.0 * np.arange(12))
+    np.testing.assert_allclose(tr.trigger - tr.onset, 2.0)
+    ev = read_events(sess / "events.csv")
+    np.testing.assert_allclose(ev.onset, 30.0 + 5.0 * np.arange(6) + 2.0)
+    np.testing.assert_allclose(ev.duration, 2.0)
+    (session,) = discover_sessions(tmp_path)
+    with VideoReader(session.video) as vr:
+        assert vr.num_frames == 1200 and (vr.height, vr.width) == (140, 232)
+        built = vr.read(600, 700)
+    cap = cv2.VideoCapture(str(src / "i4_t0.mp4"))  # the real file as it is
+    orig = []
+    ok, f = cap.read()
+    while ok:
+        orig.append(to_gray(f))
+        ok, f = cap.read()
+    np.testing.assert_array_equal(built, np.stack(orig))
+
+
+@pytest.mark.slow
+def test_tail_shock_benchmark_end_to_end(real_data_dir, tmp_path):
+    from mouseemo.hydra_entry import run
+
+    src = real_data_dir / "der_tail_shock"
+    if not src.is_dir():
+        pytest.skip("der_tail_shock clips are absent")
+    build_tail_shock_sessions(src, tmp_path / "data")
+    code = run(
+        "evaluate",
+        [
+            "experiment=tail_shock", f"data.root={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
+            "benchmark.models=[trial_cnn]", "benchmark.folds=[0]", "logger=none",
+        ],
+    )  # fmt: skip
+    assert code == 0
+    (csv_path,) = (tmp_path / "logs").rglob("benchmark.csv")
+    (row,) = [r for r in csv.DictReader(csv_path.open()) if r["model"] == "trial_cnn"]
+    # the held-out mouse: well above chance, and well above the same model trained on shifted labels
+    assert float(row["macro_f1"]) > 0.65
+    assert float(row["macro_f1"]) > float(row["shuffle_macro_f1"]) + 0.1
+
+
+def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
+    from mouseemo.inference.inputs import VideoInput
+    from mouseemo.inference.pipeline import PredictOptions, predict_video
+    from mouseemo.inference.prototypes import build_from_videos
+    from mouseemo.inference.scorers import load_scorer
+
+    mouse = real_data_dir / "der_tail_shock" / "ECO_4_RRR_F"
+    if not mouse.is_dir():
+        pytest.skip("der_tail_shock clips are absent")
+    events = mouse / "events.csv"
+    protos = build_from_videos(
+        [VideoInput(mouse / f"i4_t{k}.mp4", events, f"t{k}") for k in (0, 1)], hog={"pixels_per_cell": 16}
+    )
+    protos.save(tmp_path / "p.npz")
+    scorer = load_scorer(tmp_path / "p.npz", None, "cpu")
+    readouts = {}
+    for clip in ("i0_t0", "i4_t5"):
+        summary = predict_video(
+            VideoInput(mouse / f"{clip}.mp4", events, clip), scorer, tmp_path, PredictOptions(plot=False)
+        )
+        (stim,) = summary["stimuli"]
+        assert stim["baseline_frames"] == 40  # the 2 s before the shock at 20 fps
+        readouts[clip] = stim
+    # a 500 µA shock moves the face further from its own pre-shock face than a sham trial
+    assert readouts["i4_t5"]["departure"] > readouts["i0_t0"]["departure"] + 0.02
+    assert readouts["i4_t5"]["intensity"] > readouts["i0_t0"]["intensity"]
+
+
+def test_event_label_outside_classes_is_an_error(tmp_path):
+    _fake_mouse(tmp_path / "src", "m1")
+    _fake_mouse(tmp_path / "src", "m2")
+    build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
+    dm = FaceFramesDataModule(
+        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "disgust"],
+        image_size=None, split={"fold": 0, "val_animals": 0},
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"\['pain'\] are not in data.classes"):
+        dm.setup()
+
+
+def test_trial_reference_needs_trials_file(tmp_path):
+    _fake_mouse(tmp_path / "src", "m1")
+    _fake_mouse(tmp_path / "src", "m2")
+    (sess,) = build_tail_shock_sessions(tmp_path / "src" / "m1", tmp_path / "data", currents=(0, 500))
+    build_tail_shock_sessions(tmp_path / "src" / "m2", tmp_path / "data", currents=(0, 500))
+    (sess / "trials.csv").unlink()
+    dm = FaceFramesDataModule(
+        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "pain"],
+        image_size=None, split={"fold": 0, "val_animals": 0}, reference="trial",
+    )  # fmt: skip
+    with pytest.raises(DataError, match="trials.csv"):
+        dm.setup()
+
+
+def test_difference_only_reference_channels():
+    import torch
+
+    from mouseemo.errors import ConfigError
+    from mouseemo.models.classifier_module import ClassifierLitModule
+    from mouseemo.models.components.cnn import SmallCNN
+    from mouseemo.ops.frames import standardize_frames
+
+    def module(**kw):
+        net = SmallCNN(in_channels=1, num_classes=2, widths=(8, 16))
+        return ClassifierLitModule(net, torch.optim.Adam, classes=["neutral", "pain"], **kw).eval()
+
+    m = module(reference="trial", reference_channels="difference")
+    img = torch.randint(0, 256, (3, 1, 24, 32), dtype=torch.uint8)
+    ref = torch.randint(0, 256, (3, 1, 24, 32), dtype=torch.uint8)
+    out = m.on_after_batch_transfer({"image": img.clone(), "reference": ref.clone()}, 0)["image"]
+    expected = standardize_frames(img.float() / 255) - standardize_frames(ref.float() / 255)
+    assert out.shape == (3, 1, 24, 32)
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ConfigError, match="needs a model.reference"):
+        module(reference_channels="difference")
+    with pytest.raises(ConfigError, match="reference_channels"):
+        module(reference="trial", reference_channels="frame")
