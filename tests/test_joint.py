@@ -248,6 +248,34 @@ def test_quick_run_writes_metrics_and_a_self_describing_checkpoint(quick_run):
     assert loaded.module.sessions == joint["sessions"] and not loaded.module.training
 
 
+@pytest.fixture(scope="module")
+def control_world(tmp_path_factory):
+    """2 animals x 3 minutes, 100 ROIs: long enough for the held-out blocks to carry signal."""
+    from mouseemo.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("joint_control")
+    generate_dataset(root, num_mice=2, minutes=3.0, seed=0, size=(64, 80), num_neurons=100, workers=1)
+    return root
+
+
+def test_misaligned_training_control_falls_to_chance_and_the_real_model_beats_it(control_world, tmp_path):
+    """The training-time control: the same model trained on activity shifted against the
+    camera (47 s: not a multiple of the stimulus schedule, which a 60 s shift partly re-aligns),
+    evaluated on the true alignment. Unlike the evaluation-time shuffles it can fail: a model
+    that learned the face-neural relation beats it, a model exploiting a shortcut would not."""
+    real = _train(control_world, tmp_path / "real", "trainer.max_epochs=2")
+    ctrl = _train(control_world, tmp_path / "ctrl", "trainer.max_epochs=2", "data.misalign_s=47")
+    for key in ("retrieval_top1", "ve_population", "knn_f1_embedding"):
+        assert real[f"test/{key}"] > ctrl[f"test/{key}"] + 0.03, (key, real, ctrl)
+    # the control is at chance on the true alignment
+    assert ctrl["test/retrieval_top1"] <= ctrl["test/retrieval_top1_chance"] + 0.05
+    assert ctrl["test/ve_population"] < 0.02 and ctrl["test/ve_population_rrr"] < 0.02
+    assert ctrl["test/knn_f1_embedding"] < 0.3  # 7 classes
+    # the predictive head (its readout refitted on the training windows) explains at least as much of
+    # the held-out activity as ridge regression from HOG principal components, on the same blocks
+    assert real["test/ve_population"] >= real["test/ve_population_ridge"], real
+
+
 @pytest.mark.slow
 def test_joint_encoder_beats_every_shuffle_control(neural_data, tmp_path):
     """A seeded run of a few epochs: every held-out metric beats its shuffle control."""
@@ -361,3 +389,41 @@ def test_checkpoints_of_the_other_kind_are_refused_and_correlates_takes_a_classi
     assert s["face"]["kind"] == "prob" and s["face"]["names"] == ["pleasure", "disgust", "malaise", "pain",
                                                                   "passive_fear", "active_fear"]  # fmt: skip
     assert s["face"]["image_size"] == [48, 64] and s["num_neurons"] > 50
+
+
+def test_fit_session_layer_for_a_session_held_out_of_training(control_world, tmp_path, capsys):
+    """A new field of view: an animal left out of training gets its own input layer, fitted on its
+    first two minutes with the towers frozen, retrieves its face windows far above chance on those
+    minutes. (On the last, unfitted minute this small 2-epoch model is at chance, as it is on the
+    trained animal's own late windows: retrieval there is not a property of the layer.)"""
+    only = tmp_path / "m01_only"
+    shutil.copytree(control_world / "m01", only / "m01", ignore=shutil.ignore_patterns(".cache"))
+    metrics = _train(only, tmp_path / "run", "trainer.max_epochs=2")
+    ckpt = metrics["best_ckpt"] or str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    held = str(control_world / "m02" / "s01")
+    args = ["embed", held, "--ckpt", ckpt, "--cache-dir", str(tmp_path / "cache")]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "a.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no neural layer for session m02/s01" in err and "--fit-session-layer" in err
+    new = tmp_path / "m02.ckpt"
+    out = tmp_path / "m02.npz"
+    assert main([*args, "--out", str(out), "--fit-session-layer", str(new), "--fit-until-s", "120"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        face, neural, t = z["face"], z["neural"], z["t"]
+    fitted = t < 120.0
+    r = jm.retrieval(face[fitted], neural[fitted], t[fitted], ["m02/s01"] * int(fitted.sum()))
+    assert r["top5"] > 2 * r["chance_top5"] and r["top1"] > 3 * r["chance_top1"], r
+    # the fitted layer takes m02's neuron count: another day with one cell fewer is refused
+    other = tmp_path / "m02" / "s02"
+    shutil.copytree(control_world / "m02" / "s01", other, ignore=shutil.ignore_patterns(".cache"))
+    meta = json.loads((other / "session.json").read_text())
+    (other / "session.json").write_text(json.dumps({**meta, "session": "s02"}))
+    iscell_path = other / "suite2p" / "plane0" / "iscell.npy"
+    iscell = np.load(iscell_path)
+    iscell[np.flatnonzero(iscell[:, 0] > 0.5)[0], 0] = 0
+    np.save(iscell_path, iscell)
+    capsys.readouterr()
+    assert main(["embed", str(other), "--ckpt", str(new), "--session-layer", "m02/s01", "--out",
+                 str(tmp_path / "x.npz"), "--cache-dir", str(tmp_path / "cache")]) == 2  # fmt: skip
+    assert "neurons but the checkpoint's layer for m02/s01 takes" in capsys.readouterr().err

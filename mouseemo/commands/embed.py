@@ -23,7 +23,8 @@ key                shape          what
 plus ``session``, ``layer``, ``window`` and ``lag_s``. The file loads with ``allow_pickle=False``.
 The session's neurons go through the checkpoint's input layer for that session; a session the model
 was not trained on needs ``--session-layer`` naming a layer with the same neurons (the same field of
-view, imaged again), and the neuron count must match.
+view, imaged again; the neuron count must match), or ``--fit-session-layer NEW.ckpt`` to fit a layer
+for it from its own paired minutes with the towers frozen (a new field of view).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from mouseemo.commands._args import check_out_file
 from mouseemo.errors import ConfigError
 from mouseemo.inference.embed import embed_session
+from mouseemo.inference.session_layer import fit_session_layer
 from mouseemo.utils.device import pick_device
 from mouseemo.utils.io import remove_stale_temps, save_npz_atomic
 
@@ -52,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="EMB.npz", help="file to write")
     p.add_argument("--session-layer", default=None, metavar="ANIMAL/SESSION",
                    help="use this session's neural layer (the same neurons imaged in another session)")  # fmt: skip
+    p.add_argument("--fit-session-layer", default=None, metavar="NEW.ckpt",
+                   help="a session the model was not trained on (a new field of view): fit its neural input "
+                   "layer from its own paired data with the towers frozen, write the checkpoint with that "
+                   "layer to NEW.ckpt, and embed with it")  # fmt: skip
+    p.add_argument("--fit-until-s", type=float, default=None, metavar="SECONDS",
+                   help="with --fit-session-layer: fit on the windows before this camera time only")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=128, help="windows per step")
     p.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: the system temp folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -68,8 +76,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out must be a .npz file; got {out}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
+    ckpt = args.ckpt
+    if args.fit_session_layer:
+        if args.session_layer:
+            raise ConfigError("--fit-session-layer and --session-layer exclude each other")
+        check_out_file(Path(args.fit_session_layer), args.overwrite)
+        fit = fit_session_layer(args.session, ckpt, args.fit_session_layer, fit_until_s=args.fit_until_s,
+                                cache_dir=args.cache_dir)  # fmt: skip
+        print(f"fitted a {fit['neurons']}-neuron layer for {fit['session']} on {fit['windows']} windows: "
+              f"wrote {args.fit_session_layer}")  # fmt: skip
+        ckpt = args.fit_session_layer
     arrays = embed_session(
-        args.session, args.ckpt, session_layer=args.session_layer, batch_size=args.batch_size,
+        args.session, ckpt, session_layer=args.session_layer, batch_size=args.batch_size,
         cache_dir=args.cache_dir, device=pick_device(args.device),
     )  # fmt: skip
     save_npz_atomic(out, **arrays)

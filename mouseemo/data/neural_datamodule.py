@@ -118,14 +118,38 @@ def full_windows(ok: np.ndarray, times: np.ndarray, window: int, skip_gaps: bool
     return full
 
 
+def misalign(
+    neural: np.ndarray, valid: np.ndarray, times: np.ndarray, shift_s: float, window: int, name: str = ""
+) -> np.ndarray:
+    """The activity circularly shifted by ``shift_s`` seconds against the camera (the control).
+
+    The rows of the ``valid`` frames are rolled among themselves by ``round(shift_s * rate)`` frames
+    (rate: the camera's median frame rate); other rows are left as they are.
+
+    Raises:
+        ConfigError: the shift, taken modulo the valid frames, is within one window of no shift.
+    """
+    idx = np.flatnonzero(valid)
+    rate = 1.0 / float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    shift = int(round(shift_s * rate)) % max(len(idx), 1)
+    if min(shift, len(idx) - shift) < window:
+        raise ConfigError(
+            f"data.misalign_s={shift_s:g} shifts session {name} by {shift} of its {len(idx)} valid "
+            f"frames: within one window ({window} frames) of the true alignment; choose another value"
+        )
+    out = neural.copy()
+    out[idx] = neural[np.roll(idx, -shift)]
+    return out
+
+
 class WindowDataset(Dataset):
     """Windows of ``T`` frames plus activity; memmaps open lazily in each worker."""
 
-    def __init__(self, sessions, activity, index, labels, window: int, lag_s: float) -> None:
+    def __init__(self, sessions, activity, index, labels, window: int, lag_s: float, neural=None) -> None:
         self.cache_paths = [str(s.cache_path) for s in sessions]
         self.names = [(s.session.animal, s.session.session) for s in sessions]
         self.times = [s.times for s in sessions]
-        self.neural = [a.neural for a in activity]
+        self.neural = list(neural) if neural is not None else [a.neural for a in activity]
         self.index = index  # (M, 2): session, first frame
         self.labels = labels
         self.window = window
@@ -182,6 +206,11 @@ class FaceNeuralDataModule(FaceFramesDataModule):
             when the session has no training frames, as for held-out animals).
         skip_gaps: leave out windows that span a dropped camera frame (an interval longer than 1.5
             nominal frame intervals), so every window is evenly sampled in time.
+        misalign_s: the training-time control. When > 0, the training windows (and only they) pair
+            each camera frame with the activity ``misalign_s`` seconds later, circularly within each
+            session's valid frames (:func:`misalign`): the neural stream keeps its own statistics
+            but loses its alignment with the face. Validation and test windows keep the true
+            alignment, so a model trained this way must fall to chance on them.
 
     Sessions without imaging are skipped with a warning. With ``split.kind="animals"`` every session
     must have the same number of neurons; the default split is ``"time"``.
@@ -199,12 +228,15 @@ class FaceNeuralDataModule(FaceFramesDataModule):
         min_overlap_s: float = 10.0,
         zscore: bool = True,
         skip_gaps: bool = True,
+        misalign_s: float = 0.0,
         **kwargs,
     ) -> None:
         kwargs.setdefault("split", {"kind": "time"})
         super().__init__(*args, **kwargs)
         if window < 1 or window_stride < 1:
             raise ConfigError("window and window_stride must be >= 1")
+        if misalign_s is not None and misalign_s < 0:
+            raise ConfigError(f"data.misalign_s must be >= 0 (0: the true alignment); got {misalign_s}")
         self.activity: list[SessionActivity] = []
 
     @property
@@ -251,6 +283,12 @@ class FaceNeuralDataModule(FaceFramesDataModule):
                     ref = act.valid
                 act.neural, act.mean, act.std = zscore_activity(act.neural, act.valid, ref)
         win = int(hp.window)
+        shifted = None
+        if hp.get("misalign_s"):
+            shifted = [
+                misalign(act.neural, act.valid, sf.times, float(hp.misalign_s), win, sf.name)
+                for sf, act in zip(self.sessions, self.activity)
+            ]
         for stage in STAGES:
             stride = hp.window_stride if stage == "train" else hp.eval_stride
             idx, labs = [], []
@@ -266,7 +304,10 @@ class FaceNeuralDataModule(FaceFramesDataModule):
                 labs.append(lab)
             index = np.concatenate(idx).astype(np.int64)
             labels = np.concatenate(labs).astype(np.int64)
-            self.datasets[stage] = WindowDataset(self.sessions, self.activity, index, labels, win, hp.lag_s)
+            self.datasets[stage] = WindowDataset(
+                self.sessions, self.activity, index, labels, win, hp.lag_s,
+                neural=shifted if stage == "train" else None,
+            )  # fmt: skip
         if len(self.datasets["train"]) == 0:
             raise DataError(f"no training windows of {win} frames in {self.root}")
         self.class_counts = np.bincount(

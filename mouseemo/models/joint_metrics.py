@@ -159,10 +159,11 @@ def ridge_baseline(
 
     x_train = np.asarray(x_train, dtype=np.float64)
     y_train = np.asarray(y_train, dtype=np.float64)
+    x_test = np.asarray(x_test, dtype=np.float64)
     ncomp = int(max(1, min(num_components, x_train.shape[0] - 1, x_train.shape[1])))
     pca = PCA(n_components=ncomp, random_state=0).fit(x_train)
     z_train = pca.transform(x_train)
-    z_test = pca.transform(np.asarray(x_test, dtype=np.float64))
+    z_test = pca.transform(x_test)
     scale = z_train.std(axis=0) + 1e-12
     z_train, z_test = z_train / scale, z_test / scale
     cv = KFold(int(min(folds, len(z_train)))) if len(z_train) >= 4 else None
@@ -173,6 +174,72 @@ def ridge_baseline(
     _, _, vt = np.linalg.svd(fitted, full_matrices=False)
     proj = vt[:rank].T @ vt[:rank]  # (N, N) onto the leading output directions
     return (z_test @ model.coef_.T) @ proj + model.intercept_
+
+
+def cross_fitted(fit_predict, x: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Out-of-fold predictions of ``fit_predict(x_fit, y_fit, x_held)`` over ``folds`` contiguous
+    blocks of the rows (in time order): each block predicted by a fit on the others.
+
+    Shape:
+        x ``(M, D)``, y ``(M, N)`` -> ``(M, N)``.
+    """
+    out = np.zeros((len(x), y.shape[1]))
+    for held in np.array_split(np.arange(len(x)), min(folds, len(x))):
+        fit = np.ones(len(x), dtype=bool)
+        fit[held] = False
+        out[held] = fit_predict(x[fit], y[fit], x[held])
+    return out
+
+
+def residual_ridge(
+    x_train: np.ndarray,
+    r_train: np.ndarray,
+    x_val: np.ndarray,
+    r_val: np.ndarray,
+    x_test: np.ndarray,
+    num_components: int = 50,
+    alphas: Sequence[float] = (1.0, 10.0, 100.0, 1e3, 1e4),
+) -> tuple[np.ndarray, float | None]:
+    """Ridge from ``x`` to a residual ``r``, its penalty (or no correction at all) chosen on
+    separate validation rows: for features fitted on the training rows themselves (a trained
+    tower's), cross-validation within them would trust the features too much.
+
+    Returns:
+        ``(prediction for x_test (M', N), chosen penalty or None when no correction won)``.
+    """
+    from sklearn.linear_model import Ridge
+
+    best, best_sse = None, float((np.asarray(r_val) ** 2).sum())
+    if len(x_val) == 0:
+        return np.zeros((len(x_test), r_train.shape[1])), None
+    z_tr, z_rest = principal_components(x_train, np.concatenate([x_val, x_test]), num_components)
+    z_val, z_te = z_rest[: len(x_val)], z_rest[len(x_val) :]
+    for a in alphas:
+        model = Ridge(alpha=a).fit(z_tr, r_train)
+        sse = float(((model.predict(z_val) - r_val) ** 2).sum())
+        if sse < best_sse:
+            best, best_sse = a, sse
+    if best is None:
+        return np.zeros((len(x_test), r_train.shape[1])), None
+    return Ridge(alpha=best).fit(z_tr, r_train).predict(z_te), best
+
+
+def principal_components(
+    x_train: np.ndarray, x_test: np.ndarray, num_components: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components (fitted on ``x_train``), each scaled to unit training variance.
+
+    Shape:
+        x_train ``(M, D)``, x_test ``(M', D)`` -> ``(M, K)``, ``(M', K)``.
+    """
+    from sklearn.decomposition import PCA
+
+    x_train = np.asarray(x_train, dtype=np.float64)
+    ncomp = int(max(1, min(num_components, x_train.shape[0] - 1, x_train.shape[1])))
+    pca = PCA(n_components=ncomp, random_state=0).fit(x_train)
+    z_train, z_test = pca.transform(x_train), pca.transform(np.asarray(x_test, dtype=np.float64))
+    scale = z_train.std(axis=0) + 1e-12
+    return z_train / scale, z_test / scale
 
 
 def knn_decode(

@@ -7,15 +7,22 @@ face window towards its own neural window with a symmetric InfoNCE loss (learnab
 windows of the same session closer than ``exclude_s`` are not used as negatives), plus, optionally,
 a predictive head that reads every session's neural activity out of the face features.
 
-Held-out metrics (``test/...``, each with a shuffle control that rolls one side of every recording
-by half its length):
+Held-out metrics (``test/...``). Each comes with a ``..._shuffle`` value that rolls one side of every
+test recording by half its length at evaluation time: that is at chance by construction (the floor
+of the metric), not a control that can expose a shortcut. The control that can fail is trained:
+``data.misalign_s`` trains on activity shifted against the camera and evaluates on the true alignment
+(``benchmarks/joint.py`` prints it beside the real model).
 
 * ``retrieval_top1`` / ``retrieval_top5``: a face window finds its neural window within
   ``retrieval_tolerance_s`` among all windows of its session (and the other way round);
 * ``ve_population`` / ``ve_neuron_median``: variance of the neural activity (each window's mean)
   explained by the predictive head, as out-of-sample R² against each neuron's training mean (see
   :func:`mouseemo.models.joint_metrics.variance_explained`), next to ridge and reduced-rank
-  regression from HOG principal components (``..._ridge``, ``..._rrr``, Facemap's comparison);
+  regression from HOG principal components (``..._ridge``, ``..._rrr``, Facemap's comparison) and
+  ridge from the face tower's window-mean features (``ve_population_tower_ridge``). With
+  ``readout_fit="ridge"`` (default) the head's readout is refitted in closed form on the training
+  windows: reduced-rank ridge from HOG principal components plus a ridge correction from the tower's
+  features, its penalty (or none) chosen on the validation windows;
 * ``knn_f1_embedding`` / ``knn_f1_activity``: emotion decoding (macro-F1, k nearest neighbours fitted
   on the training windows of the same session) from the neural embedding and from the raw
   population activity.
@@ -101,6 +108,11 @@ class JointLitModule(pl.LightningModule):
         knn_k: neighbours of the decoding metric.
         ridge_components, ridge_rank: the linear baseline's HOG principal components and the rank of
             its reduced-rank variant.
+        readout_fit: how the predictive head's per-session readout is evaluated: ``"sgd"``, as
+            trained with the loss; ``"ridge"``, refitted in closed form before the held-out metrics
+            (ridge regression, penalty by blocked cross-validation, from the trained face tower's
+            window-mean features together with the HOG principal components to each neuron's
+            window mean, on the training windows).
         classes: emotion names in index order.
     """
 
@@ -123,12 +135,15 @@ class JointLitModule(pl.LightningModule):
         knn_k: int = 5,
         ridge_components: int = 50,
         ridge_rank: int = 8,
+        readout_fit: str = "ridge",
         classes: Sequence[str] = EMOTIONS,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["face_encoder", "neural_encoder", "augment"], logger=False)
         if temperature <= 0:
             raise ConfigError(f"model.temperature must be > 0; got {temperature}")
+        if readout_fit not in ("ridge", "sgd"):
+            raise ConfigError(f"model.readout_fit must be 'ridge' or 'sgd'; got {readout_fit!r}")
         self.face_encoder = face_encoder
         self.neural_encoder = neural_encoder
         self.augment = augment
@@ -228,7 +243,8 @@ class JointLitModule(pl.LightningModule):
         scale = self.logit_scale.exp().clamp(max=100.0)
         t = batch["t_cam"][:, -1]
         loss, acc = info_nce(zf, zn, scale, times=t, groups=names, exclude_s=self.hparams.exclude_s)
-        out = {"infonce": loss, "match_acc": acc, "zf": zf, "zn": zn, "names": names, "t": t}
+        out = {"infonce": loss, "match_acc": acc, "zf": zf, "zn": zn, "names": names, "t": t,
+               "face_feat": face_feat}  # fmt: skip
         total = loss
         if self.readout is not None:
             neural = batch["neural"]
@@ -266,6 +282,7 @@ class JointLitModule(pl.LightningModule):
         }
         if "pred" in out:
             row["pred_mean"] = out["pred"].detach().float().mean(dim=1).cpu().numpy()
+        row["face_feat"] = out["face_feat"].detach().float().mean(dim=1).cpu().numpy()
         if with_hog:
             frames = batch["frames"]
             with torch.no_grad():
@@ -309,7 +326,8 @@ class JointLitModule(pl.LightningModule):
                 "the joint encoder's test needs its FaceNeuralDataModule (for the training windows)"
             )
         train = self._reference(dm.reference_dataloader("train"))
-        metrics = self.held_out_metrics(train, test)
+        val = self._reference(dm.reference_dataloader("val")) if len(dm.datasets.get("val") or []) else None
+        metrics = self.held_out_metrics(train, test, val)
         self.test_metrics = metrics
         for name, value in metrics.items():
             self.log(f"test/{name}", value)
@@ -338,7 +356,12 @@ class JointLitModule(pl.LightningModule):
             raise ConfigError("the training split has no windows to fit the decoders and baselines on")
         return stack_rows(rows)
 
-    def held_out_metrics(self, train: dict[str, np.ndarray], test: dict[str, np.ndarray]) -> dict[str, float]:
+    def held_out_metrics(
+        self,
+        train: dict[str, np.ndarray],
+        test: dict[str, np.ndarray],
+        val: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
         """Every ``test/...`` metric from training-window and test-window outputs (see the module doc)."""
         hp = self.hparams
         out: dict[str, float] = {}
@@ -363,9 +386,42 @@ class JointLitModule(pl.LightningModule):
         def ve(pred: np.ndarray, target: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
             return jm.variance_explained(pred, target, test["names"], counts, reference=ref)
 
-        if "pred_mean" in test:
-            per, pop = ve(test["pred_mean"], y)
-            per_s, pop_s = ve(test["pred_mean"], y[roll])
+        tower_pred = np.zeros_like(y)
+        head_pred = np.zeros_like(y) if hp.get("readout_fit", "sgd") == "ridge" else test.get("pred_mean")
+        for g in np.unique(test["names"]):
+            tr, te = train["names"] == g, test["names"] == g
+            if tr.sum() < 3 or not te.any():
+                continue
+            n = counts.get(str(g), y.shape[1])
+            y_tr = train["neural_mean"][tr, :n]
+            tower_pred[te, :n] = jm.ridge_baseline(
+                train["face_feat"][tr], y_tr, test["face_feat"][te], hp.ridge_components
+            )
+            if head_pred is not None and hp.get("readout_fit", "sgd") == "ridge":
+                # reduced-rank ridge from HOG principal components, then the face tower's features on what it
+                # leaves (fitted on its cross-fitted training residuals; the penalty, or no correction, chosen on
+                # the validation windows, which the tower has not been trained on)
+                x_tr, x_te = train["hog"][tr], test["hog"][te]
+                base_te = jm.ridge_baseline(x_tr, y_tr, x_te, hp.ridge_components, rank=hp.ridge_rank)
+                base_tr = jm.cross_fitted(
+                    lambda a, b, c: jm.ridge_baseline(a, b, c, hp.ridge_components, rank=hp.ridge_rank),
+                    x_tr, y_tr,
+                )  # fmt: skip
+                va = val["names"] == g if val is not None else np.zeros(0, bool)
+                x_va, y_va, base_va = x_tr[:0], y_tr[:0], y_tr[:0]
+                if va.any():
+                    x_va, y_va = val["hog"][va], val["neural_mean"][va, :n]
+                    base_va = jm.ridge_baseline(x_tr, y_tr, x_va, hp.ridge_components, rank=hp.ridge_rank)
+                res, _ = jm.residual_ridge(
+                    train["face_feat"][tr], y_tr - base_tr,
+                    val["face_feat"][va] if va.any() else train["face_feat"][:0], y_va - base_va,
+                    test["face_feat"][te], hp.ridge_components,
+                )  # fmt: skip
+                head_pred[te, :n] = base_te + res
+        out["ve_population_tower_ridge"] = ve(tower_pred, y)[1]
+        if head_pred is not None:
+            per, pop = ve(head_pred, y)
+            per_s, pop_s = ve(head_pred, y[roll])
             out["ve_population"] = pop
             out["ve_neuron_median"] = float(np.nanmedian(np.concatenate(list(per.values()))))
             out["ve_population_shuffle"] = pop_s
