@@ -21,7 +21,13 @@ from mouseemo.errors import handle_sigterm, run_guarded
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "synth", "hog", "prototypes", "predict", "correlates", "embed", "tail_shock",
+    "synth",
+    "hog",
+    "prototypes",
+    "predict",
+    "correlates",
+    "embed",
+    "tail_shock",
 )
 
 #: Subcommands that take Hydra overrides.

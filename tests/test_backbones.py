@@ -27,6 +27,8 @@ def test_backbone_forward_and_gradients(name, tmp_path):
     torch.manual_seed(0)
     t = getattr(net, "clip_length", 1)
     c = 2 if cfg.model.get("reference") else 1  # the frame, and its change from the session reference
+    if cfg.model.get("reference_channels") == "difference":
+        c = 1  # the change from the reference alone
     x = torch.randn(2, c, 32, 32) if t == 1 else torch.randn(2, t, c, 32, 32)
     logits = net(x)
     assert logits.shape == (2, 7)

@@ -177,7 +177,7 @@ def _fitted_forest() -> HogRFLitModule:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 30)
     feats = rng.normal(size=(len(labels), 40)).astype(np.float32) + labels[:, None] * 0.3
-    module = HogRFLitModule(num_components=8, num_trees=12, num_jobs=1, seed=3)
+    module = HogRFLitModule(num_components=8, num_trees=12, num_jobs=1, seed=3, neutral="training")
     module.frame_size = (48, 64)
     module._fit({"features": feats, "label": labels})
     return module
@@ -193,7 +193,7 @@ def test_hog_rf_round_trip_predicts_identically_without_pickle(tmp_path):
     assert b"sklearn.ensemble" not in raw and b"sklearn.pipeline" not in raw  # no pickled estimators
     loaded = read_checkpoint(path)  # weights_only=True
     assert not isinstance(loaded["hog_rf"]["pipeline"], bytes)
-    other = HogRFLitModule(num_components=8, num_trees=12, num_jobs=1, seed=3)
+    other = HogRFLitModule(num_components=8, num_trees=12, num_jobs=1, seed=3, neutral="training")
     other.on_load_checkpoint(loaded)
     assert other.frame_size == (48, 64)
     feats = torch.from_numpy(np.random.default_rng(1).normal(size=(64, 40)).astype(np.float32))
