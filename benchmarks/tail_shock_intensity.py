@@ -17,6 +17,7 @@ included), per mouse and pooled over mice (raw values, and ranks within each mou
 
     python benchmarks/tail_shock_intensity.py --src ../shared/data/real/der_tail_shock
     python benchmarks/tail_shock_intensity.py --proto-trials i4_t0,i4_t1,i3_t0 --pixels-per-cell 32
+    python benchmarks/tail_shock_intensity.py --cross   # + another mouse's prototypes, file vs own neutral
 """
 
 from __future__ import annotations
@@ -52,28 +53,48 @@ def _neutral_drop(csv_path: Path, onset: float, duration: float, baseline_s: flo
     return float(base.mean() - win.mean())
 
 
-def score_mouse(
-    mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path, baseline_s: float
-) -> list[dict]:
-    """Readouts of every clip of ``mouse`` not in ``proto_clips``; one dict per clip."""
+def build_prototypes(mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path) -> Path:
+    """``mouseemo prototypes`` on ``proto_clips`` of ``mouse``; the saved ``.npz``."""
     rows = read_clip_table(mouse / "trials.csv")
-    events = mouse / "events.csv"
     missing = [c for c in proto_clips if c not in {r["clip"] for r in rows}]
     if missing:
         raise SystemExit(f"{mouse}: prototype clip(s) {missing} are not in trials.csv")
+    events = mouse / "events.csv"
     items = [VideoInput(mouse / c, events, f"{mouse.name}_{Path(c).stem}") for c in proto_clips]
     protos = build_from_videos(items, hog=hog, mode="least-neutral", k=k, pool="groups")
     npz = out / f"{mouse.name}_prototypes.npz"
     protos.save(npz)
-    scorer = load_scorer(npz, None, "cpu")
+    return npz
+
+
+def _frame_labels(csv_path: Path, onset: float, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, predicted) per frame of a clip: pain inside the window, neutral before the onset
+    (frames after the window are left out); 1 = pain."""
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    t = np.array([float(r["time_s"]) for r in rows])
+    pred = np.array([r["label"] == "pain" for r in rows])
+    keep = t < onset + duration
+    return (t[keep] >= onset).astype(int), pred[keep].astype(int)
+
+
+def score_mouse(
+    mouse: Path, npz: Path, skip: list[str], out: Path, baseline_s: float, neutral: str = "prototypes"
+) -> list[dict]:
+    """Readouts of every clip of ``mouse`` not in ``skip``, scored against the prototypes ``npz``
+    (``neutral``: the file's neutral, or each clip's own pre-shock frames); one dict per clip."""
+    rows = read_clip_table(mouse / "trials.csv")
+    events = mouse / "events.csv"
+    scorer = load_scorer(npz, None, "cpu", neutral=neutral)
     results = []
     for r in rows:
-        if r["clip"] in proto_clips:
+        if r["clip"] in skip:
             continue
-        item = VideoInput(mouse / r["clip"], events, f"{mouse.name}_{Path(r['clip']).stem}")
+        item = VideoInput(mouse / r["clip"], events, f"{mouse.name}_{Path(r['clip']).stem}_{neutral}")
         opts = PredictOptions(plot=False, overwrite=True, departure_baseline_s=baseline_s)
         summary = predict_video(item, scorer, out, opts)
         stim = [s for s in summary["stimuli"] if s["label"] == "pain"][0]
+        truth, pred = _frame_labels(out / f"{item.stem}.csv", stim["onset"], stim["duration"])
         results.append(
             {
                 "mouse": mouse.name,
@@ -84,9 +105,51 @@ def score_mouse(
                 "neutral_drop": _neutral_drop(
                     out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s
                 ),
+                "truth": truth,
+                "pred": pred,
             }
         )
     return results
+
+
+def _macro_f1(results: list[dict], min_current: float) -> float:
+    """Frame-level pain-vs-neutral macro-F1: windows of trials >= ``min_current`` are pain, every
+    trial's pre-shock frames neutral."""
+    truth, pred = [], []
+    for r in results:
+        t, p = r["truth"], r["pred"]
+        if r["current"] < min_current:  # a weak or sham trial's window is not counted as pain
+            p, t = p[t == 0], t[t == 0]
+        truth.append(t)
+        pred.append(p)
+    t, p = np.concatenate(truth), np.concatenate(pred)
+    f1 = []
+    for c in (0, 1):
+        tp = np.sum((p == c) & (t == c))
+        denom = np.sum(p == c) + np.sum(t == c)
+        f1.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(f1))
+
+
+def cross_mouse(mice: list[Path], proto: list[str], hog: dict, k: int, out: Path, baseline_s: float) -> None:
+    """Prototypes from another mouse: each mouse's clips scored with the next mouse's prototypes,
+    against the file's neutral and against each clip's own pre-shock face. Prints rho and the
+    frame-level pain-vs-neutral macro-F1 (windows of the 300/500 µA trials vs all pre-shock frames)."""
+    npz = {m.name: build_prototypes(m, proto, hog, k, out) for m in mice}
+    print("\nPrototypes from another mouse (each mouse scored with the next one's), all its trials\n")
+    print("| scored mouse | prototypes of | neutral | rho intensity | frame macro-F1 pain vs neutral |")
+    print("|---|---|---|---|---|")
+    pooled: dict[str, list] = {"prototypes": [], "own": []}
+    for i, m in enumerate(mice):
+        src = mice[(i + 1) % len(mice)]
+        for neutral in ("prototypes", "own"):
+            res = score_mouse(m, npz[src.name], [], out, baseline_s, neutral)
+            pooled[neutral] += res
+            rho = _rho([r["intensity"] for r in res], [r["current"] for r in res])
+            print(f"| {m.name} | {src.name} | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
+    for neutral, res in pooled.items():
+        rho = _rho([r["intensity"] for r in res], [r["current"] for r in res])
+        print(f"| pooled | | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
 
 
 def _rho(x, y) -> float:
@@ -113,6 +176,12 @@ def main(argv=None) -> int:
         "--out", default=None, help="folder for prototypes and predictions (default: a temporary one)"
     )
     ap.add_argument("--csv", default=None, help="also write the per-clip readouts here")
+    ap.add_argument(
+        "--cross",
+        action="store_true",
+        help="also score each mouse with another mouse's prototypes, against the file's neutral and "
+        "against each clip's own pre-shock face (`mouseemo predict --neutral own`)",
+    )
     args = ap.parse_args(argv)
     if not Path(args.src).is_dir():
         print(f"tail-shock clips not found: {args.src}", file=sys.stderr)
@@ -123,12 +192,17 @@ def main(argv=None) -> int:
         out = Path(args.out) if args.out else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         results = []
-        for mouse in find_mice(args.src):
-            results += score_mouse(mouse, proto, hog, args.k, out, args.baseline_s)
+        mice = find_mice(args.src)
+        for mouse in mice:
+            npz = build_prototypes(mouse, proto, hog, args.k, out)
+            results += score_mouse(mouse, npz, proto, out, args.baseline_s)
+        if args.cross:
+            cross_mouse(mice, proto, hog, args.k, out, args.baseline_s)
     readouts = ("intensity", "departure", "neutral_drop")
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(results[0]))
+            fields = [f for f in results[0] if f not in ("truth", "pred")]
+            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(results)
     print(f"\nSpearman rho, readout vs current, unseen trials (prototypes from {', '.join(proto)}; "

@@ -4,6 +4,7 @@ Example::
 
     mouseemo predict recordings/ --prototypes protos.npz --out predictions/
     mouseemo predict data/manifest.csv 'extra/*.avi' --ckpt best.ckpt --out predictions/ --workers 2 --overlay
+    mouseemo predict new_mouse/ --prototypes protos.npz --neutral own --out predictions/  # another animal
 
 INPUT may be a video file, a session folder (its face video, ``events.csv`` and
 ``face_timestamps.csv``), a dataset folder with a ``manifest.csv``, the ``manifest.csv`` itself, any
@@ -67,6 +68,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="similarity models: best-minus-neutral below this stays neutral (default: the model's, or 0)",
     )
+    p.add_argument(
+        "--neutral",
+        choices=("prototypes", "own"),
+        default="prototypes",
+        help="prototypes: compare frames with the file's prototypes as they are (the animal they were "
+        "built from); own: carry every emotion prototype over as its change from the file's neutral "
+        "onto each video's own neutral face (its baseline frames from its events, or --neutral-until-s; "
+        "the median frame, with a warning, when it has neither), as for a new animal or day",
+    )
+    p.add_argument(
+        "--neutral-until-s",
+        type=finite_float,
+        default=None,
+        metavar="S",
+        help="with --neutral own: the video's neutral is its frames before S seconds (instead of its events' baseline)",
+    )
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="frames per step (default 256)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument(
@@ -102,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     check_out_dir(out_dir)
     crop = parse_crop(args.crop)
-    scorer = load_scorer(args.prototypes, args.ckpt, pick_device(args.device), args.margin)
+    if args.neutral_until_s is not None and args.neutral != "own":
+        raise ConfigError("--neutral-until-s needs --neutral own")
+    scorer = load_scorer(
+        args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
+    )
     opts = PredictOptions(
         crop=crop,
         batch_size=args.batch_size,

@@ -238,7 +238,9 @@ def predict_video(
         t_all, fps = clock.times, clock.fps
         notes += clock.notes
         expected = len(t_all) if t_all is not None else vr.frame_count_hint
-        scorer.begin_video(vr, len(t_all) if t_all is not None else None)
+        # this video's own copy: parallel videos never share a reference or neutral
+        scorer = scorer.for_video(vr, len(t_all) if t_all is not None else None, clock=clock, events=events)
+        notes += scorer.notes
         if on_start is not None:
             on_start(expected)
         min_conf = opts.min_confidence

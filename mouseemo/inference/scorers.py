@@ -19,19 +19,28 @@ confidence per frame. Scores are ``similarity_<name>`` (prototype models) or ``p
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mouseemo.data.video import Crop, resize_frames, video_reference
+from mouseemo.data.events import Events
+from mouseemo.data.video import Crop, reference_indices, resize_frames, video_reference
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.checkpoint import load_model
 from mouseemo.models.components.prototypes import classify
 from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops import hog
 from mouseemo.ops.similarity import pearson_similarity
+
+log = logging.getLogger(__name__)
+
+#: Where a prototype scorer's neutral comes from: the prototypes file's own neutral prototype, or
+#: each video's own neutral face (see :class:`PrototypeScorer`).
+NEUTRAL_SOURCES = ("prototypes", "own")
 
 #: Default confidence thresholds of the low-confidence QC check, per score kind.
 DEFAULT_MIN_CONFIDENCE = {"prob": 0.5, "similarity": 0.01}
@@ -86,10 +95,27 @@ class Scorer:
         """Raise :class:`ConfigError` when cropped ``height`` x ``width`` frames of ``source`` do not fit."""
         raise NotImplementedError
 
-    def begin_video(self, vr, num_frames: int | None = None) -> None:
-        """Called once per video before :meth:`stream`, with its open reader (cropped as scored) and
-        its frame count when known. Models that need the whole session (a session reference frame)
-        read it here."""
+    def begin_video(
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+    ) -> None:
+        """Called once per video before :meth:`stream`, with its open reader (cropped as scored), its
+        frame count when known, its clock and its events. Models that need the whole session (a
+        session reference frame, the video's own neutral) read it here. Per-video state is kept on
+        the scorer: use :meth:`for_video` when one scorer serves several videos at once."""
+
+    def for_video(
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+    ) -> Scorer:
+        """A copy of this scorer prepared for one video (:meth:`begin_video`), so that videos scored
+        in parallel threads never see each other's reference or neutral. Its :attr:`notes` hold
+        warnings for that video's summary."""
+        video_scorer = copy.copy(self)
+        video_scorer.notes = []
+        video_scorer.begin_video(vr, num_frames, clock=clock, events=events)
+        return video_scorer
+
+    #: warnings about the current video (set by :meth:`for_video`)
+    notes: list[str] = []
 
     def stream(self) -> ScoreFn:
         """A scoring function for one video: uint8 ``(b, H, W)`` on the device -> float32 ``(b, K)``.
@@ -130,14 +156,111 @@ class PrototypeScorer(Scorer):
 
     kind = "prototypes"
 
-    def __init__(self, protos: Prototypes, path: str | Path, device, margin: float = 0.0) -> None:
+    def __init__(
+        self,
+        protos: Prototypes,
+        path: str | Path,
+        device,
+        margin: float = 0.0,
+        neutral: str = "prototypes",
+        neutral_until_s: float | None = None,
+        neutral_frames: int = 300,
+    ) -> None:
         super().__init__(path, protos.names, "similarity", protos.crop, protos.resize, device, margin)
+        if neutral not in NEUTRAL_SOURCES:
+            raise ConfigError(f"neutral must be one of {list(NEUTRAL_SOURCES)}; got {neutral!r}")
+        if neutral == "own" and "neutral" not in protos.names:
+            raise ConfigError(
+                f"{path}: scoring against each video's own neutral needs a 'neutral' prototype; "
+                f"this file has {protos.names}"
+            )
+        if neutral_until_s is not None and not (np.isfinite(neutral_until_s) and neutral_until_s > 0):
+            raise ConfigError(
+                f"the neutral period must be a positive number of seconds; got {neutral_until_s}"
+            )
+        if int(neutral_frames) < 1:
+            raise ConfigError(f"neutral_frames must be >= 1; got {neutral_frames}")
         self.protos = protos
-        self._matrix = torch.as_tensor(protos.matrix, device=self.device)
+        self.neutral_source = neutral
+        self.neutral_until_s = None if neutral_until_s is None else float(neutral_until_s)
+        self.neutral_frames = int(neutral_frames)
+        self._base = torch.as_tensor(protos.matrix, device=self.device)
+        self._matrix = self._base
+        #: how the current video's neutral was found (summary JSON)
+        self.neutral_info: dict = {"source": "prototypes file"}
 
     @classmethod
-    def load(cls, path: str | Path, device, margin: float | None = None) -> PrototypeScorer:
-        return cls(Prototypes.load(path), path, device, 0.0 if margin is None else margin)
+    def load(
+        cls,
+        path: str | Path,
+        device,
+        margin: float | None = None,
+        neutral: str = "prototypes",
+        neutral_until_s: float | None = None,
+    ) -> PrototypeScorer:
+        return cls(
+            Prototypes.load(path), path, device, 0.0 if margin is None else margin, neutral, neutral_until_s
+        )
+
+    def begin_video(
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+    ) -> None:
+        """With ``neutral="own"``: the video's own neutral face replaces the file's neutral prototype,
+        and every emotion prototype is carried over as its change from the file's neutral
+        (``prototype - file neutral + video neutral``), as the paper reads a new animal's expressions
+        against its own neutral face.
+
+        The video's neutral is the mean HOG of up to ``neutral_frames`` evenly spread baseline frames:
+        the frames before ``neutral_until_s`` when given, else the baseline of its events (``neutral``
+        windows, or the frames before the first stimulus). A video with neither falls back to the HOG
+        of its median frame (the session reference), with a warning in :attr:`notes`.
+        """
+        self._matrix = self._base
+        if self.neutral_source != "own":
+            self.neutral_info = {"source": "prototypes file"}
+            return
+        n = num_frames if num_frames is not None else (vr.frame_count_hint or vr.num_frames)
+        n = int(n)
+        if n <= 0:
+            raise DataError(f"no frames in {vr.path} to take its own neutral from")
+        if clock is None:
+            clock = vr.clock()
+        times = clock.at(0, n) if clock.times is None or len(clock.times) >= n else clock.times
+        mask = None
+        if self.neutral_until_s is not None:
+            mask, source = times < self.neutral_until_s, f"frames before {self.neutral_until_s:g} s"
+        elif events is not None:
+            mask, source = events.baseline_mask(times), "baseline frames of its events"
+        if mask is not None and mask.any():
+            idx = np.flatnonzero(mask)
+            idx = idx[reference_indices(len(idx), self.neutral_frames)]
+            frames = vr.read_frames(idx)  # one decoding pass, as for a session reference
+            if len(frames) == 0:
+                raise DataError(f"no frames decoded from {vr.path} for its own neutral")
+            feats = []
+            for i in range(0, len(frames), 64):
+                x = torch.from_numpy(np.ascontiguousarray(self.prepare(frames[i : i + 64]))).to(self.device)
+                feats.append(self.hog(x).double())
+            own = torch.cat(feats).mean(dim=0)
+            self.neutral_info = {"source": source, "frames": int(sum(len(f) for f in feats))}
+        else:
+            why = (
+                f"has no frame before {self.neutral_until_s:g} s"
+                if self.neutral_until_s is not None
+                else ("has no events" if events is None else "has no baseline frame in its events")
+            )
+            msg = (
+                f"{vr.path} {why}: its own neutral is the HOG of its median frame (session reference) "
+                "instead of baseline frames"
+            )
+            log.warning(msg)
+            self.notes = [*self.notes, msg]
+            ref = video_reference(vr, self.resize, self.neutral_frames, n)
+            own = self.hog(torch.from_numpy(ref)[None].to(self.device))[0].double()
+            self.neutral_info = {"source": "median frame (no baseline)", "frames": 1}
+        base = self._base.double()
+        k = self.names.index("neutral")
+        self._matrix = (base - base[k] + own).float()
 
     def check(self, height: int, width: int, source: str) -> None:
         self.protos.check_compatible(self.protos.hog, self.input_size(height, width), source=source)
@@ -153,13 +276,20 @@ class PrototypeScorer(Scorer):
         return hog(x, **self.protos.hog).float()
 
     def stream(self) -> ScoreFn:
+        matrix = self._matrix
+
         def score(x: torch.Tensor) -> torch.Tensor:
-            return pearson_similarity(self.hog(x), self._matrix)
+            return pearson_similarity(self.hog(x), matrix)
 
         return score
 
     def describe(self) -> dict:
-        return {**super().describe(), "hog": self.protos.hog, "frame_size": list(self.protos.frame_size)}
+        return {
+            **super().describe(),
+            "hog": self.protos.hog,
+            "frame_size": list(self.protos.frame_size),
+            "neutral": dict(self.neutral_info),
+        }
 
 
 class CheckpointScorer(Scorer):
@@ -200,7 +330,9 @@ class CheckpointScorer(Scorer):
 
         return cls(load_model(path, device), device, margin)
 
-    def begin_video(self, vr, num_frames: int | None = None) -> None:
+    def begin_video(
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+    ) -> None:
         """Session-reference models: the reference of this video, as in training (one extra forward
         decoding pass, up to the last sampled frame)."""
         self._reference = None
@@ -291,18 +423,30 @@ class CheckpointScorer(Scorer):
 
 
 def load_scorer(
-    prototypes: str | Path | None, ckpt: str | Path | None, device, margin: float | None = None
+    prototypes: str | Path | None,
+    ckpt: str | Path | None,
+    device,
+    margin: float | None = None,
+    neutral: str = "prototypes",
+    neutral_until_s: float | None = None,
 ) -> Scorer:
-    """The scorer for ``--prototypes`` or ``--ckpt`` (exactly one)."""
+    """The scorer for ``--prototypes`` or ``--ckpt`` (exactly one); ``neutral`` and
+    ``neutral_until_s`` apply to prototypes only (see :class:`PrototypeScorer`)."""
     if (prototypes is None) == (ckpt is None):
         raise ConfigError("give exactly one of --prototypes and --ckpt")
     if prototypes is not None:
-        return PrototypeScorer.load(prototypes, device, margin)
+        return PrototypeScorer.load(prototypes, device, margin, neutral, neutral_until_s)
+    if neutral != "prototypes" or neutral_until_s is not None:
+        raise ConfigError(
+            "--neutral/--neutral-until-s apply to --prototypes; a checkpoint compares frames with the "
+            "reference it was trained with"
+        )
     return CheckpointScorer.load(ckpt, device, margin)
 
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
+    "NEUTRAL_SOURCES",
     "CheckpointScorer",
     "PrototypeScorer",
     "Scorer",
