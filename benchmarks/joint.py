@@ -141,6 +141,9 @@ def main() -> None:
                     help="the control's shift (s); avoid multiples of the stimulus schedule")  # fmt: skip
     ap.add_argument("--no-cebra", action="store_true", help="skip the CEBRA rows")
     ap.add_argument(
+        "overrides", nargs="*", help="extra Hydra overrides for our model, e.g. model.neural_encoder.hidden=128"
+    )
+    ap.add_argument(
         "--reuse", action="store_true", help="reuse our finished run (its metrics.json) if present"
     )
     ap.add_argument("--threads", type=int, default=1,
@@ -160,9 +163,11 @@ def main() -> None:
     if not (root / "manifest.csv").is_file():
         generate_dataset(root, num_mice=args.mice, minutes=args.minutes, seed=args.seed, size=(h, w),
                          num_neurons=args.neurons, workers=1)  # fmt: skip
-    out = root.parent / f"runs_{root.name}"
+    tag = "".join("_" + "".join(c if c.isalnum() else "-" for c in o) for o in args.overrides)
+    out = root.parent / f"runs_{root.name}_e{args.epochs}{tag}"
     over = ["experiment=joint", f"data.root={root}", "data.synthesize=null", f"trainer.max_epochs={args.epochs}",
-            f"model/face_encoder={args.face}", "trainer.enable_progress_bar=false", f"seed={args.seed}"]  # fmt: skip
+            f"model/face_encoder={args.face}", "trainer.enable_progress_bar=false", f"seed={args.seed}",
+            *args.overrides]  # fmt: skip
     cfg = compose(over, out)
     saved = out / "run" / "metrics.json"
     if args.reuse and saved.is_file():
@@ -174,7 +179,7 @@ def main() -> None:
         t0 = time.perf_counter()
         metrics = tasks.train(cfg)
         ours_wall = time.perf_counter() - t0
-    ctrl_out = root.parent / f"runs_{root.name}_misaligned"
+    ctrl_out = out.parent / f"{out.name}_misaligned"
     ctrl_saved = ctrl_out / "run" / "metrics.json"
     if args.reuse and ctrl_saved.is_file():
         import json

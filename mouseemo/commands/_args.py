@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from mouseemo.errors import ConfigError
+from mouseemo.utils.io import remove_stale_temps
 
 
 def finite_float(text: str) -> float:
@@ -50,6 +51,13 @@ def check_out_file(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: no permission to write in {parent}")
+
+
+def prepare_out_file(out: Path, overwrite: bool) -> None:
+    """:func:`check_out_file`, then remove the temporary files a killed run left beside ``out``."""
+    check_out_file(out, overwrite)
+    if out.parent.is_dir():
+        remove_stale_temps(out.parent)
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

@@ -32,12 +32,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_file
+from mouseemo.commands._args import check_out_file, prepare_out_file
 from mouseemo.errors import ConfigError
 from mouseemo.inference.embed import embed_session
 from mouseemo.inference.session_layer import fit_session_layer
 from mouseemo.utils.device import pick_device
-from mouseemo.utils.io import remove_stale_temps, save_npz_atomic
+from mouseemo.utils.io import save_npz_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,9 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    check_out_file(out, args.overwrite)
-    if out.parent.is_dir():
-        remove_stale_temps(out.parent)  # left by a run that was killed
+    prepare_out_file(out, args.overwrite)
     if out.suffix != ".npz":
         raise ConfigError(f"--out must be a .npz file; got {out}")
     if args.batch_size < 1:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_file, parse_size
+from mouseemo.commands._args import parse_size, prepare_out_file
 from mouseemo.data.video import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.inputs import resolve_inputs
 from mouseemo.inference.prototypes import build_from_videos
 from mouseemo.models.components.prototypes import MODES
 from mouseemo.utils.device import pick_device
-from mouseemo.utils.io import remove_stale_temps
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,9 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    check_out_file(out, args.overwrite)
-    if out.parent.is_dir():
-        remove_stale_temps(out.parent)  # left by a run that was killed
+    prepare_out_file(out, args.overwrite)
     if args.n_frames < 1:
         raise ConfigError(f"--n-frames must be >= 1; got {args.n_frames}")
     if args.batch_size < 1:
