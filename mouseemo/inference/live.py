@@ -652,7 +652,7 @@ class LiveSession:
 
     def _check_rate(self) -> None:
         st = self.stats
-        if self._warned_slow or st.scored - st.warmup < 10 or st.busy_s < 0.5:
+        if self._warned_slow or st.scored - st.warmup < 10 or st.busy_s < 0.25:
             return
         scoring, source = self._rates()
         if scoring is not None and source and scoring < source:
