@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from mouseemo.data.events import Events
-from mouseemo.data.video import Crop, reference_indices, resize_frames, video_reference
+from mouseemo.data.video import (
+    Crop,
+    reference_indices,
+    resize_frames,
+    session_reference,
+    video_reference,
+)
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.checkpoint import load_model
 from mouseemo.models.components.prototypes import classify
@@ -116,6 +122,31 @@ class Scorer:
 
     #: warnings about the current video (set by :meth:`for_video`)
     notes: list[str] = []
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether scoring needs frames of the session first (a session reference, its own neutral)."""
+        return False
+
+    def begin_frames(self, frames: np.ndarray, source: str = "given frames") -> None:
+        """Like :meth:`begin_video`, from cropped uint8 ``(T, H, W)`` frames of the session held in
+        memory (``mouseemo live``: its first seconds, or a reference file) instead of a reader: the
+        session reference or own neutral is taken from these frames."""
+
+    def for_frames(self, frames: np.ndarray, source: str = "given frames") -> Scorer:
+        """A copy of this scorer prepared from frames in memory (:meth:`begin_frames`)."""
+        frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        if frames.ndim != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+            raise DataError(
+                f"{source}: expected uint8 frames (T, H, W) or one frame (H, W); got "
+                f"{frames.dtype} {tuple(frames.shape)}"
+            )
+        scorer = copy.copy(self)
+        scorer.notes = []
+        scorer.begin_frames(frames, source)
+        return scorer
 
     def stream(self) -> ScoreFn:
         """A scoring function for one video: uint8 ``(b, H, W)`` on the device -> float32 ``(b, K)``.
@@ -237,12 +268,8 @@ class PrototypeScorer(Scorer):
             frames = vr.read_frames(idx)  # one decoding pass, as for a session reference
             if len(frames) == 0:
                 raise DataError(f"no frames decoded from {vr.path} for its own neutral")
-            feats = []
-            for i in range(0, len(frames), 64):
-                x = torch.from_numpy(np.ascontiguousarray(self.prepare(frames[i : i + 64]))).to(self.device)
-                feats.append(self.hog(x).double())
-            own = torch.cat(feats).mean(dim=0)
-            self.neutral_info = {"source": source, "frames": int(sum(len(f) for f in feats))}
+            own = self._mean_hog(frames)
+            self.neutral_info = {"source": source, "frames": len(frames)}
         else:
             why = (
                 f"has no frame before {self.neutral_until_s:g} s"
@@ -258,6 +285,32 @@ class PrototypeScorer(Scorer):
             ref = video_reference(vr, self.resize, self.neutral_frames, n)
             own = self.hog(torch.from_numpy(ref)[None].to(self.device))[0].double()
             self.neutral_info = {"source": "median frame (no baseline)", "frames": 1}
+        self._set_own_neutral(own)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.neutral_source == "own"
+
+    def begin_frames(self, frames: np.ndarray, source: str = "given frames") -> None:
+        """With ``neutral="own"``: the neutral is the mean HOG of up to ``neutral_frames`` of
+        ``frames`` spread evenly, as :meth:`begin_video` takes it from a video's baseline frames."""
+        self._matrix = self._base
+        if self.neutral_source != "own":
+            self.neutral_info = {"source": "prototypes file"}
+            return
+        frames = frames[reference_indices(len(frames), self.neutral_frames)]
+        self._set_own_neutral(self._mean_hog(frames))
+        self.neutral_info = {"source": source, "frames": len(frames)}
+
+    def _mean_hog(self, frames: np.ndarray) -> torch.Tensor:
+        """Mean HOG (float64, on the device) of cropped uint8 frames, prepared in chunks of 64."""
+        feats = []
+        for i in range(0, len(frames), 64):
+            x = torch.from_numpy(np.ascontiguousarray(self.prepare(frames[i : i + 64]))).to(self.device)
+            feats.append(self.hog(x).double())
+        return torch.cat(feats).mean(dim=0)
+
+    def _set_own_neutral(self, own: torch.Tensor) -> None:
         base = self._base.double()
         k = self.names.index("neutral")
         self._matrix = (base - base[k] + own).float()
@@ -338,12 +391,30 @@ class CheckpointScorer(Scorer):
         self._reference = None
         if self.reference_kind is None:
             return
+        self._check_reference_kind()
+        ref = video_reference(vr, self.resize, self.reference_frames, num_frames)
+        self._reference = torch.from_numpy(ref)[None, None].to(self.device)
+
+    def _check_reference_kind(self) -> None:
         if self.reference_kind != "median":
             raise ConfigError(
                 f"this checkpoint compares frames with a {self.reference_kind!r} reference, which "
                 "scoring new videos does not provide yet; score it with `mouseemo evaluate`"
             )
-        ref = video_reference(vr, self.resize, self.reference_frames, num_frames)
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.reference_kind is not None
+
+    def begin_frames(self, frames: np.ndarray, source: str = "given frames") -> None:
+        """Session-reference models: the reference is the median of up to ``reference_frames`` of
+        ``frames`` spread evenly (resized first), as :meth:`begin_video` takes it from a video."""
+        self._reference = None
+        if self.reference_kind is None:
+            return
+        self._check_reference_kind()
+        pick = frames[reference_indices(len(frames), self.reference_frames)]
+        ref = session_reference(resize_frames(pick, self.resize), self.reference_frames)
         self._reference = torch.from_numpy(ref)[None, None].to(self.device)
 
     def _run(self, frames: torch.Tensor) -> torch.Tensor:

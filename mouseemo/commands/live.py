@@ -1,0 +1,184 @@
+"""``mouseemo live``: score a camera (or a video played live) frame by frame as the frames arrive.
+
+Example::
+
+    mouseemo live --camera 0 --prototypes protos.npz --csv live.csv --summary live.json
+    mouseemo live --camera 0 --prototypes protos.npz --neutral own --reference-s 20 --lsl mouse-face
+    mouseemo live --video face.mp4 --ckpt best.ckpt --csv live.csv --duration 60
+
+Frames go through a bounded queue to a scoring thread; when scoring falls behind, the oldest frames
+are dropped and counted (:mod:`mouseemo.inference.live`). A status line goes to stderr every second
+(unless ``--quiet``); ``--summary`` gets latency, frame counts and why the session stopped.
+Ctrl-C stops the session cleanly (exit status 0, the CSV and summary complete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mouseemo.commands._args import finite_float
+from mouseemo.data.video import parse_crop
+from mouseemo.errors import ConfigError
+from mouseemo.inference.live import (
+    CameraSource,
+    CsvSink,
+    LiveOptions,
+    LiveSession,
+    LslSink,
+    VideoFileSource,
+    read_reference,
+    require_pylsl,
+)
+from mouseemo.inference.scorers import load_scorer
+from mouseemo.utils.device import pick_device
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "live",
+        help="score a camera (or a video played live) frame by frame as frames arrive: CSV, LSL, latency",
+        description="Score frames as they arrive, with prototypes or a checkpoint, for closed-loop "
+        "experiments: each frame gets its scores, label, capture and score time. Outputs: a CSV "
+        "(--csv), a Lab Streaming Layer outlet (--lsl), a summary JSON (--summary). When scoring "
+        "falls behind, the oldest frames are dropped and counted.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", metavar="INDEX", help="OpenCV camera index (or a device path / stream URL)")
+    src.add_argument("--video", metavar="FILE", help="a video file, played at its own frame rate")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--prototypes", metavar="PROTOS.npz", help="prototypes from `mouseemo prototypes`")
+    model.add_argument("--ckpt", metavar="MODEL.ckpt", help="a checkpoint written by `mouseemo train`")
+    p.add_argument(
+        "--neutral",
+        choices=("prototypes", "own"),
+        default="prototypes",
+        help="prototypes: the file's neutral; own: this session's neutral face, from its first "
+        "--reference-s seconds (or --reference)",
+    )
+    p.add_argument(
+        "--reference-s",
+        type=finite_float,
+        default=10.0,
+        metavar="S",
+        help="models that need the session (--neutral own, checkpoints with a session reference): "
+        "take it from the frames of the first S seconds, which are then scored as warm-up frames (default 10)",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="take the session reference / own neutral from this image or .npy of frames instead (no warm-up)",
+    )
+    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="override the model's crop")
+    p.add_argument("--margin", type=finite_float, default=None, help="similarity models: as in predict")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--csv", metavar="FILE", help="one row per scored frame, appended as frames are scored")
+    p.add_argument(
+        "--lsl",
+        metavar="NAME",
+        help='a Lab Streaming Layer outlet of this name (pip install "mouseemo[live]")',
+    )
+    p.add_argument("--summary", metavar="FILE", help="summary JSON written at the end")
+    p.add_argument("--duration", type=finite_float, default=None, metavar="S", help="stop after S seconds")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N captured frames")
+    p.add_argument(
+        "--as-fast-as-possible",
+        action="store_true",
+        help="--video: deliver frames as fast as they decode instead of at the video's rate",
+    )
+    p.add_argument(
+        "--no-drop",
+        action="store_true",
+        help="the source waits for the scorer instead of frames being dropped (replays of files)",
+    )
+    p.add_argument(
+        "--queue-size", type=int, default=1, metavar="N", help="frames waiting at most (default 1)"
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=finite_float,
+        default=5.0,
+        metavar="S",
+        help="stop when the source delivers no frame for S seconds (default 5)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv / --summary")
+    p.add_argument("--quiet", action="store_true", help="no status lines")
+    p.set_defaults(func=run)
+
+
+def _warn(msg: str) -> None:
+    print(f"mouseemo: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _status(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("csv", "summary"):
+        path = getattr(args, name)
+        if path is not None and Path(path).exists() and not args.overwrite:
+            raise ConfigError(f"--{name} {path} exists; pass --overwrite to replace it")
+    if args.reference_s <= 0:
+        raise ConfigError(f"--reference-s must be > 0; got {args.reference_s}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ConfigError(f"--max-frames must be >= 1; got {args.max_frames}")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be > 0; got {args.duration}")
+    if args.stall_timeout <= 0:
+        raise ConfigError(f"--stall-timeout must be > 0; got {args.stall_timeout}")
+    if args.as_fast_as_possible and args.video is None:
+        raise ConfigError("--as-fast-as-possible applies to --video")
+    if args.lsl is not None:
+        require_pylsl()
+    scorer = load_scorer(args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral)
+    reference = read_reference(args.reference) if args.reference is not None else None
+    if reference is not None and not scorer.needs_reference:
+        raise ConfigError(
+            "--reference: this model needs no session reference (give --neutral own with --prototypes, "
+            "or a checkpoint trained with one)"
+        )
+    if args.camera is not None:
+        index = int(args.camera) if str(args.camera).isdigit() else args.camera
+        source = CameraSource(index)
+    else:
+        source = VideoFileSource(args.video, realtime=not args.as_fast_as_possible)
+    opts = LiveOptions(
+        crop=parse_crop(args.crop),
+        reference_s=args.reference_s,
+        reference=reference,
+        queue_size=args.queue_size,
+        drop=not args.no_drop,
+        duration_s=args.duration,
+        max_frames=args.max_frames,
+        stall_timeout_s=args.stall_timeout,
+        status_s=None if args.quiet else 1.0,
+    )
+    sinks = []
+    try:
+        if args.csv is not None:
+            sinks.append(CsvSink(args.csv, scorer.columns))
+        if args.lsl is not None:
+            sinks.append(LslSink(args.lsl, scorer.names, scorer.prefix, source.fps))
+        session = LiveSession(source, scorer, opts, sinks=sinks, status=_status, warn=_warn)
+    except BaseException:
+        for s in sinks:
+            s.close()
+        source.close()
+        raise
+    summary = session.run()
+    if args.csv is not None:
+        summary["csv"] = str(args.csv)
+    if args.lsl is not None:
+        summary["lsl"] = args.lsl
+    if args.summary is not None:
+        session.write_summary(args.summary, summary)
+    if not args.quiet:
+        lat, fr = summary["latency_ms"], summary["frames"]
+        print(
+            f"mouseemo live: {summary['stop_reason']}; captured {fr['captured']}, scored {fr['scored']}, "
+            f"dropped {fr['dropped']}; latency median {lat['median']} ms, p99 {lat['p99']} ms",
+            file=sys.stderr,
+        )
+    return 0
