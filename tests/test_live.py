@@ -93,6 +93,7 @@ def test_live_own_neutral_equals_predict(world, tmp_path):
         "queue_size": 1, "queue_max_seen": 1,
     }  # fmt: skip
     assert summary["reference"]["frames"] == 40 and summary["latency_ms"]["frames"] == 80
+    assert summary["model"]["neutral"] == {"source": "the first 2 s of the stream", "frames": 40}
 
 
 def test_live_temporal_checkpoint_equals_predict(tmp_path, monkeypatch):

@@ -85,6 +85,10 @@ class FrameSource(ABC):
 
     #: nominal frames per second (``None``: unknown, measured)
     fps: float | None = None
+    #: ``(H, W)`` of its frames when known before the first one arrives (``None``: unknown). The
+    #: session then checks the model and runs its first, slowest pass before capture starts, so the
+    #: first live frames are neither late nor dropped.
+    frame_shape: tuple[int, int] | None = None
 
     @abstractmethod
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]: ...
@@ -132,6 +136,8 @@ class CameraSource(FrameSource):
             raise DataError(f"no camera at index {index}: OpenCV could not open it")
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and math.isfinite(fps) and 0 < fps < 1000 else None
+        w, h = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.frame_shape = (h, w) if h > 0 and w > 0 else None  # what the driver reports
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         while True:
@@ -166,6 +172,7 @@ class VideoFileSource(FrameSource):
         self.realtime, self.clock, self.sleep = realtime, clock, sleep
         self.reader = VideoReader(self.path, timestamps=None)
         self.fps = float(self.reader.fps)
+        self.frame_shape = (int(self.reader.full_height), int(self.reader.full_width))
 
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         start = None
@@ -478,6 +485,9 @@ class LiveSession:
         self.error: BaseException | None = None
         self.warnings: list[str] = []
         self.reference_info: dict | None = None
+        #: the scorer in use (its per-session copy once the reference or neutral is set)
+        self.scorer: Scorer = scorer
+        self.frame_size: tuple[int, int] | None = None
         self._source_done = threading.Event()
         self._warned_slow = False
         self._waiting = False
@@ -531,7 +541,8 @@ class LiveSession:
         return g if c is None else g[c[1] : c[1] + c[3], c[0] : c[0] + c[2]]
 
     def _start_scorer(self, first: np.ndarray) -> None:
-        """Check the first frame's size and set the crop (runs once)."""
+        """Check the frame size and set the crop (before capture when the source states its frame
+        size, else on the first frame; again if a frame of another size arrives)."""
         h, w = first.shape[:2]
         self.crop = self.opts.crop if self.opts.crop is not None else self.base_scorer.crop
         check_crop(self.crop, h, w, self.source.describe())
@@ -576,8 +587,15 @@ class LiveSession:
                 if item is None:
                     break
                 idx, t, frame = item
-                if not hasattr(self, "crop"):
-                    self._start_scorer(np.asarray(frame))
+                shape = tuple(np.shape(frame)[:2])
+                if self.frame_size is None or shape != self.frame_size:
+                    if scorer is not None or warm:  # the reference was taken at the old size
+                        raise DataError(
+                            f"{self.source.describe()}: the frame size changed from "
+                            f"{self.frame_size[1]}x{self.frame_size[0]} to {shape[1]}x{shape[0]} (w x h)"
+                        )
+                    self._start_scorer(np.asarray(frame))  # the source's stated size was not its frames'
+                if scorer is None and not warm:
                     if not self.base_scorer.needs_reference:
                         scorer = self.base_scorer
                     elif o.reference is not None:
@@ -593,6 +611,7 @@ class LiveSession:
                             ),
                         }
                     if scorer is not None:
+                        self.scorer = scorer
                         score_fn = scorer.stream()
                 g = self._prepare_frame(frame)
                 if scorer is None:  # warm-up: keep frames until reference_s seconds have passed
@@ -623,6 +642,7 @@ class LiveSession:
         frames = np.stack([g for _, _, g in warm])
         span = warm[-1][1] - warm[0][1] + (1.0 / self.source.fps if self.source.fps else 0.0)
         scorer = self.base_scorer.for_frames(frames, f"the first {self.opts.reference_s:g} s of the stream")
+        self.scorer = scorer
         for note in scorer.notes:
             self._warn(note)
         self.reference_info = {
@@ -687,6 +707,14 @@ class LiveSession:
         o = self.opts
         self._t0 = self.clock()
         self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        shape = getattr(self.source, "frame_shape", None)
+        if shape is not None:  # check the model and pay its first pass before frames arrive
+            try:
+                self._start_scorer(np.zeros(tuple(shape), np.uint8))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.source.close()
+                raise
         self.stats.last_arrival = time.monotonic()
         capture = threading.Thread(target=self._capture, name="mouseemo-live-capture", daemon=True)
         scoring = threading.Thread(target=self._score, name="mouseemo-live-score", daemon=True)
@@ -734,14 +762,14 @@ class LiveSession:
         st = self.stats
         lat = np.asarray(st.latencies) * 1e3
         scoring, source = self._rates()
-        scorer = self.base_scorer
+        scorer = self.scorer
         pct = (lambda q: round(float(np.percentile(lat, q)), 3)) if len(lat) else (lambda q: None)
         return {
             "source": self.source.describe(),
             "source_fps": round(source, 3) if source else None,
             "model": scorer.describe(),
             "columns": ["frame", "capture_s", "score_s", "latency_ms", "warmup", "label", *scorer.columns],
-            "crop": list(self.crop) if getattr(self, "crop", None) else None,
+            "crop": list(self.crop) if self.crop else None,
             "reference": self.reference_info,
             "frames": {
                 "captured": st.captured,
