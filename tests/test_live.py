@@ -141,6 +141,16 @@ def test_cli_max_frames_csv_and_summary(world, tmp_path, capsys):
     assert code == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_cli_plot(world, tmp_path, capsys):
+    png = tmp_path / "live.png"
+    args = ["live", "--video", str(world["video"]), "--prototypes", str(world["protos"]), "--max-frames", "30",
+            "--as-fast-as-possible", "--no-drop", "--quiet", "--plot", str(png)]  # fmt: skip
+    assert main(args) == 2 and "give --csv too" in capsys.readouterr().err and not png.exists()
+    assert main([*args, "--csv", str(tmp_path / "l.csv"), "--summary", str(tmp_path / "l.json")]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "l.json").read_text())["plot"] == str(png)
+
+
 def test_stalled_source_stops_with_a_complete_csv(world, tmp_path):
     release = threading.Event()
 

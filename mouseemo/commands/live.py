@@ -80,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help='a Lab Streaming Layer outlet of this name (pip install "mouseemo[live]")',
     )
     p.add_argument("--summary", metavar="FILE", help="summary JSON written at the end")
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="with --csv: a figure of the scores and latency, drawn at the end"
+    )
     p.add_argument("--duration", type=finite_float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N captured frames")
     p.add_argument(
@@ -102,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="stop when the source delivers no frame for S seconds (default 5)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv / --summary")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv / --summary / --plot")
     p.add_argument("--quiet", action="store_true", help="no status lines")
     p.set_defaults(func=run)
 
@@ -116,7 +119,9 @@ def _status(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("csv", "summary"):
+    if args.plot is not None and args.csv is None:
+        raise ConfigError("--plot draws the --csv rows: give --csv too")
+    for name in ("csv", "summary", "plot"):
         path = getattr(args, name)
         if path is not None and Path(path).exists() and not args.overwrite:
             raise ConfigError(f"--{name} {path} exists; pass --overwrite to replace it")
@@ -172,6 +177,14 @@ def run(args: argparse.Namespace) -> int:
         summary["csv"] = str(args.csv)
     if args.lsl is not None:
         summary["lsl"] = args.lsl
+    if args.plot is not None:
+        if summary["frames"]["scored"]:
+            from mouseemo.viz.live import plot_live  # matplotlib only when a figure is asked for
+
+            plot_live(args.csv, args.plot, f"mouseemo live: {session.source.describe()}")
+            summary["plot"] = str(args.plot)
+        else:
+            _warn(f"no frame was scored: --plot {args.plot} not drawn")
     if args.summary is not None:
         session.write_summary(args.summary, summary)
     if not args.quiet:
