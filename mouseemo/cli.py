@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hog",
     "prototypes",
     "predict",
+    "explain",
     "correlates",
     "embed",
     "tail_shock",
