@@ -218,6 +218,7 @@ def attribution_maps(
     reference: torch.Tensor | None = None,
     ig_steps: int = 32,
     targets: Sequence[int] | None = None,
+    per_frame: bool = False,
 ) -> np.ndarray:
     """Grad-CAM or integrated-gradients maps ``(B, K, H, W)`` float32 at the input's resolution.
 
@@ -229,6 +230,8 @@ def attribution_maps(
         reference: uint8 ``(1, 1, H, W)`` session reference for two-channel models.
         ig_steps: integration steps of integrated gradients.
         targets: class indices to explain (default: all).
+        per_frame: ``targets`` holds one class per frame; the result is ``(B, 1, H, W)``, each
+            frame's map of its own class (one backward pass for the batch).
     """
     if method not in CHECKPOINT_METHODS:
         raise ConfigError(
@@ -238,16 +241,18 @@ def attribution_maps(
     _check_classifier(module)
     net = module.net
     x = network_input(module, frames, reference)
-    targets = list(range(len(module.classes))) if targets is None else list(targets)
-    out = np.zeros((len(x), len(targets), *x.shape[-2:]), dtype=np.float32)
+    targets = list(range(len(module.classes))) if targets is None else [int(t) for t in targets]
+    jobs = [torch.as_tensor(targets, device=x.device)] if per_frame else targets
+    out = np.zeros((len(x), len(jobs), *x.shape[-2:]), dtype=np.float32)
     with torch.enable_grad():
         if method == "gradcam":
             explainer = attr.LayerGradCam(net, gradcam_layer(net))
         else:
             explainer = attr.IntegratedGradients(net)
-        for j, k in enumerate(targets):
+        for j, k in enumerate(jobs):
+            k = k if per_frame else int(k)
             if method == "gradcam":
-                a = explainer.attribute(x, target=int(k), relu_attributions=True)
+                a = explainer.attribute(x, target=k, relu_attributions=True)
                 a = attr.LayerAttribution.interpolate(a, tuple(x.shape[-2:]), interpolate_mode="bilinear")
             else:
                 a = explainer.attribute(
@@ -346,6 +351,24 @@ def explain_frames(scorer, prepared: np.ndarray, method: str | None, out_size, r
     with torch.no_grad():
         scores = scorer.stream()(x).float().cpu().numpy()
     return resize_maps(maps, out_size, nearest=False), scores, method
+
+
+def label_maps(scorer, prepared: np.ndarray, labels: np.ndarray, out_size, reference=None) -> np.ndarray:
+    """Each frame's map of its own label ``(b, H, W)`` float32, for ``predict --overlay-map``.
+
+    HOG prototype models: the label's per-cell similarity contributions (one HOG of the chunk and a
+    product per feature: nearly free). Classifiers: Grad-CAM of the label (one forward and backward
+    pass of the network per chunk, a few times the cost of scoring it).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return np.zeros((0, *out_size), np.float32)
+    if hog_prototypes_of(scorer) is not None:
+        maps, _, _ = explain_frames(scorer, prepared, None, out_size)
+        return maps[np.arange(len(labels)), labels]
+    x = torch.from_numpy(np.ascontiguousarray(prepared)).to(scorer.device)
+    maps = attribution_maps(scorer.module, x, "gradcam", reference, targets=labels, per_frame=True)
+    return resize_maps(maps[:, 0], out_size, nearest=False)
 
 
 def explain_video(
@@ -524,6 +547,7 @@ __all__ = [
     "contribution_maps",
     "fold_cells",
     "gradcam_layer",
+    "label_maps",
     "network_input",
     "prototype_cell_maps",
     "prototype_maps",
