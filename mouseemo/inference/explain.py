@@ -258,7 +258,7 @@ def attribution_maps(
                 a = explainer.attribute(
                     x.clone().requires_grad_(True),
                     baselines=torch.zeros_like(x),
-                    target=int(k),
+                    target=k,
                     n_steps=ig_steps,
                 )
             out[:, j] = a.detach().sum(dim=1).float().cpu().numpy()
