@@ -195,3 +195,14 @@ def test_cli_bad_input_is_one_line_and_no_files(files, tmp_path, capsys, args, m
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("mouseemo: error:") and message in err[0], err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_predict_overlay_map(files, tmp_path, capsys):
+    root, video = files
+    out = tmp_path / "pred"
+    rc = main(["predict", str(video), "--prototypes", str(root / "protos.npz"), "--out", str(out),
+               "--overlay", "--overlay-map", "--no-plot", "--quiet"])  # fmt: skip
+    assert rc == 0 and (out / "face.overlay.mp4").stat().st_size > 0
+    rc = main(["predict", str(video), "--prototypes", str(root / "protos.npz"), "--out", str(out),
+               "--overlay-map", "--quiet"])  # fmt: skip
+    assert rc == 2 and "add --overlay" in capsys.readouterr().err
