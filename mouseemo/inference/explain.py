@@ -428,11 +428,14 @@ def write_explanation(result: Explanation, out_dir, stem: str, overwrite: bool =
     out_dir = Path(out_dir)
     files: dict[Path, bytes] = {}
     prefix = "similarity" if result.method == "contrib" else "p"
+    scale_rows = None  # neutral's own similarity contributions would set the scale of every panel
+    if result.method == "contrib" and "neutral" in result.names and len(result.names) > 1:
+        scale_rows = [k for k, n in enumerate(result.names) if n != "neutral"]
     for i, f in enumerate(result.frames):
         subs = [f"({prefix} {s:.3f})" if prefix == "p" else f"({s:.3f})" for s in result.scores[i]]
         png = explanation_figure(
             result.images[i], result.maps[i], result.names,
-            f"{stem} frame {int(f)}: {_titles(result.method)}", subs,
+            f"{stem} frame {int(f)}: {_titles(result.method)}", subs, scale_rows=scale_rows,
         )  # fmt: skip
         files[out_dir / f"{stem}_frame{int(f):06d}.png"] = png
     arrays = {

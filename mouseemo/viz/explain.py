@@ -32,6 +32,7 @@ def explanation_figure(
     cols: int = 4,
     panel_inches: float = 2.2,
     dpi: int = 90,
+    scale_rows: Sequence[int] | None = None,
 ) -> bytes:
     """A PNG (bytes): the face (when given) then one panel per map, each the face under its map.
 
@@ -41,6 +42,7 @@ def explanation_figure(
         names: ``K`` panel titles.
         title: the figure's title.
         subtitles: optional ``K`` strings appended to the panel titles (e.g. scores).
+        scale_rows: the maps that set the shared colour scale (default: all; others may saturate).
     """
     import matplotlib
 
@@ -55,7 +57,7 @@ def explanation_figure(
     h, w = maps.shape[-2:]
     fig = Figure(figsize=(cols * panel_inches, rows * panel_inches * h / w + 0.5))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    cmap, vmin, vmax = _scale(maps)
+    cmap, vmin, vmax = _scale(maps if scale_rows is None else maps[list(scale_rows)])
     im = None
     j = 0
     if image is not None:
