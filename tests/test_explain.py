@@ -364,3 +364,76 @@ def test_predict_overlay_map(files, tmp_path, capsys):
     rc = main(["predict", str(video), "--prototypes", str(root / "protos.npz"), "--out", str(out),
                "--overlay-map", "--quiet"])  # fmt: skip
     assert rc == 2 and "add --overlay" in capsys.readouterr().err
+
+
+# -- the command with checkpoints -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """A tiny trained CNN (crop + resize to 24x32) and a model=hog_proto checkpoint, on 48x64 frames."""
+    from mouseemo import tasks
+    from tests.helpers import write_dataset
+    from tests.test_configs import compose_cfg
+    from tests.test_train import small
+
+    base = tmp_path_factory.mktemp("explain_ckpt")
+    ds = write_dataset(base / "ds", num_mice=3, num_frames=80)
+    out = {"video": ds / "m02" / "s01" / "face.mp4"}
+    for name, extra in (
+        ("cnn", ["model=cnn", "data.crop=[2,1,60,44]", "trainer.max_epochs=1"]),
+        ("hog_proto", ["model=hog_proto", "data.image_size=null", "model.hog.pixels_per_cell=[16,16]"]),
+    ):
+        run = base / name
+        over = small(ds, run, *extra)
+        if name != "cnn":
+            over = [o for o in over if not o.startswith(("model.net", "data.image_size=["))]
+        metrics = tasks.train(compose_cfg("train", over, base))
+        out[name] = metrics["best_ckpt"] or run / "checkpoints" / "last.ckpt"
+    return out
+
+
+@pytest.mark.parametrize(
+    ("model", "method", "size"),
+    [("cnn", "gradcam", (44, 60)), ("cnn", "ig", (44, 60)), ("hog_proto", None, (48, 64))],
+)
+def test_cli_explains_checkpoints(ckpts, tmp_path, model, method, size):
+    if model == "cnn":
+        pytest.importorskip("captum")
+    out = tmp_path / "out"
+    args = ["--method", method, "--ig-steps", "4"] if method else []
+    rc = main(["explain", str(ckpts["video"]), "--ckpt", str(ckpts[model]), "--frames", "3,10-11",
+               "--out", str(out), "--quiet", *args])  # fmt: skip
+    assert rc == 0
+    frames = ["face_frame000003.png", "face_frame000010.png", "face_frame000011.png"]
+    extra = ["face_prototypes.png"] if model == "hog_proto" else []
+    assert sorted(p.name for p in out.iterdir()) == sorted(["face.explain.npz", *frames, *extra])
+    with np.load(out / "face.explain.npz", allow_pickle=False) as npz:
+        names = list(npz["names"])  # a hog_proto model has a prototype per class its training split held
+        assert names == list(EMOTIONS) if model == "cnn" else set(names) <= set(EMOTIONS) and len(names) > 1
+        assert npz["maps"].shape == (3, len(names), *size) and np.isfinite(npz["maps"]).all()
+        assert npz["images"].shape == (3, *size) and list(npz["frames"]) == [3, 10, 11]
+        assert str(npz["method"]) == (method or "contrib") and npz["scores"].shape == (3, len(names))
+        assert ("prototype_maps" in npz.files) == (model == "hog_proto")
+        if method == "gradcam":
+            assert (npz["maps"] >= 0).all() and npz["maps"].max() > 0
+
+
+@pytest.mark.parametrize("model", ["cnn", "hog_proto"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "0,500"], "frame 500 is outside"),
+        (["--frames", "20-10"], "--frames"),
+        (["--frames", "-3"], "--frames"),
+        (["--frames", "0", "--missing"], "video not found"),
+    ],
+)
+def test_cli_checkpoint_bad_input_is_one_line_and_no_files(ckpts, tmp_path, capsys, model, args, message):
+    if model == "cnn":
+        pytest.importorskip("captum")
+    video = ckpts["video"].parent / "nothing.mp4" if "--missing" in args else ckpts["video"]
+    args = [a for a in args if a != "--missing"]
+    out = tmp_path / "out"
+    rc = main(["explain", str(video), "--ckpt", str(ckpts[model]), "--out", str(out), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("mouseemo: error:") and message in err[0], err
+    assert not out.exists() or not any(out.iterdir())
