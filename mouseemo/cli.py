@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "prototypes",
     "predict",
     "live",
+    "explain",
     "correlates",
     "embed",
     "tail_shock",

@@ -92,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overlay", action="store_true", help="also write <stem>.overlay.mp4 (label and bars on the face)"
     )
+    p.add_argument(
+        "--overlay-map",
+        action="store_true",
+        help="with --overlay, blend the map of each frame's label onto the face (cheap for prototypes; "
+        "Grad-CAM for checkpoints, needs captum and is slower)",
+    )
     p.add_argument("--nwb", action="store_true", help="also write <stem>.nwb (needs pynwb: mouseemo[nwb])")
     p.add_argument("--no-plot", action="store_true", help="skip the traces plot")
     p.add_argument(
@@ -116,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be >= 1; got {args.workers}")
     if args.nwb:
         require_nwb()
+    if args.overlay_map and not args.overlay:
+        raise ConfigError("--overlay-map draws on the overlay video: add --overlay")
     out_dir = Path(args.out)
     check_out_dir(out_dir)
     crop = parse_crop(args.crop)
@@ -124,11 +132,17 @@ def run(args: argparse.Namespace) -> int:
     scorer = load_scorer(
         args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
     )
+    if args.overlay_map:
+        from mouseemo.inference.explain import hog_prototypes_of, require_captum
+
+        if hog_prototypes_of(scorer) is None:
+            require_captum()  # Grad-CAM of classifier checkpoints
     opts = PredictOptions(
         crop=crop,
         batch_size=args.batch_size,
         plot=not args.no_plot,
         overlay=args.overlay,
+        overlay_map=args.overlay_map,
         nwb=args.nwb,
         min_confidence=args.min_confidence,
         cancel=threading.Event(),

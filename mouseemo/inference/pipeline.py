@@ -43,6 +43,7 @@ from mouseemo.data.session import resolve_crop
 from mouseemo.data.video import Crop, VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.inference.departure import DepartureCollector
+from mouseemo.inference.explain import label_maps
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.nwb import write_predictions_nwb
 from mouseemo.inference.qc import StreamingQC, frame_stats
@@ -86,6 +87,9 @@ class PredictOptions:
         depth: chunks the decoding thread may run ahead (``None``: as many as fit in
             :data:`~mouseemo.inference.scoring.AHEAD_BYTES`, 1 to 4).
         plot, overlay, nwb: which optional outputs to write.
+        overlay_map: with ``overlay``, blend the map of each frame's label onto the face
+            (:func:`mouseemo.inference.explain.label_maps`: per-cell similarity contributions for
+            prototype models, nearly free; Grad-CAM for classifiers, a backward pass per chunk).
         min_confidence: threshold of the low-confidence QC check (``None``: per score kind, see
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
         cancel: set it to stop between chunks (the video then raises :class:`Cancelled`).
@@ -100,6 +104,7 @@ class PredictOptions:
     depth: int | None = None
     plot: bool = True
     overlay: bool = False
+    overlay_map: bool = False
     nwb: bool = False
     min_confidence: float | None = None
     cancel: threading.Event | None = None
@@ -290,7 +295,13 @@ def predict_video(
                 label_names = [names[i] for i in lab]
                 fh.write(_csv_rows(start, t, label_names, s_np))
                 if overlay is not None:
-                    overlay.write(frames, label_names, s_np, t)
+                    heat = None
+                    if opts.overlay_map:
+                        heat = label_maps(
+                            scorer, scorer.prepare(frames), lab, frames.shape[-2:],
+                            getattr(scorer, "_reference", None),
+                        )  # fmt: skip
+                    overlay.write(frames, label_names, s_np, t, heat)
                 qc.update(stats, t, conf)
                 if departures is not None:
                     near = departures.wanted(t)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from mouseemo.errors import DataError
+from mouseemo.viz.explain import blend_map
 from mouseemo.viz.expressions import color_of
 
 #: Overlay frames are at least this tall (small faces are enlarged by an integer factor).
@@ -47,6 +48,7 @@ def draw_overlay(
     scores: np.ndarray,
     prefix: str,
     time_s: float | None = None,
+    heat: np.ndarray | None = None,
 ) -> np.ndarray:
     """One overlay frame: the face, the current label, and a bar per class.
 
@@ -57,6 +59,8 @@ def draw_overlay(
         scores: ``(K,)`` scores of the frame.
         prefix: ``prob`` (bars are the probabilities) or ``similarity``.
         time_s: the frame's time, printed when given.
+        heat: ``(H, W)`` explanation map of the label, blended onto the face when given
+            (:func:`mouseemo.viz.explain.blend_map`).
 
     Returns:
         BGR uint8 ``(s H, s W, 3)`` with ``s = overlay_scale(H)``.
@@ -65,6 +69,8 @@ def draw_overlay(
     img = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if s > 1:
         img = cv2.resize(img, (frame.shape[1] * s, frame.shape[0] * s), interpolation=cv2.INTER_NEAREST)
+    if heat is not None:
+        img = blend_map(img, heat)
     h, w = img.shape[:2]
     scores = np.asarray(scores, dtype=np.float64)
     if prefix == "prob":
@@ -130,11 +136,15 @@ class OverlayWriter:
             raise DataError(f"cannot write the overlay video {self.path} (OpenCV has no mp4v encoder?)")
         self.num_frames = 0
 
-    def write(self, frames: np.ndarray, labels: Sequence[str], scores: np.ndarray, times=None) -> None:
-        """Draw and append ``b`` frames: gray ``(b, H, W)``, labels ``(b,)``, scores ``(b, K)``."""
+    def write(
+        self, frames: np.ndarray, labels: Sequence[str], scores: np.ndarray, times=None, heat=None
+    ) -> None:
+        """Draw and append ``b`` frames: gray ``(b, H, W)``, labels ``(b,)``, scores ``(b, K)``, and
+        optionally each label's map ``heat`` ``(b, H, W)``."""
         for i, frame in enumerate(frames):
             t = None if times is None else float(times[i])
-            self._writer.write(draw_overlay(frame, labels[i], self.names, scores[i], self.prefix, t))
+            h = None if heat is None else heat[i]
+            self._writer.write(draw_overlay(frame, labels[i], self.names, scores[i], self.prefix, t, h))
         self.num_frames += len(frames)
 
     def close(self) -> None:

@@ -589,3 +589,27 @@ def render_pose(
 ) -> np.ndarray:
     """Convenience: one clean frame (no camera nuisance) of ``identity`` with AUs ``au``."""
     return FaceRenderer(identity, size).render(au)
+
+
+def expression_region(
+    identity: Identity,
+    emotion: str,
+    size: tuple[int, int] = (240, 320),
+    style=None,
+    threshold: float = 8.0,
+    whisker_phase: float = 0.0,
+) -> np.ndarray:
+    """Pixels that ``emotion``'s action-unit pattern moves: a boolean ``(H, W)`` mask.
+
+    The face is rendered twice on a clean camera (no motion, noise or blur) in the same fixed pose,
+    once neutral and once with ``emotion`` at full intensity (:func:`.dynamics.pose`, with the
+    animal's ``style`` gains when given); pixels whose gray value differs by more than ``threshold``
+    are the emotion's region. Used to check explanation maps against the ground truth.
+    """
+    from mouseemo.data.synthetic.dynamics import pose
+
+    renderer = FaceRenderer(identity, size)
+    still = {"whisker_phase": whisker_phase, "blink": 0.0, "sniff": 0.0, "lick": 0.0}
+    base = renderer.render({**pose("neutral", 1.0, style), **still}).astype(np.float32)
+    moved = renderer.render({**pose(emotion, 1.0, style), **still}).astype(np.float32)
+    return np.abs(moved - base) > float(threshold)
