@@ -167,3 +167,20 @@ def test_bad_data_options(dataset, tmp_path):
         from mouseemo.errors import user_error
 
         assert match in str(user_error(info.value))
+
+
+def test_split_seed_fixes_the_held_out_animals_while_the_run_seed_varies(tmp_path):
+    ds = write_dataset(tmp_path / "ds", num_mice=6, num_frames=40)
+
+    def test_animals(*extra):
+        cfg = compose_cfg("train", small(ds, tmp_path / "r", *extra), tmp_path)
+        dm = instantiate(cfg.data)
+        dm.prepare_data()
+        dm.setup("fit")
+        return tuple(dm.animal_groups["test"]), tuple(dm.animal_groups["val"])
+
+    followed = {test_animals(f"seed={s}") for s in range(6)}
+    assert len(followed) > 1  # null: the held-out animals follow the run's seed
+    fixed = {test_animals(f"seed={s}", "data.split.seed=7") for s in range(6)}
+    assert len(fixed) == 1
+    assert fixed == {test_animals("seed=7")}

@@ -284,7 +284,10 @@ class FaceFramesDataModule(pl.LightningDataModule):
         self.root = Path(root)
         self.crop = parse_crop(crop) if crop is not None else None
         self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
-        self.spec = SplitSpec(**{"seed": seed, **dict(split or {})})
+        split = dict(split or {})
+        if split.get("seed") is None:  # null: the split follows the run's seed
+            split["seed"] = seed
+        self.spec = SplitSpec(**split)
         if self.spec.kind not in ("animals", "time"):
             raise ConfigError(f"split.kind must be 'animals' or 'time'; got {self.spec.kind!r}")
         if train_stride < 1 or eval_stride < 1:
@@ -383,7 +386,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
         return masks
 
     def _build_datasets(self) -> None:
-        rng = np.random.default_rng(self.spec.seed + 1)
+        rng = np.random.default_rng(int(self.hparams.seed) + 1)
         for stage in STAGES:
             idx, labs, starts = [], [], []
             stride = self.hparams.train_stride if stage == "train" else self.hparams.eval_stride
@@ -438,7 +441,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
         if stage == "train" and self.sampler == "balanced":
             labels = self.datasets[stage].labels
             weights = 1.0 / np.bincount(labels, minlength=len(self.classes))[labels]
-            generator = torch.Generator().manual_seed(int(self.spec.seed))
+            generator = torch.Generator().manual_seed(int(self.hparams.seed))
             sampler = WeightedRandomSampler(
                 weights.tolist(), len(labels), replacement=True, generator=generator
             )
