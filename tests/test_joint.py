@@ -427,3 +427,21 @@ def test_fit_session_layer_for_a_session_held_out_of_training(control_world, tmp
     assert main(["embed", str(other), "--ckpt", str(new), "--session-layer", "m02/s01", "--out",
                  str(tmp_path / "x.npz"), "--cache-dir", str(tmp_path / "cache")]) == 2  # fmt: skip
     assert "neurons but the checkpoint's layer for m02/s01 takes" in capsys.readouterr().err
+    # fitting on chosen frames (time blocks) uses exactly the windows that lie wholly on them
+    from mouseemo.data.session import Session
+    from mouseemo.inference.embed import joint_module, paired_session
+    from mouseemo.inference.session_layer import fit_session_layer
+
+    p = paired_session(Session.open(held), joint_module(ckpt), tmp_path / "cache")
+    frames = np.zeros(len(p["times"]), bool)
+    frames[: len(frames) // 4] = frames[len(frames) // 2 :] = True
+    inside = np.concatenate([[0], np.cumsum(frames)])
+    whole = np.flatnonzero(inside[p["ends"] + 1] - inside[p["ends"] - p["window"] + 1] == p["window"])
+    fit = fit_session_layer(
+        held, ckpt, tmp_path / "blocks.ckpt", fit_frames=frames, cache_dir=tmp_path / "cache"
+    )
+    assert fit["windows"] == len(whole[::2])
+    with pytest.raises(ConfigError, match="fit_frames must be a bool array"):
+        fit_session_layer(
+            held, ckpt, tmp_path / "bad.ckpt", fit_frames=frames[:-1], cache_dir=tmp_path / "cache"
+        )

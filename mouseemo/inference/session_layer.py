@@ -28,6 +28,7 @@ def fit_session_layer(
     ckpt: str | Path,
     out_ckpt: str | Path,
     fit_until_s: float | None = None,
+    fit_frames: np.ndarray | None = None,
     epochs: int = 60,
     lr: float = 3e-3,
     batch_size: int = 256,
@@ -40,6 +41,8 @@ def fit_session_layer(
     Args:
         fit_until_s: use only the windows ending before this camera time (default: all), e.g. to
             keep later minutes for checking the fitted layer.
+        fit_frames: ``(T,)`` bool over the session's camera frames: use only the windows whose every
+            frame is True (e.g. some time blocks, keeping the others for checking).
         epochs, lr, batch_size: the fit (Adam over the layer's weights).
         stride: imaging frames between fitted windows.
 
@@ -56,6 +59,16 @@ def fit_session_layer(
     use = np.ones(len(p["ends"]), bool)
     if fit_until_s is not None:
         use &= p["times"][p["ends"]] < fit_until_s
+    if fit_frames is not None:
+        fit_frames = np.asarray(fit_frames)
+        if fit_frames.dtype != bool or fit_frames.shape != p["times"].shape:
+            raise ConfigError(
+                f"fit_frames must be a bool array over the session's {len(p['times'])} camera frames; "
+                f"got {fit_frames.dtype} {fit_frames.shape}"
+            )
+        inside = np.concatenate([[0], np.cumsum(fit_frames)])
+        starts = p["ends"] - p["window"] + 1
+        use &= inside[p["ends"] + 1] - inside[starts] == p["window"]
     sel = np.flatnonzero(use)[:: max(int(stride), 1)]
     if len(sel) < 16:
         raise DataError(f"{session.path}: only {len(sel)} paired windows to fit a session layer on (need 16)")
