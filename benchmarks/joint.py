@@ -141,7 +141,9 @@ def main() -> None:
                     help="the control's shift (s); avoid multiples of the stimulus schedule")  # fmt: skip
     ap.add_argument("--no-cebra", action="store_true", help="skip the CEBRA rows")
     ap.add_argument(
-        "overrides", nargs="*", help="extra Hydra overrides for our model, e.g. model.neural_encoder.hidden=128"
+        "overrides",
+        nargs="*",
+        help="extra Hydra overrides for our model, e.g. model.neural_encoder.hidden=128",
     )
     ap.add_argument(
         "--reuse", action="store_true", help="reuse our finished run (its metrics.json) if present"

@@ -27,6 +27,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from predict import untrained_cnn_checkpoint  # noqa: E402
 
 from mouseemo.inference.live import LiveOptions, LiveSession, VideoFileSource  # noqa: E402
 from mouseemo.inference.scorers import CheckpointScorer, PrototypeScorer  # noqa: E402
@@ -48,27 +51,7 @@ def make_inputs(cache: Path, seconds: float) -> tuple[Path, Path, Path]:
     protos = cache / f"protos_{n}.npz"
     if not protos.is_file():
         build_from_videos(resolve_inputs([str(session)], None, need_events=True)).save(protos)
-    ckpt = cache / "cnn_untrained.ckpt"
-    if not ckpt.is_file():
-        from hydra import compose, initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import instantiate
-
-        from mouseemo.models.checkpoint import RECORD_KEY, checkpoint_record
-        from mouseemo.utils.resolvers import register_resolvers
-
-        register_resolvers()
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose(
-                config_name="train",
-                overrides=["model=cnn", f"paths.root_dir={cache}"],
-                return_hydra_config=True,
-            )
-        HydraConfig().set_config(cfg)
-        module = instantiate(cfg.model)
-        torch.save({"state_dict": module.state_dict(), RECORD_KEY: checkpoint_record(cfg)}, ckpt)
+    ckpt = untrained_cnn_checkpoint(cache)
     return session / "face.mp4", protos, ckpt
 
 

@@ -75,13 +75,8 @@ def make_video(cache: Path, minutes: float, size: tuple[int, int], fps: float) -
     return video, session
 
 
-def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
-    from mouseemo.inference.inputs import resolve_inputs
-    from mouseemo.inference.prototypes import build_from_videos
-
-    protos = cache / f"protos_{session.parent.parent.name}.npz"
-    if not protos.is_file():
-        build_from_videos(resolve_inputs([str(session)], None, need_events=True)).save(protos)
+def untrained_cnn_checkpoint(cache: Path) -> Path:
+    """A checkpoint of the default ``cnn`` with random weights (speed only), made once in ``cache``."""
     ckpt = cache / "cnn_untrained.ckpt"
     if not ckpt.is_file():
         from hydra import compose, initialize_config_dir
@@ -103,6 +98,17 @@ def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
         HydraConfig().set_config(cfg)
         module = instantiate(cfg.model)
         torch.save({"state_dict": module.state_dict(), RECORD_KEY: checkpoint_record(cfg)}, ckpt)
+    return ckpt
+
+
+def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
+    from mouseemo.inference.inputs import resolve_inputs
+    from mouseemo.inference.prototypes import build_from_videos
+
+    protos = cache / f"protos_{session.parent.parent.name}.npz"
+    if not protos.is_file():
+        build_from_videos(resolve_inputs([str(session)], None, need_events=True)).save(protos)
+    ckpt = untrained_cnn_checkpoint(cache)
     return protos, ckpt
 
 
