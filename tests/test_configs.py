@@ -23,6 +23,10 @@ def options(group: str) -> list[str]:
 
 
 def compose_cfg(task: str, overrides: list[str], tmp_path: Path):
+    """The task's config as Hydra composes it. Tests run the small ``cnn`` unless they name a model
+    or an experiment (the default ``motion_cnn`` has its own tests)."""
+    if not any(o.startswith(("model=", "experiment=", "~model")) for o in overrides):
+        overrides = ["model=cnn", *overrides]
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -151,7 +155,7 @@ def test_experiment_runs_one_step(experiment, tmp_path):
     ds = write_dataset(tmp_path / "ds", num_mice=3, num_frames=80)
     over = [
         f"experiment={experiment}", f"data.root={ds}", "data.synthesize=null", "data.image_size=[24,32]",
-        "model.net.widths=[8,16]", "debug=fast", "baseline=null", f"paths.output_dir={tmp_path}/run",
+        "model.net.frame_net.widths=[8,16]", "debug=fast", "baseline=null", f"paths.output_dir={tmp_path}/run",
     ]  # fmt: skip
     if experiment == "time_split":
         over.append("data.split.gap_s=0.2")

@@ -23,7 +23,9 @@ def dataset(tmp_path_factory):
 
 
 def small(dataset, run_dir, *extra):
+    model = [] if any(o.startswith("model=") for o in extra) else ["model=cnn"]
     return [
+        *model,
         f"data.root={dataset}",
         "data.synthesize=null",
         "data.image_size=[24,32]",
@@ -158,6 +160,30 @@ def test_train_py_fast_dev_run(dataset, tmp_path):
     runs = list((tmp_path / "logs" / "train" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / ".hydra" / "config.yaml").is_file()
     assert (runs[0] / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_default_model_trains_and_evaluates_through_the_cli(dataset, tmp_path):
+    """`python train.py` with no model= trains motion_cnn, and `python evaluate.py ckpt_path=...` with
+    no model= takes that checkpoint (both defaults name the same model)."""
+    run = tmp_path / "run"
+    data = [f"data.root={dataset}", "data.synthesize=null", "data.image_size=[24,32]", "data.batch_size=32"]
+    proc = _cli(
+        [str(REPO / "train.py"), *data, "model.net.frame_net.widths=[8,16]", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", "baseline=null", f"hydra.run.dir={run}"],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = (run / ".hydra" / "config.yaml").read_text()
+    assert "MotionStack" in record
+    ckpt = sorted((run / "checkpoints").glob("epoch_*.ckpt"))[-1]
+    proc = _cli(
+        [str(REPO / "evaluate.py"), *data, "model.net.frame_net.widths=[8,16]", f"ckpt_path={ckpt}",
+         f"hydra.run.dir={tmp_path / 'eval'}", "trainer.enable_progress_bar=false"],
+        tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["ckpt_path"] == str(ckpt)
 
 
 def test_cli_user_errors_are_one_line(tmp_path):

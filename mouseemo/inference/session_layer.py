@@ -31,6 +31,8 @@ def fit_session_layer(
     fit_frames: np.ndarray | None = None,
     epochs: int = 60,
     lr: float = 3e-3,
+    weight_decay: float = 0.0,
+    regularise: bool = True,
     batch_size: int = 256,
     stride: int = 2,
     seed: int = 0,
@@ -43,7 +45,9 @@ def fit_session_layer(
             keep later minutes for checking the fitted layer.
         fit_frames: ``(T,)`` bool over the session's camera frames: use only the windows whose every
             frame is True (e.g. some time blocks, keeping the others for checking).
-        epochs, lr, batch_size: the fit (Adam over the layer's weights).
+        epochs, lr, weight_decay, batch_size: the fit (AdamW over the layer's weights).
+        regularise: fit with the training run's neural noise and dropout (as the layers of the
+            trained sessions were), rather than on the clean activity.
         stride: imaging frames between fitted windows.
 
     Returns:
@@ -92,19 +96,23 @@ def fit_session_layer(
     layer = list(module.neural_encoder.inputs.layers[layer_key(name)].parameters())
     for q in layer:
         q.requires_grad_(True)
-    opt = torch.optim.Adam(layer, lr=lr)
+    opt = torch.optim.AdamW(layer, lr=lr, weight_decay=weight_decay)
+    noise = float(module.hparams.get("neural_noise", 0.0) or 0.0) if regularise else 0.0
+    module.neural_encoder.train(regularise)  # the training run's neuron and feature dropout
     scale = module.logit_scale.exp().clamp(max=100.0)
     t = torch.from_numpy(p["times"][ends])
     exclude = float(module.hparams.get("exclude_s", 1.0))
     acc = 0.0
     for _ in range(int(epochs)):
         for b in torch.randperm(len(x)).split(batch_size):
-            zn = module.embed_neural(x[b], [name] * len(b))
+            xb = x[b] + noise * torch.randn_like(x[b]) if noise > 0 else x[b]
+            zn = module.embed_neural(xb, [name] * len(b))
             loss, a = info_nce(zf[b], zn, scale, times=t[b], groups=[name] * len(b), exclude_s=exclude)
             opt.zero_grad()
             loss.backward()
             opt.step()
             acc = float(a)
+    module.neural_encoder.eval()
     ckpt_dict = read_checkpoint(Path(ckpt))
     ckpt_dict["state_dict"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     for key in ("optimizer_states", "lr_schedulers"):
