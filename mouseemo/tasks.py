@@ -21,7 +21,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.callbacks import is_weight_averaging
-from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, checkpoint_record, read_checkpoint
+from mouseemo.models.checkpoint import (
+    RECORD_KEY,
+    RecordConfig,
+    checkpoint_record,
+    init_weights_from,
+    read_checkpoint,
+)
 from mouseemo.utils.config_types import check_config_types
 from mouseemo.utils.io import write_json_atomic, write_text_atomic
 from mouseemo.viz.plots import plot_confusion_matrix, plot_per_class, plot_training_curves
@@ -164,6 +170,15 @@ def train(cfg: DictConfig) -> dict:
     if ckpt_path:
         read_checkpoint(ckpt_path)  # refuses pickled objects with one line, before Lightning loads it
     datamodule, model, trainer = _build(cfg)
+    init_from = cfg.model.get("init_from") if "model" in cfg else None
+    if init_from and not ckpt_path:  # resuming (ckpt_path=) restores the weights instead
+        done = init_weights_from(model, init_from)
+        log.info(
+            "started from %s: %d tensors loaded, fresh: %s",
+            init_from,
+            done["loaded"],
+            done["fresh"] or "none",
+        )
     metrics: dict = {}
     if cfg.get("train", True):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

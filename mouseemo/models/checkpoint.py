@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mouseemo import __version__
 from mouseemo.data.video import parse_crop
-from mouseemo.errors import DataError
+from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.safe_config import check_targets
 
 RECORD_KEY = "mouseemo"
@@ -275,3 +275,66 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         reference=getattr(module, "reference", None),
         reference_frames=int(data.get("reference_frames") or 300),
     )
+
+
+def init_weights_from(model: pl.LightningModule, path: str | Path) -> dict[str, Any]:
+    """Start ``model``'s network from the trained network in checkpoint ``path`` (``model.init_from``).
+
+    The checkpoint is read as data (:func:`read_checkpoint`). It must hold the same kind of network
+    (its recorded ``net._target_``) with the same layer shapes; only the final class layer may differ
+    (another class list), and it then starts fresh. Everything else (optimiser, epoch, class weights)
+    starts anew: this is fine-tuning, not resuming (``ckpt_path=`` resumes).
+
+    Returns:
+        ``{"loaded": n_tensors, "fresh": [keys started fresh]}``.
+
+    Raises:
+        ConfigError: not a classifier checkpoint, another network, or layers of other shapes.
+    """
+    net = getattr(model, "net", None)
+    if net is None or not getattr(model, "supports_init_from", False):
+        raise ConfigError(
+            f"model.init_from works with the learned classifiers (cnn, motion_cnn, resnet18, ...); "
+            f"{type(model).__name__} has no network to start from {path}"
+        )
+    ckpt = read_checkpoint(path)
+    record = ckpt.get(RECORD_KEY) or {}
+    theirs = ((record.get("model") or {}).get("net") or {}).get("_target_")
+    ours = f"{type(net).__module__}.{type(net).__qualname__}"
+    if theirs is None or not any(k.startswith("net.") for k in ckpt["state_dict"]):
+        raise ConfigError(f"model.init_from={path} is not a checkpoint of a learned classifier")
+    if theirs.rsplit(".", 1)[-1] != ours.rsplit(".", 1)[-1]:
+        raise ConfigError(
+            f"model.init_from={path} holds a {theirs.rsplit('.', 1)[-1]} network but this model builds "
+            f"{ours.rsplit('.', 1)[-1]}: start from a checkpoint of the same model"
+        )
+    state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    num_classes = len(getattr(model, "classes", ()))
+    fresh, bad = [], []
+    for key in sorted(set(own) & set(state)):
+        if state[key].shape == own[key].shape:
+            continue
+        # the class layer (its first dimension is the class count) may change with the class list
+        if (
+            own[key].ndim in (1, 2)
+            and own[key].shape[0] == num_classes
+            and state[key].shape[1:] == own[key].shape[1:]
+        ):
+            fresh.append(key)
+            del state[key]
+        else:
+            bad.append(f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}")
+    if missing or unexpected or bad:
+        parts = [f"other shapes: {', '.join(bad[:3])}" if bad else "",
+                 f"missing: {', '.join(missing[:3])}" if missing else "",
+                 f"unexpected: {', '.join(unexpected[:3])}" if unexpected else ""]  # fmt: skip
+        raise ConfigError(
+            f"model.init_from={path} was made for another network configuration "
+            f"({'; '.join(p for p in parts if p)}): its widths, input channels (model.reference, "
+            "clip_length) and depth must match"
+        )
+    net.load_state_dict(state, strict=False)
+    return {"loaded": len(state), "fresh": fresh}

@@ -50,6 +50,10 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
             difference from the reference; ``"difference"`` the difference alone, so nothing of
             the animal's appearance reaches the network (set ``net.in_channels`` to match).
         classes: class names in index order.
+        init_from: a trained classifier checkpoint of the same network to start from
+            (fine-tuning, e.g. from a large synthetic cohort): :func:`mouseemo.tasks.train` loads it
+            with :func:`~mouseemo.models.checkpoint.init_weights_from` before training. It is not
+            read when a trained checkpoint is loaded for inference.
 
     Batches are the datamodules' dicts: ``image`` uint8 ``(B,1,H,W)`` or, for a clip network (one
     with an int ``clip_length`` > 1, e.g. :class:`~mouseemo.models.components.temporal.TemporalConvNet`),
@@ -69,6 +73,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         reference: str | None = None,
         classes: Sequence[str] = EMOTIONS,
         reference_channels: str = "both",
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "augment"], logger=False)
@@ -89,6 +94,9 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
         self.metrics = nn.ModuleDict({s: StageMetrics(s, self.classes) for s in ("val", "test")})
         self.test_rows: list[tuple] = []
         self.test_confmat: torch.Tensor | None = None
+        self.init_from = init_from
+
+    supports_init_from = True  # model.init_from: start the network from a trained one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
