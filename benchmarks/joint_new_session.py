@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from joint import compose  # noqa: E402
 
+from mouseemo.data.neural_datamodule import full_windows  # noqa: E402
 from mouseemo.models import joint_metrics as jm  # noqa: E402
 
 
@@ -54,12 +55,6 @@ def paired(session_dir: Path, ckpt: str, cache_dir: Path) -> dict:
     from mouseemo.inference.embed import joint_module, paired_session
 
     return paired_session(Session.open(session_dir), joint_module(ckpt), cache_dir)
-
-
-def windows_inside(frames: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
-    """Which windows (ending at camera frames ``ends``) lie wholly on True ``frames``."""
-    inside = np.concatenate([[0], np.cumsum(frames)])
-    return inside[ends + 1] - inside[ends - window + 1] == window
 
 
 def raw_windows(p: dict, fit_frames: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -172,8 +167,9 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     z = embed_session(new_session, layer_ckpt, cache_dir=cache)
     t, y, ends = z["t"], z["label"], z["camera_frame"]
-    fitted = windows_inside(fit_frames, ends, p["window"])
-    unseen = windows_inside(unseen_frames, ends, p["window"])
+    starts = ends - p["window"] + 1  # the windows lying wholly on fitted / on unseen frames
+    fitted = full_windows(fit_frames, times, p["window"], skip_gaps=False)[starts]
+    unseen = full_windows(unseen_frames, times, p["window"], skip_gaps=False)[starts]
     raw = raw_windows(p, fit_frames, ends)
     name = str(z["session"])
     seen_labels, new_labels = set(np.unique(y[fitted]).tolist()), set(np.unique(y[unseen]).tolist())

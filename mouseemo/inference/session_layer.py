@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mouseemo.data.neural_datamodule import zscore_activity
+from mouseemo.data.neural_datamodule import full_windows, zscore_activity
 from mouseemo.data.session import Session
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.embed import joint_module, paired_session
@@ -70,9 +70,7 @@ def fit_session_layer(
                 f"fit_frames must be a bool array over the session's {len(p['times'])} camera frames; "
                 f"got {fit_frames.dtype} {fit_frames.shape}"
             )
-        inside = np.concatenate([[0], np.cumsum(fit_frames)])
-        starts = p["ends"] - p["window"] + 1
-        use &= inside[p["ends"] + 1] - inside[starts] == p["window"]
+        use &= full_windows(fit_frames, p["times"], p["window"], skip_gaps=False)[p["ends"] - p["window"] + 1]
     sel = np.flatnonzero(use)[:: max(int(stride), 1)]
     if len(sel) < 16:
         raise DataError(f"{session.path}: only {len(sel)} paired windows to fit a session layer on (need 16)")
