@@ -169,8 +169,10 @@ def train(cfg: DictConfig) -> dict:
         raise DataError(f"checkpoint to resume from not found: {ckpt_path}")
     if ckpt_path:
         read_checkpoint(ckpt_path)  # refuses pickled objects with one line, before Lightning loads it
-    datamodule, model, trainer = _build(cfg)
     init_from = cfg.model.get("init_from") if "model" in cfg else None
+    if init_from and not ckpt_path:
+        read_checkpoint(init_from)  # a missing or unsafe file stops here, before anything is built
+    datamodule, model, trainer = _build(cfg)
     if init_from and not ckpt_path:  # resuming (ckpt_path=) restores the weights instead
         done = init_weights_from(model, init_from)
         log.info(
