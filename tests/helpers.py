@@ -137,3 +137,30 @@ def check_reported_scores(metrics: dict, run_dir: Path, classes=EMOTIONS) -> Non
     f1 = np.where(seen, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
     assert abs(metrics["test/accuracy"] - tp.sum() / confmat.sum()) < 1e-5
     assert abs(metrics["test/macro_f1"] - f1[seen].mean()) < 1e-5
+
+
+TAIL_SHOCK_FPS = 20.0
+
+
+def fake_tail_shock_mouse(
+    root: Path,
+    name: str = "m1",
+    currents=(0, 0, 500, 500),
+    frames: int = 20,
+    size: tuple[int, int] = (32, 24),
+) -> Path:
+    """A mouse folder as the tail-shock source data has it: clips ``c<i>.mp4`` of flat gray frames
+    (``size`` is width, height), ``trials.csv`` and ``events.csv`` on the clip clock."""
+    d = Path(root) / name
+    d.mkdir(parents=True)
+    lines = ["clip,current_uA,intensity_level,repeat"]
+    for i, c in enumerate(currents):
+        clip = f"c{i}.mp4"
+        vw = cv2.VideoWriter(str(d / clip), cv2.VideoWriter_fourcc(*"mp4v"), TAIL_SHOCK_FPS, size, True)
+        for _ in range(frames):
+            vw.write(np.full((size[1], size[0], 3), 40 + 10 * i, np.uint8))
+        vw.release()
+        lines.append(f"{clip},{c},{int(c > 0)},{i}")
+    (d / "trials.csv").write_text("\n".join(lines) + "\n")
+    (d / "events.csv").write_text("onset,duration,label\n0.40,0.4,pain\n")
+    return d

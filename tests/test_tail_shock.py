@@ -16,33 +16,12 @@ from mouseemo.data.trials import Trials, read_trials, trial_references
 from mouseemo.data.video import VideoReader, to_gray
 from mouseemo.errors import DataError
 from mouseemo.inference.departure import departure_readout
-
-FPS = 20.0
-
-
-def _write_clip(path, values, size=(32, 24)):
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size, True)
-    for v in values:
-        vw.write(np.full((size[1], size[0], 3), v, np.uint8))
-    vw.release()
-
-
-def _fake_mouse(root, name="m1", currents=(0, 0, 500, 500), frames=20):
-    """A mouse folder as the source data has it: clips, trials.csv, events.csv on the clip clock."""
-    d = root / name
-    d.mkdir(parents=True)
-    lines = ["clip,current_uA,intensity_level,repeat"]
-    for i, c in enumerate(currents):
-        clip = f"c{i}.mp4"
-        _write_clip(d / clip, [40 + 10 * i] * frames)
-        lines.append(f"{clip},{c},{int(c > 0)},{i}")
-    (d / "trials.csv").write_text("\n".join(lines) + "\n")
-    (d / "events.csv").write_text("onset,duration,label\n0.40,0.4,pain\n")
-    return d
+from tests.helpers import TAIL_SHOCK_FPS as FPS
+from tests.helpers import fake_tail_shock_mouse
 
 
 def test_build_layout_and_offsets_on_fake_clips(tmp_path):
-    mouse = _fake_mouse(tmp_path / "src")
+    mouse = fake_tail_shock_mouse(tmp_path / "src")
     (sess,) = build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(0, 500))
     assert sess == tmp_path / "out" / "m1" / "tail_shock"
     assert sorted(p.name for p in sess.iterdir()) == ["events.csv", "face.avi", "session.json", "trials.csv"]
@@ -69,7 +48,7 @@ def test_build_layout_and_offsets_on_fake_clips(tmp_path):
 
 
 def test_build_command(tmp_path, capsys):
-    _fake_mouse(tmp_path / "src")
+    fake_tail_shock_mouse(tmp_path / "src")
     code = main(["tail-shock", "build", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
                  "--currents", "0,500", "--crop", "0,0,16,16"])  # fmt: skip
     assert code == 0
@@ -79,7 +58,7 @@ def test_build_command(tmp_path, capsys):
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_bad_clip_is_one_data_error(tmp_path, damage):
-    mouse = _fake_mouse(tmp_path / "src")
+    mouse = fake_tail_shock_mouse(tmp_path / "src")
     if damage == "missing":
         (mouse / "c3.mp4").unlink()
     else:
@@ -114,8 +93,8 @@ def test_trial_references_use_each_trials_own_baseline():
 
 
 def test_datamodule_trial_reference(tmp_path):
-    _fake_mouse(tmp_path / "src", "m1")
-    _fake_mouse(tmp_path / "src", "m2")
+    fake_tail_shock_mouse(tmp_path / "src", "m1")
+    fake_tail_shock_mouse(tmp_path / "src", "m2")
     build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
     dm = FaceFramesDataModule(
         str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "pain"],
@@ -223,8 +202,8 @@ def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
 
 
 def test_event_label_outside_classes_is_an_error(tmp_path):
-    _fake_mouse(tmp_path / "src", "m1")
-    _fake_mouse(tmp_path / "src", "m2")
+    fake_tail_shock_mouse(tmp_path / "src", "m1")
+    fake_tail_shock_mouse(tmp_path / "src", "m2")
     build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
     dm = FaceFramesDataModule(
         str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "disgust"],
@@ -235,8 +214,8 @@ def test_event_label_outside_classes_is_an_error(tmp_path):
 
 
 def test_trial_reference_needs_trials_file(tmp_path):
-    _fake_mouse(tmp_path / "src", "m1")
-    _fake_mouse(tmp_path / "src", "m2")
+    fake_tail_shock_mouse(tmp_path / "src", "m1")
+    fake_tail_shock_mouse(tmp_path / "src", "m2")
     (sess,) = build_tail_shock_sessions(tmp_path / "src" / "m1", tmp_path / "data", currents=(0, 500))
     build_tail_shock_sessions(tmp_path / "src" / "m2", tmp_path / "data", currents=(0, 500))
     (sess / "trials.csv").unlink()

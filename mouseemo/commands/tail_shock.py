@@ -13,16 +13,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_dir
-from mouseemo.data.tail_shock import DEFAULT_CURRENTS, build_tail_shock_sessions, describe
+from mouseemo.commands._args import check_out_dir, finite_float
+from mouseemo.data.tail_shock import DEFAULT_CURRENTS, describe, plan_tail_shock_sessions, write_sessions
 from mouseemo.errors import ConfigError
 
 
 def _currents(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated currents in µA, got {text!r}") from None
+        values = [finite_float(v) for v in text.split(",") if v.strip()]
+    except argparse.ArgumentTypeError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated currents >= 0 in µA, got {text!r}")
+    return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="lay the clips of the chosen currents end to end into <out>/<mouse>/tail_shock/",
         description="Write face.avi (lossless FFV1, gray), events.csv (the windows of clips with a "
         "current above 0, moved to the clip's place), trials.csv (every clip) and session.json per mouse. "
-        "Rerunning replaces the sessions.",
+        "Everything is checked before anything is written, and the sessions are renamed into place "
+        "together. Rerunning replaces the sessions an earlier build wrote; anything else needs --overwrite.",
     )
     b.add_argument(
         "--src", required=True, metavar="DIR", help="folder of mouse folders (or one mouse folder)"
@@ -54,7 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--crop", default=None, metavar="X,Y,W,H", help="crop stored in session.json (default: none)"
     )
-    b.add_argument("--fps", type=float, default=None, help="frame rate (default: the clips')")
+    b.add_argument("--fps", type=finite_float, default=None, help="frame rate (default: the clips')")
+    b.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing <out>/<mouse>/tail_shock/ folders that an earlier build did not write",
+    )
     b.set_defaults(func=run)
     p.set_defaults(func=lambda args: p.print_help() or 1)
 
@@ -64,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(out)
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be > 0; got {args.fps}")
-    sessions = build_tail_shock_sessions(args.src, out, args.currents, args.crop, args.fps)
+    plans = plan_tail_shock_sessions(args.src, out, args.currents, args.crop, args.fps, args.overwrite)
+    sessions = write_sessions(plans)
     print(describe(sessions))
     return 0

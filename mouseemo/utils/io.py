@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ import numpy as np
 from mouseemo.errors import ConfigError, DataError
 
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+#: What a temporary name carries after its first dot: ``.<name>.<TEMP_TAG>-<pid>-<random>.tmp...``.
+TEMP_TAG = f"mouseemo-{_HOST}"
 #: Matches the temporary files :func:`atomic_path` makes: group 1 the host, group 2 the pid.
 TEMP_PATTERN = re.compile(r"^\..*\.mouseemo-([A-Za-z0-9]+)-(\d+)-[^.]*\.tmp[^/]*$")
 
@@ -60,8 +63,9 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that killed mouseemo runs left in ``folder``; returns them.
 
-    Only files named as :func:`atomic_path` names them, made on this host by a process that no
-    longer runs, are removed: a run still writing into the same folder keeps its files.
+    Only files and folders named as :func:`atomic_path` names them (folders: ``.<name>.`` +
+    :data:`TEMP_TAG` ``-<pid>-<random>.tmp...``), made on this host by a process that no longer runs,
+    are removed: a run still writing into the same folder keeps its files.
     """
     folder = Path(folder)
     removed: list[Path] = []
@@ -69,13 +73,16 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return removed
     for p in folder.iterdir():
         m = TEMP_PATTERN.match(p.name)
-        if not m or m.group(1) != _HOST or not p.is_file():
+        if not m or m.group(1) != _HOST or p.is_symlink() or not (p.is_file() or p.is_dir()):
             continue
         pid = int(m.group(2))
         if pid == os.getpid() or _pid_alive(pid):
             continue
         with contextlib.suppress(FileNotFoundError):
-            p.unlink()
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             removed.append(p)
     return removed
 
@@ -92,7 +99,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.mouseemo-{_HOST}-{os.getpid()}-", suffix=f".tmp{suffix}", dir=path.parent
+        prefix=f".{path.stem}.{TEMP_TAG}-{os.getpid()}-", suffix=f".tmp{suffix}", dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
