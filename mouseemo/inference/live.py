@@ -12,6 +12,14 @@ Timing and drops
     counted (``captured == scored + dropped`` once the session has stopped). With ``drop=False``
     the source waits for the scorer instead (replays of files: every frame is scored).
 
+Stopping
+    However the session stops (the source ends, a limit, a stall, :meth:`LiveSession.stop`, Ctrl-C
+    or SIGTERM in the main thread, at any moment, the warm-up included), capture stops first and
+    the scoring thread then scores every frame it holds (the warm-up's too) before the sinks are
+    closed: every scored frame has its CSV row, and ``captured == scored + dropped``. The threads
+    are awaited through events they set as they end, not ``Thread.join``, which a signal can cut
+    short; a second signal during this clean-up does not cut it short either.
+
 Session reference / own neutral
     Models that compare frames with the session (``--neutral own`` prototypes, checkpoints with a
     session reference) need its first frames: the frames captured during the first ``reference_s``
@@ -822,7 +830,7 @@ class LiveSession:
             "source_fps": round(source, 3) if source else None,
             "model": scorer.describe(),
             "columns": ["frame", "capture_s", "score_s", "latency_ms", "warmup", "label", *scorer.columns],
-            "crop": list(self.crop) if self.crop else None,
+            "crop": list(self.crop) if getattr(self, "crop", None) else None,
             "reference": self.reference_info,
             "frames": {
                 "captured": self.queue.accepted,
