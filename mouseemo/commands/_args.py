@@ -39,25 +39,36 @@ def check_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"--out {out_dir}: no permission to write in {parent}")
 
 
-def check_out_file(out: Path, overwrite: bool) -> None:
-    """ConfigError naming ``--out`` when it is a folder, exists without ``overwrite``, or cannot be
-    written."""
+def check_out_file(out: Path, overwrite: bool, option: str = "--out") -> None:
+    """ConfigError naming ``option`` when ``out`` is a folder, exists without ``overwrite``, or
+    cannot be written (a missing parent folder is fine: it is created when the file is written)."""
     if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder, expected a file path")
+        raise ConfigError(f"{option} {out} is a folder, expected a file path")
     if (out.exists() or out.is_symlink()) and not overwrite:
-        raise ConfigError(f"--out {out} exists; pass --overwrite to replace it")
+        raise ConfigError(f"{option} {out} exists; pass --overwrite to replace it")
     parent = _nearest_existing(out.parent)
     if parent.exists() and not parent.is_dir():
-        raise ConfigError(f"--out {out}: {parent} is a file, not a folder")
+        raise ConfigError(f"{option} {out}: {parent} is a file, not a folder")
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: no permission to write in {parent}")
+        raise ConfigError(f"{option} {out}: no permission to write in {parent}")
 
 
-def prepare_out_file(out: Path, overwrite: bool) -> None:
+def prepare_out_file(out: Path, overwrite: bool, option: str = "--out") -> None:
     """:func:`check_out_file`, then remove the temporary files a killed run left beside ``out``."""
-    check_out_file(out, overwrite)
+    check_out_file(out, overwrite, option)
     if out.parent.is_dir():
         remove_stale_temps(out.parent)
+
+
+def check_distinct_paths(paths: dict[str, Path]) -> None:
+    """ConfigError when two of ``paths`` (option name -> path) are the same file: one would replace
+    the other (compared after resolving ``..`` and links, so ``a.csv`` and ``./x/../a.csv`` match)."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        key = Path(path).resolve()
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {option} are the same file ({path}): give each its own path")
+        seen[key] = option
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

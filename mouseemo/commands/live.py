@@ -9,7 +9,10 @@ Example::
 Frames go through a bounded queue to a scoring thread; when scoring falls behind, the oldest frames
 are dropped and counted (:mod:`mouseemo.inference.live`). A status line goes to stderr every second
 (unless ``--quiet``); ``--summary`` gets latency, frame counts and why the session stopped.
-Ctrl-C stops the session cleanly (exit status 0, the CSV and summary complete).
+Ctrl-C or SIGTERM stops the session cleanly, at any moment (the warm-up included): capture stops,
+the frames captured are scored or counted as dropped, and it exits with status 0, the CSV and
+summary complete. Every option and every output path is checked before the session starts; the
+CSV appears with its first scored frames, so a session that fails before any leaves no CSV.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mouseemo.commands._args import finite_float
+from mouseemo.commands._args import check_distinct_paths, finite_float, prepare_out_file
 from mouseemo.data.video import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.live import (
@@ -118,13 +121,9 @@ def _status(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_options(args: argparse.Namespace) -> None:
     if args.plot is not None and args.csv is None:
         raise ConfigError("--plot draws the --csv rows: give --csv too")
-    for name in ("csv", "summary", "plot"):
-        path = getattr(args, name)
-        if path is not None and Path(path).exists() and not args.overwrite:
-            raise ConfigError(f"--{name} {path} exists; pass --overwrite to replace it")
     if args.reference_s <= 0:
         raise ConfigError(f"--reference-s must be > 0; got {args.reference_s}")
     if args.max_frames is not None and args.max_frames < 1:
@@ -133,8 +132,25 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--duration must be > 0; got {args.duration}")
     if args.stall_timeout <= 0:
         raise ConfigError(f"--stall-timeout must be > 0; got {args.stall_timeout}")
+    if args.queue_size < 1:
+        raise ConfigError(f"--queue-size must be >= 1; got {args.queue_size}")
+    if args.margin is not None and args.margin < 0:
+        raise ConfigError(f"--margin must be >= 0; got {args.margin}")
     if args.as_fast_as_possible and args.video is None:
         raise ConfigError("--as-fast-as-possible applies to --video")
+    outputs = _paths(args, "csv", "summary", "plot")
+    check_distinct_paths({**_paths(args, "video", "prototypes", "ckpt", "reference"), **outputs})
+    for option, path in outputs.items():
+        prepare_out_file(path, args.overwrite, option)
+
+
+def _paths(args: argparse.Namespace, *names: str) -> dict[str, Path]:
+    return {f"--{n}": Path(getattr(args, n)) for n in names if getattr(args, n) is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_options(args)
+    crop = parse_crop(args.crop)
     if args.lsl is not None:
         require_pylsl()
     scorer = load_scorer(args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral)
@@ -150,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         source = VideoFileSource(args.video, realtime=not args.as_fast_as_possible)
     opts = LiveOptions(
-        crop=parse_crop(args.crop),
+        crop=crop,
         reference_s=args.reference_s,
         reference=reference,
         queue_size=args.queue_size,
@@ -160,10 +176,11 @@ def run(args: argparse.Namespace) -> int:
         stall_timeout_s=args.stall_timeout,
         status_s=None if args.quiet else 1.0,
     )
-    sinks = []
+    sinks, csv_sink = [], None
     try:
         if args.csv is not None:
-            sinks.append(CsvSink(args.csv, scorer.columns))
+            csv_sink = CsvSink(args.csv, scorer.columns)
+            sinks.append(csv_sink)
         if args.lsl is not None:
             sinks.append(LslSink(args.lsl, scorer.names, scorer.prefix, source.fps))
         session = LiveSession(source, scorer, opts, sinks=sinks, status=_status, warn=_warn)
@@ -173,8 +190,10 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise
     summary = session.run()
-    if args.csv is not None:
+    if csv_sink is not None and csv_sink.written:
         summary["csv"] = str(args.csv)
+    elif csv_sink is not None:
+        _warn(f"no frame was scored: --csv {args.csv} not written")
     if args.lsl is not None:
         summary["lsl"] = args.lsl
     if args.plot is not None:

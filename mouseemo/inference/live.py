@@ -12,6 +12,14 @@ Timing and drops
     counted (``captured == scored + dropped`` once the session has stopped). With ``drop=False``
     the source waits for the scorer instead (replays of files: every frame is scored).
 
+Stopping
+    However the session stops (the source ends, a limit, a stall, :meth:`LiveSession.stop`, Ctrl-C
+    or SIGTERM in the main thread, at any moment, the warm-up included), capture stops first and
+    the scoring thread then scores every frame it holds (the warm-up's too) before the sinks are
+    closed: every scored frame has its CSV row, and ``captured == scored + dropped``. The threads
+    are awaited through events they set as they end, not ``Thread.join``, which a signal can cut
+    short; a second signal during this clean-up does not cut it short either.
+
 Session reference / own neutral
     Models that compare frames with the session (``--neutral own`` prototypes, checkpoints with a
     session reference) need its first frames: the frames captured during the first ``reference_s``
@@ -36,6 +44,7 @@ import datetime as _dt
 import logging
 import math
 import os
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -49,9 +58,9 @@ import torch
 
 from mouseemo import __version__
 from mouseemo.data.video import Crop, VideoReader, check_crop, to_gray
-from mouseemo.errors import ConfigError, DataError
+from mouseemo.errors import ConfigError, DataError, Terminated
 from mouseemo.inference.scorers import Scorer
-from mouseemo.utils.io import write_json_atomic
+from mouseemo.utils.io import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -296,18 +305,22 @@ class CsvSink:
     """One CSV row per scored frame: ``frame,capture_s,score_s,latency_ms,warmup,label,<columns>``.
 
     Rows are written as whole lines with one unbuffered write each ``flush_s`` seconds (and at
-    close), so a crash leaves a file that parses up to its last row.
+    close), so a crash leaves a file that parses up to its last row. The file appears with its
+    header and first rows at once (written under a temporary name, then renamed, creating a
+    missing folder): a session that stops before any frame is scored leaves no file (``written``
+    is then ``False``), and an existing file is replaced only then.
     """
 
     def __init__(self, path: str | os.PathLike, columns: list[str], flush_s: float = 0.25) -> None:
         self.path = Path(path)
-        self.fh = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed by close()
-        self.fh.write(
-            (
-                ",".join(["frame", "capture_s", "score_s", "latency_ms", "warmup", "label", *columns]) + "\n"
-            ).encode()
-        )
+        self.fh = None
+        self.header = ",".join(["frame", "capture_s", "score_s", "latency_ms", "warmup", "label", *columns])
         self.flush_s, self._rows, self._last = flush_s, [], time.monotonic()
+
+    @property
+    def written(self) -> bool:
+        """Whether the file exists (a row has been written)."""
+        return self.fh is not None
 
     def __call__(self, f: LiveFrame) -> None:
         vals = ",".join(f"{v:.6f}" for v in f.scores.astype(np.float64))
@@ -319,12 +332,25 @@ class CsvSink:
 
     def flush(self) -> None:
         if self._rows:
-            self.fh.write("".join(self._rows).encode())
+            text = "".join(self._rows).encode()
+            if self.fh is None:
+                with atomic_path(self.path) as tmp:
+                    fh = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed by close()
+                    try:
+                        fh.write(f"{self.header}\n".encode() + text)
+                    except BaseException:
+                        fh.close()
+                        raise
+                self.fh = fh  # renamed onto self.path: later rows are appended to it
+            else:
+                self.fh.write(text)
             self._rows = []
         self._last = time.monotonic()
 
     def close(self) -> None:
         self.flush()
+        if self.fh is None:
+            return
         with contextlib.suppress(OSError):
             os.fsync(self.fh.fileno())
         self.fh.close()
@@ -377,7 +403,10 @@ class LslSink:
 # -- the bounded queue ---------------------------------------------------------------------------
 class DropOldestQueue:
     """A FIFO of at most ``maxsize`` items; :meth:`put` on a full queue drops the oldest item (or,
-    with ``block``, waits for room)."""
+    with ``block``, waits for room). Memory grows with the items held, not with ``maxsize``.
+
+    Once closed it takes no more items, so ``accepted == taken + dropped`` when :meth:`get` has
+    returned ``None``."""
 
     def __init__(self, maxsize: int = 1) -> None:
         if maxsize < 1:
@@ -385,20 +414,31 @@ class DropOldestQueue:
         self.maxsize = maxsize
         self.items: collections.deque = collections.deque()
         self.cond = threading.Condition()
+        self.accepted = 0
         self.dropped = 0
         self.max_seen = 0
         self.closed = False
 
-    def put(self, item, block: bool = False, stop: threading.Event | None = None) -> None:
+    def put(self, item, block: bool = False, stop: threading.Event | None = None) -> bool:
+        """Add ``item``; ``False`` (and nothing added) once the queue is closed."""
         with self.cond:
-            while block and len(self.items) >= self.maxsize and not (stop is not None and stop.is_set()):
+            while (
+                block
+                and not self.closed
+                and len(self.items) >= self.maxsize
+                and not (stop is not None and stop.is_set())
+            ):
                 self.cond.wait(0.05)
+            if self.closed:
+                return False
             if len(self.items) >= self.maxsize:
                 self.items.popleft()
                 self.dropped += 1
             self.items.append(item)
+            self.accepted += 1
             self.max_seen = max(self.max_seen, len(self.items))
             self.cond.notify_all()
+            return True
 
     def close(self) -> None:
         with self.cond:
@@ -429,6 +469,8 @@ class LiveOptions:
         duration_s, max_frames: stop after this long (session clock) / this many captured frames.
         stall_timeout_s: stop when the source delivers nothing for this long (wall time).
         status_s: seconds between status lines (``None``: none).
+        warmup_max_bytes: the warm-up ends early (with a warning) once its frames hold this much
+            memory, so a long ``reference_s`` cannot fill the memory.
     """
 
     crop: Crop | None = None
@@ -440,6 +482,7 @@ class LiveOptions:
     max_frames: int | None = None
     stall_timeout_s: float = 5.0
     status_s: float | None = 1.0
+    warmup_max_bytes: int = 1 << 30
 
 
 @dataclass
@@ -488,7 +531,9 @@ class LiveSession:
         #: the scorer in use (its per-session copy once the reference or neutral is set)
         self.scorer: Scorer = scorer
         self.frame_size: tuple[int, int] | None = None
-        self._source_done = threading.Event()
+        self._source_done = threading.Event()  # set by the capture thread as it ends
+        self._score_done = threading.Event()  # set by the scoring thread as it ends
+        self._file_scorer: Scorer | None = None  # prepared from opts.reference
         self._warned_slow = False
         self._waiting = False
         self._t0 = None
@@ -514,8 +559,10 @@ class LiveSession:
                 st.first_capture = t if st.first_capture is None else st.first_capture
                 st.last_capture = t
                 self._waiting = not o.drop  # a source waiting for the scorer is not stalled
-                self.queue.put((st.captured, float(t), frame), block=not o.drop, stop=self.stop_event)
+                taken = self.queue.put((st.captured, float(t), frame), block=not o.drop, stop=self.stop_event)
                 self._waiting = False
+                if not taken:  # the session has stopped
+                    break
                 st.last_arrival = time.monotonic()
                 st.captured += 1
                 if o.max_frames is not None and st.captured >= o.max_frames:
@@ -551,6 +598,8 @@ class LiveSession:
         self.base_scorer.check(
             ch, cw, source=f"{self.source.describe()} (crop {list(self.crop) if self.crop else None})"
         )
+        if self.opts.reference is not None and self.base_scorer.needs_reference:
+            self._file_scorer = self._reference_scorer(ch, cw)
         # one untimed pass first: the first live frame should not pay for lazy initialisation
         probe = np.full((1, ch, cw), 128, np.uint8)
         x = torch.from_numpy(np.ascontiguousarray(self.base_scorer.prepare(probe)))
@@ -581,7 +630,7 @@ class LiveSession:
     def _score(self) -> None:
         o = self.opts
         try:
-            scorer, warm, score_fn = None, [], None
+            scorer, warm, warm_bytes, score_fn = None, [], 0, None
             while True:
                 item = self.queue.get()
                 if item is None:
@@ -596,30 +645,23 @@ class LiveSession:
                         )
                     self._start_scorer(np.asarray(frame))  # the source's stated size was not its frames'
                 if scorer is None and not warm:
-                    if not self.base_scorer.needs_reference:
-                        scorer = self.base_scorer
-                    elif o.reference is not None:
-                        scorer = self.base_scorer.for_frames(
-                            self._reference_frames(o.reference), "the reference file"
-                        )
-                        self.reference_info = {
-                            "source": "file",
-                            "frames": int(
-                                np.asarray(o.reference)
-                                .reshape(-1, *np.asarray(o.reference).shape[-2:])
-                                .shape[0]
-                            ),
-                        }
+                    scorer = self._file_scorer if self.base_scorer.needs_reference else self.base_scorer
                     if scorer is not None:
                         self.scorer = scorer
                         score_fn = scorer.stream()
                 g = self._prepare_frame(frame)
                 if scorer is None:  # warm-up: keep frames until reference_s seconds have passed
-                    if t - self.stats.first_capture < o.reference_s:
+                    if t - self.stats.first_capture < o.reference_s and warm_bytes < o.warmup_max_bytes:
                         warm.append((idx, t, np.ascontiguousarray(g)))
+                        warm_bytes += g.nbytes
                         continue
+                    if warm_bytes >= o.warmup_max_bytes:
+                        self._warn(
+                            f"the warm-up frames reached {warm_bytes / 2**20:.0f} MiB after "
+                            f"{t - self.stats.first_capture:.1f} s: the reference is taken from them"
+                        )
                     scorer, score_fn = self._end_warmup(warm)
-                    warm = []
+                    warm, warm_bytes = [], 0
                 self._emit(scorer, score_fn, [(idx, t, g)], warmup=False)
                 self._check_rate()
             if scorer is None and warm:  # the source ended during the warm-up
@@ -627,6 +669,8 @@ class LiveSession:
         except BaseException as exc:  # noqa: BLE001 - handed to run()
             self.error = self.error or exc
             self.stop(f"scoring failed: {exc}")
+        finally:
+            self._score_done.set()
 
     def _reference_frames(self, ref: np.ndarray) -> np.ndarray:
         ref = np.asarray(ref)
@@ -637,6 +681,21 @@ class LiveSession:
         if c is not None and tuple(frames.shape[1:3]) == tuple(self.frame_size):  # full camera frames
             frames = frames[:, c[1] : c[1] + c[3], c[0] : c[0] + c[2]]
         return np.ascontiguousarray(frames)
+
+    def _reference_scorer(self, height: int, width: int) -> Scorer:
+        """The scorer prepared from ``opts.reference``, whose frames must be the source's frames or
+        their crop (``height`` x ``width``)."""
+        frames = self._reference_frames(self.opts.reference)
+        if frames.ndim != 3 or tuple(frames.shape[1:]) != (height, width):
+            fh, fw = self.frame_size
+            crop = f" or their {width}x{height} crop" if (height, width) != (fh, fw) else ""
+            raise DataError(
+                f"the reference frames ({'x'.join(map(str, frames.shape[1:][::-1]))}, w x h) are not the "
+                f"{fw}x{fh} frames of {self.source.describe()}{crop}"
+            )
+        scorer = self.base_scorer.for_frames(frames, "the reference file")
+        self.reference_info = {"source": "file", "frames": len(frames)}
+        return scorer
 
     def _end_warmup(self, warm: list):
         frames = np.stack([g for _, _, g in warm])
@@ -702,61 +761,63 @@ class LiveSession:
 
     def run(self) -> dict:
         """Run until the source ends, a limit is reached, the source stalls, or :meth:`stop`
-        (Ctrl-C stops it too); every frame taken from the queue is scored and written before it
-        returns. Errors of the source, the model or a callback are re-raised after the clean-up."""
-        o = self.opts
+        (Ctrl-C and SIGTERM stop it too); every frame taken from the queue is scored and written
+        before it returns, so ``captured == scored + dropped``. Errors of the source, the model or
+        a callback are re-raised after the clean-up."""
         self._t0 = self.clock()
         self.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        shape = getattr(self.source, "frame_shape", None)
-        if shape is not None:  # check the model and pay its first pass before frames arrive
-            try:
-                self._start_scorer(np.zeros(tuple(shape), np.uint8))
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self.source.close()
-                raise
-        self.stats.last_arrival = time.monotonic()
         capture = threading.Thread(target=self._capture, name="mouseemo-live-capture", daemon=True)
         scoring = threading.Thread(target=self._score, name="mouseemo-live-score", daemon=True)
-        capture.start()
-        scoring.start()
-        next_status = time.monotonic() + (o.status_s or 0)
         try:
-            while scoring.is_alive():
-                scoring.join(0.02)
-                now = time.monotonic()
-                if o.duration_s is not None and self.clock() - self._t0 >= o.duration_s:
-                    self.stop(f"ran --duration {o.duration_s:g} s")
-                stalled = now - self.stats.last_arrival > o.stall_timeout_s
-                if stalled and not self._source_done.is_set() and not self._waiting:
-                    self.stop(f"no frame from {self.source.describe()} for {o.stall_timeout_s:g} s")
-                if self.stop_event.is_set():
-                    self.queue.close()  # the scorer finishes the frames already queued
-                if o.status_s and self.status_fn is not None and now >= next_status:
-                    self.status_fn(self.status_line())
-                    next_status = now + o.status_s
-        except KeyboardInterrupt:
-            self.stop("interrupted (Ctrl-C)")
-            self.queue.close()
-            scoring.join()
+            shape = getattr(self.source, "frame_shape", None)
+            if shape is not None:  # check the model and pay its first pass before frames arrive
+                self._start_scorer(np.zeros(tuple(shape), np.uint8))
+            self.stats.last_arrival = time.monotonic()
+            capture.start()
+            scoring.start()
+            self._watch()
+        except KeyboardInterrupt as exc:
+            self.stop("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)")
         finally:
-            self.stop_event.set()
-            self.queue.close()
-            scoring.join()
-            capture.join(1.0)  # a source blocked in its driver is left behind (daemon thread)
-            for obj in [*self.sinks, *self.callbacks]:
-                close = getattr(obj, "close", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        close()
-            with contextlib.suppress(Exception):
-                self.source.close()
+            # Done events, not Thread.join: a signal that interrupts join() can leave the thread
+            # marked finished while it still runs (Python 3.11), and the outputs closed under it.
+            with _signals_deferred():
+                self.stop_event.set()
+                self.queue.close()  # the scorer finishes the frames already taken
+                if scoring.ident is not None:
+                    self._score_done.wait()
+                if capture.ident is not None:
+                    self._source_done.wait(1.0)  # a source blocked in its driver is left behind
+                for obj in [*self.sinks, *self.callbacks]:
+                    close = getattr(obj, "close", None)
+                    if close is not None:
+                        with contextlib.suppress(Exception):
+                            close()
+                with contextlib.suppress(Exception):
+                    self.source.close()
         self.stats.dropped = self.queue.dropped
         if self.error is not None:
             raise self.error
         if self.stop_reason is None:
             self.stop_reason = "stopped"
         return self.summary()
+
+    def _watch(self) -> None:
+        """Until the scoring thread ends: stop at the duration or a stall, print status lines."""
+        o = self.opts
+        next_status = time.monotonic() + (o.status_s or 0)
+        while not self._score_done.wait(0.02):
+            now = time.monotonic()
+            if o.duration_s is not None and self.clock() - self._t0 >= o.duration_s:
+                self.stop(f"ran --duration {o.duration_s:g} s")
+            stalled = now - self.stats.last_arrival > o.stall_timeout_s
+            if stalled and not self._source_done.is_set() and not self._waiting:
+                self.stop(f"no frame from {self.source.describe()} for {o.stall_timeout_s:g} s")
+            if self.stop_event.is_set():
+                self.queue.close()  # the scorer finishes the frames already queued
+            if o.status_s and self.status_fn is not None and now >= next_status:
+                self.status_fn(self.status_line())
+                next_status = now + o.status_s
 
     def summary(self) -> dict:
         st = self.stats
@@ -769,14 +830,16 @@ class LiveSession:
             "source_fps": round(source, 3) if source else None,
             "model": scorer.describe(),
             "columns": ["frame", "capture_s", "score_s", "latency_ms", "warmup", "label", *scorer.columns],
-            "crop": list(self.crop) if self.crop else None,
+            "crop": list(self.crop) if getattr(self, "crop", None) else None,
             "reference": self.reference_info,
             "frames": {
-                "captured": st.captured,
+                "captured": self.queue.accepted,
                 "scored": st.scored,
                 "dropped": self.queue.dropped,
                 "warmup": st.warmup,
-                "dropped_fraction": round(self.queue.dropped / st.captured, 6) if st.captured else 0.0,
+                "dropped_fraction": round(self.queue.dropped / self.queue.accepted, 6)
+                if self.queue.accepted
+                else 0.0,
                 "queue_size": self.queue.maxsize,
                 "queue_max_seen": self.queue.max_seen,
             },
@@ -799,6 +862,24 @@ class LiveSession:
 
     def write_summary(self, path: str | os.PathLike, summary: dict) -> None:
         write_json_atomic(path, summary)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM do not cut the block short (in the main thread; elsewhere signals do not
+    arrive anyway): the session is already stopping, and its clean-up scores the frames taken and
+    closes the outputs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, frame: None) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def read_reference(path: str | os.PathLike) -> np.ndarray:
