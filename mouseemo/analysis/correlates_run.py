@@ -30,7 +30,7 @@ from mouseemo.analysis.correlates import (
     traces_on_imaging_clock,
 )
 from mouseemo.data.events import read_events
-from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS, ActivityTraces, load_suite2p
+from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS, ActivityTraces, load_suite2p, require_neurons
 from mouseemo.data.sync import detect_frame_problems, read_timestamps
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.traces import FaceTraces, face_traces
@@ -69,10 +69,7 @@ def session_activity(
     if fs is None and t is not None and len(t) > 1:
         fs = float(1.0 / np.median(np.diff(t)))
     rec = load_suite2p(folder, only_cells=not all_rois, fs=fs)
-    if rec.num_neurons == 0:
-        raise DataError(
-            f"{rec.folder}: no ROI is labelled a cell in iscell.npy; pass --all-rois to use every ROI"
-        )
+    require_neurons(rec, not all_rois, hint="; pass --all-rois to use every ROI")
     kw = {"window_s": dff_window_s} if signal == "dff" else {}
     act = rec.to_activity(signal, **kw)
     if t is not None:
@@ -203,8 +200,10 @@ def analyse_session(
 
 
 def write_outputs(run: CorrelatesRun, out_dir: Path, plot: bool = True) -> dict[str, Path]:
-    """Write the run's files into ``out_dir`` (atomically, ``summary.json`` last)."""
+    """Write the run's files into ``out_dir`` (atomically, ``summary.json`` last, listing them under
+    ``outputs``)."""
     paths = {name: out_dir / name for name in OUTPUTS if plot or not name.endswith(".png")}
+    run.summary["outputs"] = list(paths)
     res = run.result
     with ExitStack() as stack:
         tmp = {n: stack.enter_context(atomic_path(p)) for n, p in reversed(list(paths.items()))}
@@ -243,7 +242,10 @@ def correlates_to_folder(
     out_dir = Path(out_dir)
     if out_dir.is_dir():
         remove_stale_temps(out_dir)  # left by a run that was killed
-    existing = [n for n in OUTPUTS if (out_dir / n).exists()]
+    for name in OUTPUTS:
+        if (out_dir / name).is_dir():
+            raise ConfigError(f"{out_dir / name} is a folder; mouseemo writes its {name} there")
+    existing = [n for n in OUTPUTS if (out_dir / n).exists() or (out_dir / n).is_symlink()]
     if existing and not overwrite:
         raise ConfigError(f"{out_dir} already holds {existing[0]}; pass --overwrite to replace the outputs")
     if not isinstance(face, FaceTraces):
@@ -251,8 +253,24 @@ def correlates_to_folder(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="dff: baseline F0 fell below")
         run = analyse_session(folder, face, **analysis)
-    write_outputs(run, out_dir, plot=plot)
+    earlier = _listed_outputs(out_dir / "summary.json")
+    written = write_outputs(run, out_dir, plot=plot)
+    for name in earlier - set(written):  # an earlier run's files that this one does not write
+        old = out_dir / name
+        if old.is_file() and not old.is_symlink():
+            old.unlink()
     return run
+
+
+def _listed_outputs(summary: Path) -> set[str]:
+    """The output names a ``summary.json`` mouseemo wrote lists (none for any other file)."""
+    try:
+        record = read_user_json(summary) if summary.is_file() else None
+    except DataError:
+        return set()
+    if not isinstance(record, dict) or "version" not in record or not isinstance(record.get("outputs"), list):
+        return set()
+    return {str(n) for n in record["outputs"]} & set(OUTPUTS)
 
 
 def report(run: CorrelatesRun, out_dir: str | Path) -> str:

@@ -22,6 +22,21 @@ def finite_float(text: str) -> float:
     return value
 
 
+#: Largest ``--batch-size`` a command takes: a step holds this many frames (or windows) at once.
+MAX_BATCH_SIZE = 4096
+
+
+def batch_size(text: str) -> int:
+    """An argparse ``type`` for ``--batch-size``: an integer from 1 to :data:`MAX_BATCH_SIZE`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_BATCH_SIZE}, got {text!r}")
+    return value
+
+
 def _nearest_existing(path: Path) -> Path:
     while not path.exists() and path.parent != path:
         path = path.parent

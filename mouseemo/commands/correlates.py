@@ -41,9 +41,9 @@ from mouseemo.analysis.correlates_run import (
     parse_shifts,
     report,
 )
-from mouseemo.commands._args import check_out_dir, finite_float
+from mouseemo.commands._args import batch_size, check_out_dir, finite_float
 from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS
-from mouseemo.errors import ConfigError, DataError
+from mouseemo.errors import DataError
 from mouseemo.inference.traces import TRACE_KINDS
 from mouseemo.utils.device import pick_device
 
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pixels-per-cell", type=int, default=32, help="HOG cell size when building prototypes")
     p.add_argument("--n-frames", type=int, default=10, help="least-neutral frames per prototype")
     p.add_argument("--seed", type=int, default=0, help="draws the circular shifts")
-    p.add_argument("--batch-size", type=int, default=256, help="frames per step")
+    p.add_argument("--batch-size", type=batch_size, default=256, help="frames per step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-plot", action="store_true", help="skip the figures")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
@@ -107,8 +107,6 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"session folder not found: {folder}")
     out_dir = Path(args.out)
     check_out_dir(out_dir)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
     num_shifts = parse_shifts(args.shifts)
     lags = parse_lags(args.lag_sweep) if args.lag_sweep is not None else default_lags(args.signal)
     device = pick_device(args.device)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_file, prepare_out_file
+from mouseemo.commands._args import batch_size, check_out_file, finite_float, prepare_out_file
 from mouseemo.errors import ConfigError
 from mouseemo.inference.embed import embed_session
 from mouseemo.inference.session_layer import fit_session_layer
@@ -58,9 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a session the model was not trained on (a new field of view): fit its neural input "
                    "layer from its own paired data with the towers frozen, write the checkpoint with that "
                    "layer to NEW.ckpt, and embed with it")  # fmt: skip
-    p.add_argument("--fit-until-s", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--fit-until-s", type=finite_float, default=None, metavar="SECONDS",
                    help="with --fit-session-layer: fit on the windows before this camera time only")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=128, help="windows per step")
+    p.add_argument("--batch-size", type=batch_size, default=128, help="windows per step")
     p.add_argument("--cache-dir", default=None, help="decoded-frame cache (default: the system temp folder)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -72,13 +72,17 @@ def run(args: argparse.Namespace) -> int:
     prepare_out_file(out, args.overwrite)
     if out.suffix != ".npz":
         raise ConfigError(f"--out must be a .npz file; got {out}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
     ckpt = args.ckpt
     if args.fit_session_layer:
         if args.session_layer:
             raise ConfigError("--fit-session-layer and --session-layer exclude each other")
-        check_out_file(Path(args.fit_session_layer), args.overwrite)
+        new = Path(args.fit_session_layer)
+        check_out_file(new, args.overwrite)
+        for other, flag in ((out, "--out"), (Path(ckpt), "--ckpt")):
+            if new.resolve() == other.resolve():
+                raise ConfigError(
+                    f"--fit-session-layer {new} is also {flag}: give the new checkpoint its own file"
+                )
         fit = fit_session_layer(args.session, ckpt, args.fit_session_layer, fit_until_s=args.fit_until_s,
                                 cache_dir=args.cache_dir)  # fmt: skip
         print(f"fitted a {fit['neurons']}-neuron layer for {fit['session']} on {fit['windows']} windows: "

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--prototypes", metavar="PROTOS.npz", help="prototypes from `mouseemo prototypes`")
     model.add_argument("--ckpt", metavar="MODEL.ckpt", help="a checkpoint written by `mouseemo train`")
-    p.add_argument("--frames", default=None, metavar="LIST", help="frames to explain, e.g. 10,20,100-120")
+    p.add_argument(
+        "--frames", default=None, metavar="LIST", help="frames to explain, e.g. 10,20,100-120 (at most 500)"
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument(
         "--method",
@@ -37,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("gradcam", "ig"),
         help="classifier checkpoints: gradcam (default) or ig (integrated gradients)",
     )
-    p.add_argument("--ig-steps", type=int, default=32, metavar="N", help="integration steps for ig (32)")
+    p.add_argument(
+        "--ig-steps", type=int, default=32, metavar="N", help="integration steps for ig (32; at most 1000)"
+    )
     p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="override the model's crop")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

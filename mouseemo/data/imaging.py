@@ -39,6 +39,7 @@ __all__ = [
     "load_caiman_npz",
     "load_suite2p",
     "neuropil_masks",
+    "require_neurons",
     "roi_masks_from_stat",
 ]
 
@@ -500,6 +501,18 @@ def load_suite2p(
         Lx=Lx,
         neuropil_coef=float(neuropil_coef),
         folder=plane_dir,
+    )
+
+
+def require_neurons(rec: Suite2pRecording, only_cells: bool, hint: str = "") -> None:
+    """DataError naming ``rec``'s folder when it holds no neuron: no ROI labelled a cell (``hint``
+    then says what to do), or no ROI at all."""
+    if rec.num_neurons:
+        return
+    raise DataError(
+        f"{rec.folder}: no ROI is labelled a cell in iscell.npy{hint}"
+        if only_cells
+        else f"{rec.folder}: Suite2p found no ROI (F.npy has no rows), so there is no neuron"
     )
 
 
@@ -1122,6 +1135,7 @@ def load_activity(
 
     if kind == "suite2p":
         rec = load_suite2p(path, only_cells=only_cells, fs=fs)
+        require_neurons(rec, only_cells)
         act = rec.to_activity(signal, **dff_kw)
         ts = path / "imaging_timestamps.csv"
         if path.is_dir() and ts.is_file():

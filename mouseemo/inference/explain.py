@@ -260,37 +260,84 @@ def attribution_maps(
                     baselines=torch.zeros_like(x),
                     target=k,
                     n_steps=ig_steps,
+                    internal_batch_size=len(x),  # one batch of frames per pass, whatever ig_steps
                 )
             out[:, j] = a.detach().sum(dim=1).float().cpu().numpy()
     return out
 
 
 # -- videos and files --------------------------------------------------------------------------------
-def parse_frames(text: str) -> np.ndarray:
-    """``"10,20,100-120"`` -> sorted unique frame indices (ranges include both ends)."""
-    out: list[int] = []
+#: Most frames one run explains: every frame's maps, image and figure are held until the files are
+#: written, so memory grows with the count.
+MAX_FRAMES = 500
+#: Most integration steps (captum lists every step's weight; the maps barely change past a few hundred).
+MAX_IG_STEPS = 1000
+_FRAMES_HINT = "--frames must be frame numbers and ranges such as 10,20,100-120"
+
+
+def parse_frame_ranges(text: str) -> list[tuple[int, int]]:
+    """``"10,20,100-120"`` -> sorted, merged inclusive ranges ``[(10, 10), (20, 20), (100, 120)]``.
+
+    Nothing is expanded, so a range of any length costs the same; :func:`frames_in` checks the
+    ranges against a video and lists the frames.
+
+    Raises:
+        ConfigError: text that is not frame numbers and ranges, negative numbers, a reversed range.
+    """
+    ranges: list[tuple[int, int]] = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
+        a_text, sep, b_text = part[1:].partition("-")
+        a_text = part[0] + a_text
         try:
-            if "-" in part[1:]:
-                a, b = (int(v) for v in part.split("-", 1))
-                if b < a:
-                    raise ValueError
-                out.extend(range(a, b + 1))
-            else:
-                out.append(int(part))
+            a = int(a_text)
+            b = int(b_text) if sep else a
         except ValueError:
-            raise ConfigError(
-                f"--frames must be frame numbers and ranges such as 10,20,100-120; got {part!r}"
-            ) from None
-    if not out:
+            raise ConfigError(f"{_FRAMES_HINT}; got {part!r}") from None
+        if a < 0 or b < 0:
+            raise ConfigError(f"--frames must be >= 0; got {part!r}")
+        if b < a:
+            raise ConfigError(f"{_FRAMES_HINT} (a range goes from low to high); got {part!r}")
+        ranges.append((a, b))
+    if not ranges:
         raise ConfigError(f"--frames names no frame: {text!r}")
-    idx = np.unique(np.asarray(out, dtype=np.int64))
-    if idx[0] < 0:
-        raise ConfigError(f"--frames must be >= 0; got {int(idx[0])}")
-    return idx
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def frames_in(ranges: Sequence[tuple[int, int]], num_frames: int | None, video=None) -> np.ndarray:
+    """The frames of ``ranges`` (:func:`parse_frame_ranges`) as sorted int64 indices.
+
+    Raises:
+        DataError: a frame at or past ``num_frames`` (the message names the video's length).
+        ConfigError: more than :data:`MAX_FRAMES` frames.
+    """
+    if num_frames is not None:
+        for a, b in ranges:
+            if b >= num_frames:
+                where = f"{video}" if video is not None else "the video"
+                raise DataError(
+                    f"frame {max(a, num_frames)} is outside {where}: it has {num_frames} frames"
+                    + (f" (0 to {num_frames - 1})" if num_frames else "")
+                )
+    count = sum(b - a + 1 for a, b in ranges)
+    if count > MAX_FRAMES:
+        raise ConfigError(
+            f"--frames names {count} frames; explain at most {MAX_FRAMES} in one run (split the list)"
+        )
+    return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in ranges])
+
+
+def parse_frames(text: str) -> np.ndarray:
+    """``"10,20,100-120"`` -> sorted unique frame indices (ranges include both ends)."""
+    return frames_in(parse_frame_ranges(text), None)
 
 
 @dataclass
@@ -371,28 +418,38 @@ def label_maps(scorer, prepared: np.ndarray, labels: np.ndarray, out_size, refer
     return resize_maps(maps[:, 0], out_size, nearest=False)
 
 
+#: Frames explained per step: the working memory of the maps does not grow with ``--frames``.
+CHUNK = 16
+
+
 def explain_video(
     video,
     scorer,
-    frames: Sequence[int] | np.ndarray,
+    frames: str | Sequence[int] | np.ndarray,
     method: str | None = None,
     crop=None,
     ig_steps: int = 32,
 ) -> Explanation:
     """Maps of ``frames`` of ``video`` for the model behind ``scorer`` (:func:`load_scorer`).
 
+    ``frames`` is a list such as ``"10,20,100-120"`` (:func:`parse_frame_ranges`) or the indices.
+
     Raises:
         DataError: a missing or undecodable video; frames past its end.
         ConfigError: a crop outside the frame, frames the model cannot take (size, HOG parameters),
-            a method that does not fit the model, captum missing.
+            a method that does not fit the model, captum missing, more than :data:`MAX_FRAMES` frames.
     """
     from mouseemo.data.session import resolve_crop
     from mouseemo.data.video import VideoReader
 
-    idx = np.unique(np.asarray(frames, dtype=np.int64))
+    if not isinstance(frames, str):
+        frames = ",".join(str(int(i)) for i in np.unique(np.asarray(frames, dtype=np.int64)))
+    ranges = parse_frame_ranges(frames)
     crop = resolve_crop(crop, scorer.crop, None)
     with VideoReader(video, crop=crop) as vr:
         scorer.check(vr.height, vr.width, source=f"{video} (crop {list(crop) if crop else None})")
+        hint = vr.frame_count_hint  # the container's word: counted by decoding only when past it
+        idx = frames_in(ranges, None if hint and ranges[-1][1] < hint else vr.num_frames, video)
         images = vr.read_frames(idx)
         if len(images) < len(idx):
             raise DataError(
@@ -402,7 +459,13 @@ def explain_video(
         scorer = scorer.for_video(vr) if getattr(scorer, "reference_kind", None) else scorer
         reference = getattr(scorer, "_reference", None)
         size = (vr.height, vr.width)
-    maps, scores, method = explain_frames(scorer, scorer.prepare(images), method, size, reference, ig_steps)
+    parts = [
+        explain_frames(scorer, scorer.prepare(images[i : i + CHUNK]), method, size, reference, ig_steps)
+        for i in range(0, len(images), CHUNK)
+    ]
+    maps = np.concatenate([m for m, _, _ in parts])
+    scores = np.concatenate([sc for _, sc, _ in parts])
+    method = parts[0][2]
     protos = hog_prototypes_of(scorer)
     pmaps = prototype_maps(protos, size) if protos is not None else None
     return Explanation(maps, idx, images, list(scorer.names), method, scores, pmaps)
@@ -479,20 +542,52 @@ def write_prototype_maps(
     return _write_all({out_dir / f"{stem}.png": png}, arrays, out_dir / f"{stem}.explain.npz", overwrite)
 
 
+def _previous_outputs(npz) -> set:
+    """The files the run that wrote ``npz`` (``<stem>.explain.npz``) wrote beside it, by its record."""
+    from pathlib import Path
+
+    npz = Path(npz)
+    stem = npz.name[: -len(".explain.npz")]
+    try:
+        with np.load(npz, allow_pickle=False) as old:
+            frames = [int(f) for f in np.asarray(old["frames"]).ravel()[:MAX_FRAMES]]
+            method, has_protos = str(old["method"]), "prototype_maps" in old.files
+    except Exception:  # noqa: BLE001 - not a file mouseemo wrote: nothing beside it is known to be ours
+        return set()
+    names = {npz.parent / f"{stem}_frame{f:06d}.png" for f in frames}
+    if method == "prototype":
+        names.add(npz.parent / f"{stem}.png")
+    elif has_protos:
+        names.add(npz.parent / f"{stem}_prototypes.png")
+    return names
+
+
 def _write_all(files: dict, arrays: dict, npz, overwrite: bool) -> list:
+    """Write ``files`` (path -> bytes) and ``npz`` to temporary names, then rename them all, ``npz``
+    last; an interrupt before the renames leaves nothing. A rerun with ``overwrite`` then removes the
+    files the previous run recorded in ``npz`` that this one does not write."""
+    from contextlib import ExitStack
+
+    from mouseemo.utils.io import atomic_path, remove_stale_temps
+
     targets = [npz, *files]
-    if not overwrite:
-        for p in targets:
-            if p.exists() or p.is_symlink():
-                raise ConfigError(f"{p} exists; pass --overwrite to replace it")
+    for p in targets:
+        if p.is_dir():
+            raise ConfigError(f"{p} is a folder; mouseemo writes a file there")
+        if not overwrite and (p.exists() or p.is_symlink()):
+            raise ConfigError(f"{p} exists; pass --overwrite to replace it")
+    remove_stale_temps(npz.parent)
+    stale = _previous_outputs(npz) - set(targets) if overwrite and npz.is_file() else set()
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     files = {**files, npz: buf.getvalue()}
-    from mouseemo.utils.io import atomic_path
-
-    for path, data in files.items():
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
+    with ExitStack() as stack:
+        # entered npz first, so renamed last: the record names only files that are in place
+        for path in reversed(list(files)):
+            stack.enter_context(atomic_path(path)).write_bytes(files[path])
+    for path in stale:
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
     return targets
 
 
@@ -514,8 +609,8 @@ def run_explain(
 
     from mouseemo.inference.scorers import load_scorer
 
-    if ig_steps < 1:
-        raise ConfigError(f"--ig-steps must be >= 1; got {ig_steps}")
+    if not 1 <= ig_steps <= MAX_IG_STEPS:
+        raise ConfigError(f"--ig-steps must be 1 to {MAX_IG_STEPS}; got {ig_steps}")
     if method is not None and method not in CHECKPOINT_METHODS:
         raise ConfigError(f"--method must be one of {list(CHECKPOINT_METHODS)}; got {method!r}")
     if video is None:
@@ -527,11 +622,11 @@ def run_explain(
         return write_prototype_maps(protos, out_dir, Path(prototypes).stem, overwrite)
     if frames is None:
         raise ConfigError("give --frames (e.g. 10,20,100-120) to explain frames of a video")
-    idx = parse_frames(frames)
+    parse_frame_ranges(frames)  # its errors before the model is loaded
     scorer = load_scorer(prototypes, ckpt, device)
     if hog_prototypes_of(scorer) is None:
         require_captum()  # before any decoding
-    result = explain_video(video, scorer, idx, method, crop, ig_steps)
+    result = explain_video(video, scorer, frames, method, crop, ig_steps)
     return write_explanation(result, out_dir, Path(video).stem, overwrite)
 
 
@@ -540,6 +635,10 @@ __all__ = [
     "Explanation",
     "explain_frames",
     "explain_video",
+    "frames_in",
+    "MAX_FRAMES",
+    "MAX_IG_STEPS",
+    "parse_frame_ranges",
     "parse_frames",
     "write_explanation",
     "write_prototype_maps",

@@ -346,6 +346,10 @@ def predict_video(
             check_replaceable(out_dir, item.stem, opts)
             marker = marker_path(out_dir, item.stem)
             owned = _listed_outputs(marker) if marker.is_file() else set()
+            # what an earlier run wrote for this video and this one does not: removed once it is done
+            earlier = _own_outputs(out_dir, item.stem, opts) | owned
+            known = {f"{item.stem}{suffix}" for suffix in SUFFIXES.values()}
+            stale = sorted(earlier & known - {p.name for p in paths.values()})
             write_json_atomic(
                 marker,
                 {"mouseemo_version": __version__, "outputs": {
@@ -353,6 +357,14 @@ def predict_video(
             )  # fmt: skip
             # a redone video: drop the old completion marker before any new file replaces an old one
             paths["json"].unlink(missing_ok=True)
+    if stale:
+        for name in stale:
+            old = out_dir / name
+            if old.is_file() and not old.is_symlink():
+                old.unlink()
+        write_json_atomic(
+            marker, {"mouseemo_version": __version__, "outputs": {k: p.name for k, p in paths.items()}}
+        )
     return summary
 
 

@@ -8,11 +8,18 @@ and fail much later inside torch. :func:`check_config_types` reads the ``__init_
 is expected; booleans are not integers here. Parameters with other annotations (lists, tensors,
 literals, classes), values that are containers or interpolations that fail to resolve, and targets
 that cannot be imported are left to the code itself.
+
+Numbers that only make sense in a range are refused by name wherever they appear, whatever their
+target: a ``batch_size`` or ``max_epochs`` below 1 (Lightning reads ``max_epochs=-1`` as "no limit"
+and would train until early stopping), a negative ``num_workers`` or ``min_epochs``, an ``lr`` that
+is not above 0, and any of them that is NaN or infinite:
+``ConfigError("trainer.max_epochs must be >= 1; got -1")``.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import types
 import typing
@@ -24,6 +31,14 @@ from mouseemo.errors import ConfigError
 
 _PRIMITIVES = (int, float, bool, str)
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+#: ``{parameter: (lowest value, whether the lowest value itself is allowed)}``, checked by name.
+_BOUNDS: dict[str, tuple[float, bool]] = {
+    "batch_size": (1, True),
+    "max_epochs": (1, True),
+    "min_epochs": (0, True),
+    "num_workers": (0, True),
+    "lr": (0, False),
+}
 
 
 def check_config_types(conf: Any, key: str) -> None:
@@ -51,6 +66,7 @@ def check_config_types(conf: Any, key: str) -> None:
         if isinstance(value, DictConfig | ListConfig):
             check_config_types(value, f"{key}.{name}")
             continue
+        _check_bounds(value, f"{key}.{name}", _BOUNDS.get(name))
         allowed = hints.get(name)
         if allowed is None or _matches(value, allowed):
             continue
@@ -58,6 +74,15 @@ def check_config_types(conf: Any, key: str) -> None:
         if str in allowed and isinstance(value, int | float) and not isinstance(value, bool):
             hint = f" (quote it: {key}.{name}=\"'{value}'\")"
         raise ConfigError(f"{key}.{name}: expected {_describe(allowed)}, got {value!r}{hint}")
+
+
+def _check_bounds(value: Any, key: str, bound: tuple[float, bool] | None) -> None:
+    """ConfigError naming ``key`` when the number ``value`` lies outside ``bound`` (or is NaN/inf)."""
+    if bound is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, inclusive = bound
+    if not math.isfinite(value) or value < low or (value == low and not inclusive):
+        raise ConfigError(f"{key} must be {'>=' if inclusive else '>'} {low}; got {value!r}")
 
 
 def _items(conf: ListConfig) -> list[Any]:
