@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mouseemo import __version__, hydra_entry
 from mouseemo.errors import handle_sigterm, run_guarded
@@ -36,8 +37,16 @@ COMMAND_MODULES: tuple[str, ...] = (
 HYDRA_COMMANDS: dict[str, str] = {"train": "train", "evaluate": "evaluate"}
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``mouseemo: error: ...`` line and exit 2, like
+    every other error of the command line (argparse itself prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"mouseemo: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mouseemo",
         description="Emotion states from videos of a head-fixed mouse's face, and their neuronal correlates.",
     )
