@@ -339,7 +339,7 @@ def test_resume_overwrite_and_interrupted_runs(world, tmp_path, capsys, monkeypa
 
     # a failure in the middle of a video: nothing of it is written, no temporary file is left, the
     # earlier complete outputs of that video are untouched
-    from mouseemo.inference import prototype_scorer as scorers
+    from mouseemo.inference import scorers
 
     calls = {"n": 0}
     original = scorers.PrototypeScorer.stream
@@ -387,8 +387,7 @@ def test_workers_give_the_same_outputs(world, tmp_path):
 def test_streaming_consumes_the_reader_in_bounded_chunks(world, tmp_path, monkeypatch):
     """The decoder runs at most `depth` chunks ahead of scoring; no chunk exceeds the batch size; the
     video is decoded once (timestamps and QC need no counting pass)."""
-    from mouseemo.inference import pipeline
-    from mouseemo.inference import prototype_scorer as scorers
+    from mouseemo.inference import pipeline, scorers
 
     log: list[tuple[str, int]] = []
     lock = threading.Lock()

@@ -348,6 +348,16 @@ def load_scorer(
     return CheckpointScorer.load(ckpt, device, margin)
 
 
+def __getattr__(name: str):
+    # ``scorers.PrototypeScorer``, the path tests and older code use: the class lives in
+    # mouseemo.inference.prototype_scorer, which imports this module
+    if name in ("NEUTRAL_SOURCES", "PrototypeScorer"):
+        from mouseemo.inference import prototype_scorer
+
+        return getattr(prototype_scorer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "CheckpointScorer",
