@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from predict import untrained_cnn_checkpoint  # noqa: E402
 
 from mouseemo.inference.live import LiveOptions, LiveSession, VideoFileSource  # noqa: E402
-from mouseemo.inference.scorers import CheckpointScorer, PrototypeScorer  # noqa: E402
+from mouseemo.inference.prototype_scorer import PrototypeScorer  # noqa: E402
+from mouseemo.inference.scorers import CheckpointScorer  # noqa: E402
 
 SIZE = (240, 320)
 FPS = 30.0

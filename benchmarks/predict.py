@@ -180,7 +180,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from mouseemo.data.video import VideoReader
-    from mouseemo.inference.scorers import CheckpointScorer, PrototypeScorer
+    from mouseemo.inference.prototype_scorer import PrototypeScorer
+    from mouseemo.inference.scorers import CheckpointScorer
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     args.cache.mkdir(parents=True, exist_ok=True)

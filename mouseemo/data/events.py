@@ -81,7 +81,11 @@ class Events:
         return np.sort(np.array([o for o, lab in zip(self.onset, self.label) if lab != neutral], dtype=float))
 
     def baseline_mask(self, times: np.ndarray, neutral: str = "neutral") -> np.ndarray:
-        """Baseline frames: inside ``neutral`` windows when the file has any, else before the first stimulus."""
+        """Baseline frames: inside ``neutral`` windows when the file has any, else before the first stimulus.
+
+        This is the one rule for a session's neutral baseline: training, ``mouseemo prototypes`` and
+        ``mouseemo predict --neutral own`` all use it (see :mod:`mouseemo.data.session_neutral`).
+        """
         times = np.asarray(times, dtype=np.float64)
         if neutral in self.label:
             return self.window_mask(times, neutral)

@@ -319,6 +319,17 @@ class FaceFramesDataModule(pl.LightningDataModule):
     def _cache_dir(self) -> Path:
         return Path(self.hparams.cache_dir) if self.hparams.cache_dir else self.root / ".cache"
 
+    def session_frames(self, session: Session, size: Sequence[int] | None = None) -> np.ndarray:
+        """``(T, H, W)`` uint8 frames of ``session``, cropped as the datamodule crops them and resized
+        to ``size`` (``(H, W)``; ``None``: full resolution), as a read-only memmap of a frame cache
+        (built on first use, under the datamodule's cache folder).
+
+        ``size=self.image_size`` gives the frames the batches hold; ``None`` the same frames at the
+        video's resolution (``model.resolution=native``).
+        """
+        size = tuple(int(v) for v in size) if size is not None else None
+        return FrameCache.get_or_build(session.video, self._cache_dir(), self._crop_for(session), size).frames
+
     def _crop_for(self, session: Session):
         return resolve_crop(self.crop, None, session.meta)
 

@@ -2,8 +2,9 @@
 
 HOG is computed chunk by chunk while the video decodes (constant memory in the video's length): the
 neutral prototype is a running mean of the baseline frames, and only frames inside stimulus windows
-keep their features until the emotion prototypes are chosen
-(:mod:`mouseemo.models.components.prototypes`).
+keep their features until the emotion prototypes are chosen. The prototypes are fitted by the same
+function as training's (:func:`mouseemo.models.components.prototypes.fit_prototypes`), and the baseline
+is the one rule of :meth:`mouseemo.data.events.Events.baseline_mask`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,7 @@ from mouseemo.data.session import Session
 from mouseemo.data.video import VideoReader, parse_crop, resize_frames
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.inputs import VideoInput
-from mouseemo.models.components.prototypes import (
-    MODES,
-    NEUTRAL,
-    build_prototypes,
-    pool_prototypes,
-)
+from mouseemo.models.components.prototypes import MODES, NEUTRAL, FitUnit, fit_prototypes
 from mouseemo.models.prototypes_io import Prototypes, hog_params, to_ranges
 from mouseemo.ops import hog as hog_op
 
@@ -184,22 +180,19 @@ def build_from_videos(
 
     frames_meta: dict[str, dict[str, list[list[int]]]] = {}
     if pool == "groups" or len(accs) == 1:
-        sets = []
-        for item, acc, windows in accs:
-            feats, frames = stacked(acc)
-            neutral = acc.baseline_sum / acc.num_baseline
-            pset = build_prototypes(
-                feats, windows, neutral=neutral, mode=mode, k=k, drop_first_trial=drop_first_trial,
-                source=str(item.video),
-            )  # fmt: skip
-            sets.append(pset)
+        units = [
+            FitUnit(str(item.video), stacked(acc)[0], windows, neutral=acc.baseline_sum / acc.num_baseline)
+            for item, acc, windows in accs
+        ]
+        pooled, sets = fit_prototypes(units, mode=mode, k=k, drop_first_trial=drop_first_trial)
+        for (item, acc, _), pset in zip(accs, sets):
+            frames = stacked(acc)[1]
             frames_meta.setdefault(NEUTRAL, {})[str(item.video)] = to_ranges(
                 np.concatenate(acc.baseline_frames)
             )
             for name, used in pset.frames.items():
                 if name != NEUTRAL:
                     frames_meta.setdefault(name, {})[str(item.video)] = to_ranges(frames[used])
-        pooled = pool_prototypes(sets) if len(sets) > 1 else sets[0]
     else:
         neutral = sum(acc.baseline_sum for _, acc, _ in accs) / sum(acc.num_baseline for _, acc, _ in accs)
         labels = [lab for lab in EMOTIONS if any(lab in w for _, _, w in accs)]
@@ -226,10 +219,10 @@ def build_from_videos(
                 offset[lab] += int(ids.max()) + 1
         feats, frames, srcs = np.concatenate(feats_all), np.concatenate(frame_all), np.concatenate(src_all)
         win = {lab: np.concatenate(p) for lab, p in parts.items()}
-        pooled = build_prototypes(
-            feats, win, neutral=neutral, mode=mode, k=k, drop_first_trial=False,
-            source="the pooled videos",
-        )  # fmt: skip
+        # each video's first trial is already left out above
+        pooled, _ = fit_prototypes(
+            [FitUnit("the pooled videos", feats, win, neutral=neutral)], mode=mode, k=k
+        )
         for name, used in pooled.frames.items():
             if name == NEUTRAL:
                 continue

@@ -24,8 +24,9 @@ import torch
 from mouseemo.data.session import Session, resolve_crop
 from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.inference.prototype_scorer import PrototypeScorer
 from mouseemo.inference.prototypes import session_prototypes
-from mouseemo.inference.scorers import CheckpointScorer, PrototypeScorer, ScoreFn, Scorer
+from mouseemo.inference.scorers import CheckpointScorer, ScoreFn, Scorer
 from mouseemo.inference.scoring import stream_scores
 from mouseemo.models.checkpoint import load_model
 from mouseemo.models.prototypes_io import Prototypes

@@ -1,6 +1,6 @@
 """A fitted scikit-learn PCA + random forest pipeline as plain data (tensors, numbers, strings).
 
-``hog_rf`` checkpoints store the fitted pipeline of :class:`~mouseemo.models.hog_proto_module.HogRFLitModule`
+``hog_rf`` checkpoints store the fitted pipeline of :class:`~mouseemo.models.hog_rf_module.HogRFLitModule`
 with :func:`to_plain` and rebuild it with :func:`from_plain`, so that checkpoints load with
 ``torch.load(weights_only=True)`` and never unpickle. The rebuilt estimators have exactly the state the
 fitted ones had (the same attributes, arrays bit for bit), so they predict identically.

@@ -12,10 +12,14 @@ Prototypes:
       average those window means across trials (every trial weighs the same, whatever its length).
     * ``drop_first_trial`` leaves the first window (trial) of each label out, in either mode.
 
-Pooling several animals or videos (:func:`pool_prototypes`): ``"groups"`` builds prototypes per
-animal (each against its own neutral) and averages them, so every animal counts once and no animal's
-frames can monopolise the ``k`` least-neutral picks; ``"frames"`` pools all frames first and selects
-once against the pooled neutral.
+Fitting (:func:`fit_prototypes`, the one path the Lightning module, ``mouseemo prototypes`` and
+their scorers share): prototypes are built per unit (a session, video, animal or pool of frames, each
+against its own neutral) and averaged, units of one group (an animal's sessions) first, then groups.
+``"groups"`` pooling builds per animal or video, so every one counts once and no animal's frames can
+monopolise the ``k`` least-neutral picks; ``"frames"`` pools all frames first and selects once against
+the pooled neutral. With ``relative=True`` the units' *changes* from their neutral are averaged and
+added to the mean neutral, and :func:`carry_to_neutral` moves those changes onto any session's own
+neutral face.
 
 Readouts per stimulus (:func:`stimulus_readouts`): *intensity* is the peak similarity above the
 pre-stimulus baseline inside the window, *persistence* how long the similarity stays above a baseline
@@ -209,6 +213,105 @@ def build_prototypes(
         rows.append(proto)
         frames[label] = used
     return PrototypeSet(names=names, matrix=np.stack(rows), frames=frames)
+
+
+@dataclass
+class FitUnit:
+    """The frames one set of prototypes is built from (one session, video, animal or pool).
+
+    Attributes:
+        name: named in error messages (``source``).
+        features: ``(T, D)`` HOG features.
+        windows: label -> ``(T,)`` window ids (``-1`` outside), e.g. from :func:`event_windows` or
+            :func:`label_windows`; ``neutral`` is skipped.
+        neutral: ``(D,)`` the unit's neutral prototype, or ``None`` for the mean of ``baseline``.
+        baseline: ``(T,)`` boolean mask of baseline frames (listed as the neutral's frames).
+        group: units of one group (e.g. the sessions of one animal) are averaged before groups are;
+            ``None``: the unit is a group of its own.
+    """
+
+    name: str
+    features: np.ndarray
+    windows: Mapping[str, np.ndarray]
+    neutral: np.ndarray | None = None
+    baseline: np.ndarray | None = None
+    group: str | None = None
+
+
+def fit_prototypes(
+    units: Sequence[FitUnit],
+    mode: str = "least-neutral",
+    k: int = 10,
+    drop_first_trial: bool = False,
+    relative: bool = False,
+) -> tuple[PrototypeSet, list[PrototypeSet]]:
+    """Prototypes from one or more units: built per unit (:func:`build_prototypes`), then averaged.
+
+    Averages run name by name (:func:`pool_prototypes`) over the units of each group, then over
+    groups, in the order the units come. With ``relative=False`` the prototypes themselves are
+    averaged. With ``relative=True`` each unit's changes from its own neutral (prototype - neutral)
+    are averaged and added to the mean neutral (over groups, of each group's mean); :func:`carry_to_neutral`
+    then moves the changes onto another session's neutral.
+
+    Returns:
+        ``(pooled, per-unit sets)``: the per-unit sets keep the frames each prototype was built from.
+    """
+    if not units:
+        raise DataError("no frames to build prototypes from")
+    sets, grouped, neutrals = [], {}, {}
+    for i, u in enumerate(units):
+        pset = build_prototypes(
+            u.features, u.windows, neutral=u.neutral, baseline=u.baseline, mode=mode, k=k,
+            drop_first_trial=drop_first_trial, source=u.name,
+        )  # fmt: skip
+        sets.append(pset)
+        group = u.group if u.group is not None else f"#{i}"
+        part = pset
+        if relative:
+            own = pset.matrix[pset.names.index(NEUTRAL)]
+            part = PrototypeSet(pset.names, pset.matrix - own[None])
+            neutrals.setdefault(group, []).append(own)
+        grouped.setdefault(group, []).append(part)
+    if len(units) == 1 and not relative:
+        return sets[0], sets
+    pooled = pool_prototypes([pool_prototypes(parts) for parts in grouped.values()])
+    if relative:
+        base = np.mean([np.mean(n, axis=0) for n in neutrals.values()], axis=0)
+        pooled = PrototypeSet(pooled.names, pooled.matrix + base[None])
+    return pooled, sets
+
+
+def carry_to_neutral(matrix, names: Sequence[str], own, neutral: str = NEUTRAL):
+    """Prototypes carried onto another neutral face: ``prototype - neutral prototype + own``.
+
+    Every prototype keeps its change from the neutral prototype, read against ``own`` (a session's
+    own neutral), as the paper reads a new animal's expressions. Computed in float64.
+
+    Args:
+        matrix: ``(K, D)`` prototypes (numpy or torch), one row named ``neutral``.
+        names: the ``K`` prototype names.
+        own: ``(D,)`` the session's neutral HOG (numpy or torch).
+
+    Returns:
+        ``(K, D)`` float64, a tensor on ``matrix``'s device when ``matrix`` is one, else numpy.
+
+    Shape:
+        ``(K, D)``, ``(D,)`` -> ``(K, D)``.
+    """
+    names = list(names)
+    if neutral not in names:
+        raise ConfigError(
+            f"carrying prototypes to a session's own neutral needs a {neutral!r} prototype; got {names}"
+        )
+    j = names.index(neutral)
+    import torch
+
+    if torch.is_tensor(matrix):
+        base = matrix.double()
+        own = torch.as_tensor(own, dtype=torch.float64, device=base.device)
+        return base - base[j] + own
+    base = np.asarray(matrix, dtype=np.float64)
+    return base - base[j] + np.asarray(own, dtype=np.float64)
 
 
 def event_windows(events: Events, times: np.ndarray, neutral: str = NEUTRAL) -> dict[str, np.ndarray]:
