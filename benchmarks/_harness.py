@@ -136,9 +136,13 @@ def markdown_row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "---") -> str:
-    """A markdown table; ``align`` is every column's separator cell (``---``, ``---:``)."""
-    lines = [markdown_row(header), "|" + "|".join(align for _ in header) + "|"]
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], align: str | Sequence[str] = "---"
+) -> str:
+    """A markdown table (``|`` in cells escaped); ``align``: the separator cell (``---``, ``---:``) of
+    every column, or one per column."""
+    aligns = [align] * len(header) if isinstance(align, str) else list(align)
+    lines = [markdown_row(header), "|" + "|".join(aligns) + "|"]
     return "\n".join([*lines, *(markdown_row(r) for r in rows)])
 
 
@@ -178,7 +182,9 @@ class Report:
         print(text, flush=True)
         self.lines.append(text)
 
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]] = (), align: str = "---") -> None:
+    def table(
+        self, header: Sequence[str], rows: Sequence[Sequence[object]] = (), align: str | Sequence[str] = "---"
+    ) -> None:
         """Print a markdown table's header (and ``rows``); later rows with :meth:`row`."""
         for text in markdown_table(header, rows, align).splitlines():
             self.line(text)
