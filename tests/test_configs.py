@@ -5,13 +5,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from mouseemo.utils.configs import config_dir
-from mouseemo.utils.resolvers import register_resolvers
+from mouseemo.utils.configs import compose, config_dir
 
 CONF = config_dir()
 
@@ -29,16 +25,8 @@ def compose_cfg(task: str, overrides: list[str], tmp_path: Path):
     or an experiment (the default ``motion_cnn`` has its own tests)."""
     if not any(o.startswith(("model=", "experiment=", "~model")) for o in overrides):
         overrides = ["model=cnn", *overrides]
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name=task,
-            overrides=[f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    return cfg
+    paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
+    return compose(task, [*paths, *overrides], hydra_config=True)
 
 
 @pytest.mark.parametrize("task", ["train", "evaluate"])
