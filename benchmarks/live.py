@@ -67,7 +67,8 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}; {SIZE[1]}x{SIZE[0]} frames, {args.seconds:g} s at {FPS:g} fps\n"
     )
     report.table(
-        ["model", "device", "feed", "captured", "scored", "dropped", "median ms", "p99 ms", "score fps"]
+        ["model", "device", "feed", "captured", "scored", "dropped", "median ms", "p99 ms", "score fps"],
+        align=["---"] * 3 + ["---:"] * 6,
     )
     for device in devices:
         models = {
