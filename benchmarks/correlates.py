@@ -30,16 +30,15 @@ import time
 import warnings
 from pathlib import Path
 
+import _harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mouseemo.analysis.correlates import TESTS, compare_with_truth, read_truth_neurons  # noqa: E402
-from mouseemo.analysis.correlates_run import analyse_session  # noqa: E402
-from mouseemo.data.session import Session  # noqa: E402
-from mouseemo.data.synthetic import generate_dataset  # noqa: E402
-from mouseemo.inference.prototypes import session_prototypes  # noqa: E402
-from mouseemo.inference.traces import traces_from_prototypes  # noqa: E402
+from mouseemo.analysis.correlates import TESTS, compare_with_truth, read_truth_neurons
+from mouseemo.analysis.correlates_run import analyse_session
+from mouseemo.data.session import Session
+from mouseemo.data.synthetic import generate_dataset
+from mouseemo.inference.prototypes import session_prototypes
+from mouseemo.inference.traces import traces_from_prototypes
 
 NUM_MICE = 2
 
@@ -62,7 +61,9 @@ def main() -> None:
     ap.add_argument("--size", default="72x96", help="video H x W")
     ap.add_argument("--pixels-per-cell", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=0.05)
+    _harness.add_markdown_argument(ap)
     args = ap.parse_args()
+    report = _harness.Report(args.markdown, seed=" ".join(map(str, args.seeds)))
     size = tuple(int(v) for v in args.size.split("x"))
     totals: dict[tuple[float, str], dict] = {}
     t_start = time.perf_counter()
@@ -112,19 +113,20 @@ def main() -> None:
         "| minutes | test | sessions | recall | precision | preferred agreement | untuned FPR "
         "| recall range | statistics (s/session) |"
     )
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
+    report.line(header)
+    report.line("|" + "---|" * (header.count("|") - 1))
     for (minutes, test), t in totals.items():
         rec = [r for r in t["recalls"] if np.isfinite(r)]
-        print(
+        report.line(
             f"| {minutes:g} | {test} | {t['sessions']} | {ratio(t['tp'], t['sel'])} | {ratio(t['tp'], t['sig'])} "
             f"| {ratio(t['agree'], t['tp'])} | {t['untuned_sig'] / max(t['untuned'], 1):.3f} "
             f"| {min(rec):.2f}–{max(rec):.2f} | {t['seconds'] / t['sessions']:.1f} |"
         )
-    print(
+    report.line(
         f"\nalpha = {args.alpha}; counts pooled over each length's sessions ({NUM_MICE} animals x seeds "
         f"{' '.join(map(str, args.seeds))}); total {time.perf_counter() - t_start:.0f} s."
     )
+    report.write()
 
 
 if __name__ == "__main__":

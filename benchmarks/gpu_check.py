@@ -61,15 +61,13 @@ import tempfile
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import _harness
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from _harness import REPO, StepTimeout, best_rate, time_limit
 
 #: Steps in running order: (number, name, what).
 STEPS: tuple[tuple[int, str, str], ...] = (
@@ -165,18 +163,20 @@ def fmt_figures(figures: dict) -> str:
     return "; ".join(f"{k} {fmt_value(v)}" for k, v in figures.items())
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def markdown_table(rows: list[Row]) -> str:
-    head = "| step | check | result | figures | status | s |\n|---|---|---|---|---|---:|\n"
-    lines = [
-        f"| {_cell(r.step)} | {_cell(r.check)} | {_cell(r.result)} | {_cell(fmt_figures(r.figures))} | "
-        f"{_cell(r.status_text)} | {'' if r.seconds is None else f'{r.seconds:.1f}'} |"
+    cells = [
+        [
+            r.step,
+            r.check,
+            r.result,
+            fmt_figures(r.figures),
+            r.status_text,
+            "" if r.seconds is None else f"{r.seconds:.1f}",
+        ]
         for r in rows
     ]
-    return head + "\n".join(lines) + "\n"
+    header = ["step", "check", "result", "figures", "status", "s"]
+    return _harness.markdown_table(header, cells, ["---"] * 5 + ["---:"]) + "\n"
 
 
 def text_table(rows: list[Row], width: int = 60) -> str:
@@ -204,49 +204,6 @@ def text_table(rows: list[Row], width: int = 60) -> str:
 
 def summary_counts(rows: list[Row]) -> dict[str, int]:
     return {s: sum(r.status == s for r in rows) for s in STATUSES}
-
-
-class StepTimeout(Exception):
-    """An in-process step ran past its time limit."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`StepTimeout` in the main thread after ``seconds`` (SIGALRM; no-op elsewhere)."""
-    import threading
-
-    if seconds is None or seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise StepTimeout(f"timed out after {seconds:.0f} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def best_rate(
-    fn: Callable[[], object], items: int, reps: int, sync: Callable[[], None] | None = None
-) -> dict:
-    """Items per second of ``fn`` after one warm-up call: best and median of ``reps`` timed calls."""
-    fn()
-    if sync:
-        sync()
-    times = []
-    for _ in range(max(1, reps)):
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return {"best": items / times[0], "median": items / times[len(times) // 2]}
 
 
 @dataclass
@@ -421,19 +378,6 @@ class Run:
 # ----------------------------------------------------------------------------------------------
 
 
-def face_like_frames(num: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smoothed noise with a face-like grey range (uint8), reproducible from ``seed``."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    out = np.empty((num, height, width), dtype=np.uint8)
-    for i in range(num):
-        x = cv2.GaussianBlur(rng.normal(size=(height, width)).astype(np.float32), (0, 0), 3.0)
-        x = (x - x.min()) / max(float(x.max() - x.min()), 1e-6)
-        out[i] = (20 + 215 * x).astype(np.uint8)
-    return out
-
-
 def read_image_dir(folder: Path, limit: int = 32) -> np.ndarray | None:
     """Grey uint8 frames of the most common size among the images in ``folder`` (None if none)."""
     import cv2
@@ -604,7 +548,11 @@ def speed_frames(run: Run, num: int) -> tuple[np.ndarray, str]:
             frames = decode_frames(session_video(run.faces_root), min(num, 64))
             if frames.shape[1:] == FRAME_SIZE:
                 return tile_frames(frames, num), "synthetic face video"
-    return face_like_frames(min(num, 16), *FRAME_SIZE).repeat(-(-num // 16), axis=0)[:num], "face-like noise"
+    from mouseemo.testing import face_like_frames
+
+    return face_like_frames(min(num, 16), *FRAME_SIZE, lo=20, hi=235).repeat(-(-num // 16), axis=0)[
+        :num
+    ], "face-like noise"
 
 
 def cupy_state(run: Run) -> tuple[bool, str]:
@@ -694,7 +642,9 @@ def parity_sets(run: Run) -> list[tuple[str, np.ndarray]]:
         frames = decode_frames(session_video(run.faces_root), 8 if run.quick else 24)
         sets.append((f"{len(frames)} synthetic frames {frames.shape[1]}x{frames.shape[2]}", frames))
     if not sets:
-        frames = face_like_frames(4, *FRAME_SIZE, seed=3)
+        from mouseemo.testing import face_like_frames
+
+        frames = face_like_frames(4, *FRAME_SIZE, seed=3, lo=20, hi=235)
         sets.append((f"{len(frames)} face-like noise frames", frames))
     return sets
 

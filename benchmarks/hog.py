@@ -11,39 +11,14 @@ the largest absolute difference from scikit-image per size.
 from __future__ import annotations
 
 import argparse
-import time
 
+import _harness
 import numpy as np
 import torch
 
+from mouseemo.testing import face_like_frames
+
 SIZES = ((256, 256), (480, 640), (1024, 1280))
-
-
-def face_like_frames(num: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smoothed noise with a face-like range (uint8), reproducible from ``seed``."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    out = np.empty((num, height, width), dtype=np.uint8)
-    for i in range(num):
-        x = cv2.GaussianBlur(rng.normal(size=(height, width)).astype(np.float32), (0, 0), 3.0)
-        x = (x - x.min()) / (x.max() - x.min())
-        out[i] = (15 + 225 * x).astype(np.uint8)
-    return out
-
-
-def best_fps(fn, num: int, repeats: int, sync=None) -> float:
-    fn()  # warm-up: caches, kernels, thread pool
-    if sync:
-        sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        best = min(best, time.perf_counter() - t0)
-    return num / best
 
 
 def main(argv=None) -> None:
@@ -58,11 +33,14 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--gpu-frames", type=int, default=1024, help="frames per timed GPU run (default 1024)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the face-like frames (default 0)")
+    _harness.add_markdown_argument(parser)
     args = parser.parse_args(argv)
+    report = _harness.Report(args.markdown, seed=args.seed)
 
     from skimage.feature import hog as sk_hog
 
-    from mouseemo.ops import hog
+    from mouseemo.ops import cupy_available, hog
 
     kw = dict(
         orientations=8,
@@ -74,35 +52,40 @@ def main(argv=None) -> None:
     cuda = torch.cuda.is_available()
     cupy_ok = False
     if cuda:
-        from mouseemo.ops._hog import cupy_kernel
-
-        cupy_ok = cupy_kernel.available()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {cuda}, cupy: {cupy_ok}")
+        cupy_ok = cupy_available()
+    report.line(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CUDA: {cuda}, cupy: {cupy_ok}"
+    )
     cols = ["size", "skimage fps", "mouseemo CPU fps", "speed-up"]
     if cuda:
         cols += ["torch GPU fps", "fused GPU fps"]
     cols += ["max |diff|"]
-    print(" | ".join(cols))
-    print(" | ".join("---" for _ in cols))
+    report.table(cols)
     for h, w in SIZES:
-        frames = face_like_frames(args.frames, h, w)
+        frames = face_like_frames(args.frames, h, w, args.seed)
         sk_frames = frames[: args.skimage_frames or args.frames]
-        sk_fps = best_fps(lambda f=sk_frames: [sk_hog(x, **kw) for x in f], len(sk_frames), args.repeats)
+        sk_fps = _harness.best_fps(
+            lambda f=sk_frames: [sk_hog(x, **kw) for x in f], len(sk_frames), args.repeats
+        )
         x = torch.from_numpy(frames)
-        cpu_fps = best_fps(lambda x=x: hog(x, **kw), len(frames), args.repeats)
+        cpu_fps = _harness.best_fps(lambda x=x: hog(x, **kw), len(frames), args.repeats)
         ref = np.stack([sk_hog(f, **kw) for f in frames[:8]])
         diff = float(np.abs(hog(x[:8], **kw).double().numpy() - ref).max())
         row = [f"{h}x{w}", f"{sk_fps:.0f}", f"{cpu_fps:.0f}", f"{cpu_fps / sk_fps:.1f}x"]
         if cuda:
-            g = torch.from_numpy(face_like_frames(min(args.gpu_frames, 64), h, w)).cuda()
+            g = torch.from_numpy(face_like_frames(min(args.gpu_frames, 64), h, w, args.seed)).cuda()
             g = g.repeat((args.gpu_frames + len(g) - 1) // len(g), 1, 1)[: args.gpu_frames]
             sync = torch.cuda.synchronize
-            torch_fps = best_fps(lambda g=g: hog(g, **kw, backend="torch"), len(g), args.repeats, sync)
+            torch_fps = _harness.best_fps(
+                lambda g=g: hog(g, **kw, backend="torch"), len(g), args.repeats, sync
+            )
             diff = max(
                 diff, float(np.abs(hog(g[:8], **kw, backend="torch").cpu().double().numpy() - ref).max())
             )
             if cupy_ok:
-                fused_fps = best_fps(lambda g=g: hog(g, **kw, backend="cupy"), len(g), args.repeats, sync)
+                fused_fps = _harness.best_fps(
+                    lambda g=g: hog(g, **kw, backend="cupy"), len(g), args.repeats, sync
+                )
                 diff = max(
                     diff, float(np.abs(hog(g[:8], **kw, backend="cupy").cpu().double().numpy() - ref).max())
                 )
@@ -110,7 +93,8 @@ def main(argv=None) -> None:
             else:
                 row += [f"{torch_fps:.0f}", "n/a"]
         row.append(f"{diff:.1e}")
-        print(" | ".join(row), flush=True)
+        report.row(row)
+    report.write()
 
 
 if __name__ == "__main__":

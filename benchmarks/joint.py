@@ -24,37 +24,14 @@ its rows say so and the others are still printed.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from pathlib import Path
 
+import _harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mouseemo.models import joint_metrics as jm  # noqa: E402
-from mouseemo.utils.configs import config_dir  # noqa: E402
-
-
-def compose(overrides: list[str], out_dir: Path):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from mouseemo.utils.resolvers import register_resolvers
-
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name="train",
-            overrides=[f"paths.root_dir={out_dir}", f"paths.output_dir={out_dir}/run", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    return cfg
+from mouseemo.models import joint_metrics as jm
 
 
 def window_rows(dm, stage: str) -> dict[str, np.ndarray]:
@@ -150,7 +127,9 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both methods (1 is fastest on a shared 2-core machine)")  # fmt: skip
+    _harness.add_markdown_argument(ap)
     args = ap.parse_args()
+    report = _harness.Report(args.markdown, seed=args.seed)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -170,7 +149,7 @@ def main() -> None:
     over = ["experiment=joint", f"data.root={root}", "data.synthesize=null", f"trainer.max_epochs={args.epochs}",
             f"model/face_encoder={args.face}", "trainer.enable_progress_bar=false", f"seed={args.seed}",
             *args.overrides]  # fmt: skip
-    cfg = compose(over, out)
+    cfg = _harness.train_config(over, out)
     saved = out / "run" / "metrics.json"
     if args.reuse and saved.is_file():
         import json
@@ -188,8 +167,8 @@ def main() -> None:
 
         ctrl = json.loads(ctrl_saved.read_text())
     else:
-        ctrl = tasks.train(compose([*over, f"data.misalign_s={args.misalign_s}"], ctrl_out))
-    cfg = compose(over, out)
+        ctrl = tasks.train(_harness.train_config([*over, f"data.misalign_s={args.misalign_s}"], ctrl_out))
+    cfg = _harness.train_config(over, out)
     dm = instantiate(cfg.data)  # the same sessions, windows and splits
     dm.prepare_data()
     dm.setup()
@@ -219,12 +198,12 @@ def main() -> None:
             f1, f1_s = decode(lambda k, frames, emb=emb: emb[k][frames], dm, "cosine")
             rows.append((label, f1, f1_s, wall, f"{args.cebra_iterations} iterations per session, fit only"))
     n_tr, n_te = len(dm.datasets["train"]), len(dm.datasets["test"])
-    print(f"\ntorch threads: {torch.get_num_threads()}")
-    print(f"{args.mice} synthetic animals x {args.minutes:g} min ({args.size}, {args.neurons} ROIs), time-block "
+    report.line(f"\ntorch threads: {torch.get_num_threads()}")
+    report.line(f"{args.mice} synthetic animals x {args.minutes:g} min ({args.size}, {args.neurons} ROIs), time-block "
           f"split: {n_tr} training and {n_te} test windows; kNN (k=5) per session, macro-F1 over test windows\n")  # fmt: skip
-    print(f"| held-out metric | mouseemo joint | misaligned control ({args.misalign_s:g} s) | chance | "
+    report.line(f"| held-out metric | mouseemo joint | misaligned control ({args.misalign_s:g} s) | chance | "
           "ridge, HOG PCs | RRR, HOG PCs | ridge, face-tower features |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    report.line("|---|---|---|---|---|---|---|")
     t = "test/"
     for key, chance, base in (
         ("retrieval_top1", metrics[t + "retrieval_top1_chance"], False),
@@ -234,15 +213,15 @@ def main() -> None:
     ):
         lin = (f"{metrics[t + 've_population_ridge']:.3f} | {metrics[t + 've_population_rrr']:.3f} | "
                f"{metrics[t + 've_population_tower_ridge']:.3f}") if base else "| |"  # fmt: skip
-        print(f"| {key} | {metrics[t + key]:.3f} | {ctrl[t + key]:.3f} | {chance:.3f} | {lin} |")
-    print(
+        report.line(f"| {key} | {metrics[t + key]:.3f} | {ctrl[t + key]:.3f} | {chance:.3f} | {lin} |")
+    report.line(
         "(chance: retrieval of random rankings; 0 for variance explained; kNN on shifted training labels)\n"
     )
-    print("| embedding | emotion macro-F1 | shuffled-label control | wall time (s) | note |")
-    print("|---|---|---|---|---|")
+    report.line("| embedding | emotion macro-F1 | shuffled-label control | wall time (s) | note |")
+    report.line("|---|---|---|---|---|")
     for name, f1, f1_s, wall, note in rows:
-        print(f"| {name} | {f1:.3f} | {f1_s:.3f} | {wall:.0f} | {note} |")
-    print(
+        report.line(f"| {name} | {f1:.3f} | {f1_s:.3f} | {wall:.0f} | {note} |")
+    report.line(
         "\nour held-out metrics, each beside its evaluation-time shuffle (one side rolled by half the "
         "recording at test time: at chance by construction, the metric's floor, not a control):"
     )
@@ -253,9 +232,10 @@ def main() -> None:
         "ve_population_ridge",
         "ve_population_rrr",
     ):
-        print(f"  {key}: {metrics[f'test/{key}']:.3f} (shuffle {metrics[f'test/{key}_shuffle']:.3f})")
-    print(f"  retrieval chance: top1 {metrics['test/retrieval_top1_chance']:.3f}, "
+        report.line(f"  {key}: {metrics[f'test/{key}']:.3f} (shuffle {metrics[f'test/{key}_shuffle']:.3f})")
+    report.line(f"  retrieval chance: top1 {metrics['test/retrieval_top1_chance']:.3f}, "
           f"top5 {metrics['test/retrieval_top5_chance']:.3f}")  # fmt: skip
+    report.write()
 
 
 if __name__ == "__main__":

@@ -34,19 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import _harness
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from joint import compose  # noqa: E402
-
-from mouseemo.data.neural_datamodule import full_windows  # noqa: E402
-from mouseemo.models import joint_metrics as jm  # noqa: E402
+from mouseemo.data.neural_datamodule import full_windows
+from mouseemo.models import joint_metrics as jm
 
 
 def paired(session_dir: Path, ckpt: str, cache_dir: Path) -> dict:
@@ -102,7 +97,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse the finished training run if present")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the model")
+    _harness.add_markdown_argument(ap)
     args = ap.parse_args()
+    report = _harness.Report(args.markdown, seed=args.seed)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -141,7 +138,7 @@ def main() -> None:
         train_s = float(metrics.get("wall_time_s", float("nan")))
     else:
         t0 = time.perf_counter()
-        metrics = tasks.train(compose(over, out))
+        metrics = tasks.train(_harness.train_config(over, out))
         train_s = time.perf_counter() - t0
     ckpt = metrics.get("best_ckpt") or str(out / "run" / "checkpoints" / "last.ckpt")
 
@@ -187,23 +184,24 @@ def main() -> None:
         "raw activity (window mean)": decode(raw, y, fitted, unseen, "euclidean"),
     }
 
-    print(f"\ntrained on {trained} ({args.minutes:g} min each) in {train_s:.0f} s; {new}'s layer fitted on "
+    report.line(f"\ntrained on {trained} ({args.minutes:g} min each) in {train_s:.0f} s; {new}'s layer fitted on "
           f"{how} ({fit['windows']} windows) in {fit_s:.0f} s, towers frozen")  # fmt: skip
-    print("\n| new session | windows | retrieval top-1 | chance | retrieval top-5 | chance |")
-    print("|---|---|---|---|---|---|")
+    report.line("\n| new session | windows | retrieval top-1 | chance | retrieval top-5 | chance |")
+    report.line("|---|---|---|---|---|---|")
     for part, n, t1, c1, t5, c5 in rows:
-        print(f"| {new}, {part} | {n} | {t1:.3f} | {c1:.3f} | {t5:.3f} | {c5:.3f} |")
+        report.line(f"| {new}, {part} | {n} | {t1:.3f} | {c1:.3f} | {t5:.3f} | {c5:.3f} |")
     m = "test/"
-    print(f"| {trained} (trained), held-out time blocks | | {metrics[m + 'retrieval_top1']:.3f} | "
+    report.line(f"| {trained} (trained), held-out time blocks | | {metrics[m + 'retrieval_top1']:.3f} | "
           f"{metrics[m + 'retrieval_top1_chance']:.3f} | {metrics[m + 'retrieval_top5']:.3f} | "
           f"{metrics[m + 'retrieval_top5_chance']:.3f} |")  # fmt: skip
-    print(f"\nemotion decoding on {new}'s unseen windows (kNN fitted on its fitted windows):\n")
-    print("| features | macro-F1 | shuffled-label control |")
-    print("|---|---|---|")
+    report.line(f"\nemotion decoding on {new}'s unseen windows (kNN fitted on its fitted windows):\n")
+    report.line("| features | macro-F1 | shuffled-label control |")
+    report.line("|---|---|---|")
     for label, (f1, f1_s) in dec.items():
-        print(f"| {label} | {f1:.3f} | {f1_s:.3f} |")
-    print(f"| {trained} (trained): neural embedding / raw activity, held-out time blocks | "
+        report.line(f"| {label} | {f1:.3f} | {f1_s:.3f} |")
+    report.line(f"| {trained} (trained): neural embedding / raw activity, held-out time blocks | "
           f"{metrics[m + 'knn_f1_embedding']:.3f} / {metrics[m + 'knn_f1_activity']:.3f} | |")  # fmt: skip
+    report.write()
     summary = {"rows": rows, "decoding": dec, "fit": fit, "train_s": train_s, "fit_s": fit_s}
     (out / "new_session.json").write_text(json.dumps(summary, indent=2, default=float))
 

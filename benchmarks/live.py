@@ -1,6 +1,6 @@
 """``mouseemo live`` latency: capture -> score per frame, and dropped frames, for two models.
 
-A synthetic 240 x 320 face video (``tests.helpers.label_frames``, ``--seconds`` at 30 fps) is fed
+A synthetic 240 x 320 face video (``mouseemo.testing.write_session``, ``--seconds`` at 30 fps) is fed
 to :class:`~mouseemo.inference.live.LiveSession` through
 :class:`~mouseemo.inference.live.VideoFileSource`, played at 30 fps and as fast as it decodes, with
 the default queue of one frame (the oldest dropped). Models, cached in ``--cache``:
@@ -19,21 +19,16 @@ frames scored per second of scoring time. Goals: p99 <= 50 ms on a 2-core CPU, <
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
+import _harness
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from predict import untrained_cnn_checkpoint  # noqa: E402
-
-from mouseemo.inference.live import LiveOptions, LiveSession, VideoFileSource  # noqa: E402
-from mouseemo.inference.prototype_scorer import PrototypeScorer  # noqa: E402
-from mouseemo.inference.scorers import CheckpointScorer  # noqa: E402
+from mouseemo.inference.live import LiveOptions, LiveSession, VideoFileSource
+from mouseemo.inference.prototype_scorer import PrototypeScorer
+from mouseemo.inference.scorers import CheckpointScorer
+from mouseemo.testing import untrained_checkpoint, write_session
 
 SIZE = (240, 320)
 FPS = 30.0
@@ -42,7 +37,6 @@ FPS = 30.0
 def make_inputs(cache: Path, seconds: float) -> tuple[Path, Path, Path]:
     from mouseemo.inference.inputs import resolve_inputs
     from mouseemo.inference.prototypes import build_from_videos
-    from tests.helpers import write_session
 
     cache.mkdir(parents=True, exist_ok=True)
     n = int(seconds * FPS)
@@ -52,7 +46,7 @@ def make_inputs(cache: Path, seconds: float) -> tuple[Path, Path, Path]:
     protos = cache / f"protos_{n}.npz"
     if not protos.is_file():
         build_from_videos(resolve_inputs([str(session)], None, need_events=True)).save(protos)
-    ckpt = untrained_cnn_checkpoint(cache)
+    ckpt = untrained_checkpoint(cache / "cnn_untrained.ckpt", "cnn")
     return session / "face.mp4", protos, ckpt
 
 
@@ -65,14 +59,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0, help="video length (default 10)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mouseemo-bench-live")
+    _harness.add_markdown_argument(p)
     args = p.parse_args()
+    report = _harness.Report(args.markdown, seed=0)  # write_session's seed
     video, protos, ckpt = make_inputs(args.cache, args.seconds)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(
+    report.line(
         f"torch threads {torch.get_num_threads()}; {SIZE[1]}x{SIZE[0]} frames, {args.seconds:g} s at {FPS:g} fps\n"
     )
-    print("| model | device | feed | captured | scored | dropped | median ms | p99 ms | score fps |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    report.table(
+        ["model", "device", "feed", "captured", "scored", "dropped", "median ms", "p99 ms", "score fps"],
+        align=["---"] * 3 + ["---:"] * 6,
+    )
     for device in devices:
         models = {
             "prototypes (HOG)": PrototypeScorer.load(protos, device),
@@ -82,12 +80,9 @@ def main() -> None:
             for feed, realtime in (("30 fps", True), ("as fast as possible", False)):
                 s = run_one(video, scorer, realtime)
                 f, lat = s["frames"], s["latency_ms"]
-                print(
-                    f"| {name} | {device} | {feed} | {f['captured']} | {f['scored']} | "
-                    f"{100 * f['dropped_fraction']:.1f}% | {lat['median']:.1f} | {lat['p99']:.1f} | "
-                    f"{s['scoring_fps'] or float('nan'):.0f} |",
-                    flush=True,
-                )
+                report.row([name, device, feed, f["captured"], f["scored"], f"{100 * f['dropped_fraction']:.1f}%",
+                            f"{lat['median']:.1f}", f"{lat['p99']:.1f}", f"{s['scoring_fps'] or float('nan'):.0f}"])  # fmt: skip
+    report.write()
 
 
 if __name__ == "__main__":

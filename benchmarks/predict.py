@@ -38,11 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import _harness
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mouseemo.testing import untrained_checkpoint
+
+REPO = _harness.REPO
 
 
 def make_video(cache: Path, minutes: float, size: tuple[int, int], fps: float) -> tuple[Path, Path]:
@@ -75,32 +77,6 @@ def make_video(cache: Path, minutes: float, size: tuple[int, int], fps: float) -
     return video, session
 
 
-def untrained_cnn_checkpoint(cache: Path) -> Path:
-    """A checkpoint of the default ``cnn`` with random weights (speed only), made once in ``cache``."""
-    ckpt = cache / "cnn_untrained.ckpt"
-    if not ckpt.is_file():
-        from hydra import compose, initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.utils import instantiate
-
-        from mouseemo.models.checkpoint import RECORD_KEY, checkpoint_record
-        from mouseemo.utils.resolvers import register_resolvers
-
-        register_resolvers()
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose(
-                config_name="train",
-                overrides=["model=cnn", f"paths.root_dir={cache}"],
-                return_hydra_config=True,
-            )
-        HydraConfig().set_config(cfg)
-        module = instantiate(cfg.model)
-        torch.save({"state_dict": module.state_dict(), RECORD_KEY: checkpoint_record(cfg)}, ckpt)
-    return ckpt
-
-
 def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
     from mouseemo.inference.inputs import resolve_inputs
     from mouseemo.inference.prototypes import build_from_videos
@@ -108,13 +84,8 @@ def make_models(cache: Path, session: Path) -> tuple[Path, Path]:
     protos = cache / f"protos_{session.parent.parent.name}.npz"
     if not protos.is_file():
         build_from_videos(resolve_inputs([str(session)], None, need_events=True)).save(protos)
-    ckpt = untrained_cnn_checkpoint(cache)
+    ckpt = untrained_checkpoint(cache / "cnn_untrained.ckpt", "cnn")
     return protos, ckpt
-
-
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def best(repeats: int, fn, *args) -> tuple[float, float]:
@@ -125,12 +96,12 @@ def best(repeats: int, fn, *args) -> tuple[float, float]:
 def decode_fps(video: Path, batch: int) -> tuple[float, float]:
     from mouseemo.data.video import VideoReader
 
-    t0, c0 = time.perf_counter(), cpu_seconds()
+    t0, c0 = time.perf_counter(), _harness.cpu_seconds()
     n = 0
     with VideoReader(video, timestamps=None) as vr:
         for _, frames in vr.iter_chunks(batch):
             n += len(frames)
-    return n / (time.perf_counter() - t0), (cpu_seconds() - c0) / n * 1e3
+    return n / (time.perf_counter() - t0), (_harness.cpu_seconds() - c0) / n * 1e3
 
 
 def model_fps(scorer, frames: np.ndarray, batch: int) -> tuple[float, float]:
@@ -139,12 +110,12 @@ def model_fps(scorer, frames: np.ndarray, batch: int) -> tuple[float, float]:
     sync = torch.cuda.synchronize if scorer.device.type == "cuda" else (lambda: None)
     score(torch.from_numpy(scorer.prepare(frames[:batch])).to(scorer.device))  # warm-up
     sync()
-    t0, c0 = time.perf_counter(), cpu_seconds()
+    t0, c0 = time.perf_counter(), _harness.cpu_seconds()
     for i in range(0, len(frames), batch):
         x = torch.from_numpy(scorer.prepare(frames[i : i + batch])).to(scorer.device)
         score(x).cpu()
     sync()
-    return len(frames) / (time.perf_counter() - t0), (cpu_seconds() - c0) / len(frames) * 1e3
+    return len(frames) / (time.perf_counter() - t0), (_harness.cpu_seconds() - c0) / len(frames) * 1e3
 
 
 def run_command(args: list[str]) -> tuple[float, float, float]:
@@ -177,7 +148,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--no-cnn", action="store_true", help="skip the CNN rows")
     parser.add_argument("--parallel", type=int, default=0, help="also time N copies with --workers N")
+    _harness.add_markdown_argument(parser)
     args = parser.parse_args(argv)
+    report = _harness.Report(args.markdown, seed=3)  # the synthetic session's seed
 
     from mouseemo.data.video import VideoReader
     from mouseemo.inference.prototype_scorer import PrototypeScorer
@@ -191,11 +164,10 @@ def main(argv=None) -> None:
         num_frames = vr.frame_count_hint
         frames = vr.read(0, args.hog_frames)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(
+    report.line(
         f"video: {video.name}, {num_frames} frames {h}x{w} mp4v at {args.fps:g} fps; {os.cpu_count()} CPU cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), CUDA: {torch.cuda.is_available()}; "
-        f"best of {args.repeats}",
-        flush=True,
+        f"best of {args.repeats}"
     )
     rows = []  # (device, stage, fps, cpu ms/frame, ratio, peak RSS MB)
     out = Path(tempfile.mkdtemp(prefix="mouseemo-bench-"))
@@ -243,20 +215,21 @@ def main(argv=None) -> None:
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
-    print()
-    print(f"{'device':<7} {'stage':<52} {'fps':>7} {'CPU ms/frame':>13} {'ratio':>6} {'peak RSS':>9}")
+    report.line()
+    report.table(["device", "stage", "fps", "CPU ms/frame", "ratio", "peak RSS"])
     for device, stage, fps, cpu, ratio, rss in rows:
         r = f"{ratio:.2f}" if ratio is not None else ""
         m = f"{rss:.0f} MB" if rss is not None else ""
-        print(f"{device:<7} {stage:<52} {fps:>7.0f} {cpu:>13.2f} {r:>6} {m:>9}")
-    print(
+        report.row([device, stage, f"{fps:.0f}", f"{cpu:.2f}", r, m])
+    report.line(
         "ratio: end-to-end fps / min(decode only, model only); goal >= 0.75 on a 2-core CPU, >= 0.9 on a GPU"
     )
     if hasattr(os, "getloadavg"):  # other processes' load changes every row on a shared machine
         load = os.getloadavg()
-        print(
+        report.line(
             f"load average at the end (1/5/15 min): {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, {os.cpu_count()} cores"
         )
+    report.write()
 
 
 if __name__ == "__main__":

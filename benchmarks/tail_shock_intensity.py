@@ -28,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import _harness
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
@@ -36,8 +37,9 @@ from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.pipeline import PredictOptions, predict_video
 from mouseemo.inference.prototypes import build_from_videos
 from mouseemo.inference.scorers import load_scorer
+from mouseemo.models.joint_metrics import macro_f1
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = _harness.REPO
 DEFAULT_SRC = REPO.parent / "shared" / "data" / "real" / "der_tail_shock"
 
 
@@ -122,23 +124,25 @@ def _macro_f1(results: list[dict], min_current: float) -> float:
             p, t = p[t == 0], t[t == 0]
         truth.append(t)
         pred.append(p)
-    t, p = np.concatenate(truth), np.concatenate(pred)
-    f1 = []
-    for c in (0, 1):
-        tp = np.sum((p == c) & (t == c))
-        denom = np.sum(p == c) + np.sum(t == c)
-        f1.append(2 * tp / denom if denom else 0.0)
-    return float(np.mean(f1))
+    return macro_f1(np.concatenate(truth), np.concatenate(pred))
 
 
-def cross_mouse(mice: list[Path], proto: list[str], hog: dict, k: int, out: Path, baseline_s: float) -> None:
+def cross_mouse(
+    mice: list[Path],
+    proto: list[str],
+    hog: dict,
+    k: int,
+    out: Path,
+    baseline_s: float,
+    report: _harness.Report,
+) -> None:
     """Prototypes from another mouse: each mouse's clips scored with the next mouse's prototypes,
     against the file's neutral and against each clip's own pre-shock face. Prints rho and the
     frame-level pain-vs-neutral macro-F1 (windows of the 300/500 µA trials vs all pre-shock frames)."""
     npz = {m.name: build_prototypes(m, proto, hog, k, out) for m in mice}
-    print("\nPrototypes from another mouse (each mouse scored with the next one's), all its trials\n")
-    print("| scored mouse | prototypes of | neutral | rho intensity | frame macro-F1 pain vs neutral |")
-    print("|---|---|---|---|---|")
+    report.line("\nPrototypes from another mouse (each mouse scored with the next one's), all its trials\n")
+    report.line("| scored mouse | prototypes of | neutral | rho intensity | frame macro-F1 pain vs neutral |")
+    report.line("|---|---|---|---|---|")
     pooled: dict[str, list] = {"prototypes": [], "own": []}
     for i, m in enumerate(mice):
         src = mice[(i + 1) % len(mice)]
@@ -146,10 +150,10 @@ def cross_mouse(mice: list[Path], proto: list[str], hog: dict, k: int, out: Path
             res = score_mouse(m, npz[src.name], [], out, baseline_s, neutral)
             pooled[neutral] += res
             rho = _rho([r["intensity"] for r in res], [r["current"] for r in res])
-            print(f"| {m.name} | {src.name} | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
+            report.line(f"| {m.name} | {src.name} | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
     for neutral, res in pooled.items():
         rho = _rho([r["intensity"] for r in res], [r["current"] for r in res])
-        print(f"| pooled | | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
+        report.line(f"| pooled | | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
 
 
 def _rho(x, y) -> float:
@@ -182,7 +186,9 @@ def main(argv=None) -> int:
         help="also score each mouse with another mouse's prototypes, against the file's neutral and "
         "against each clip's own pre-shock face (`mouseemo predict --neutral own`)",
     )
+    _harness.add_markdown_argument(ap)
     args = ap.parse_args(argv)
+    report = _harness.Report(args.markdown, seed=None)
     if not Path(args.src).is_dir():
         print(f"tail-shock clips not found: {args.src}", file=sys.stderr)
         return 2
@@ -197,7 +203,7 @@ def main(argv=None) -> int:
             npz = build_prototypes(mouse, proto, hog, args.k, out)
             results += score_mouse(mouse, npz, proto, out, args.baseline_s)
         if args.cross:
-            cross_mouse(mice, proto, hog, args.k, out, args.baseline_s)
+            cross_mouse(mice, proto, hog, args.k, out, args.baseline_s, report)
     readouts = ("intensity", "departure", "neutral_drop")
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
@@ -205,21 +211,21 @@ def main(argv=None) -> int:
             w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(results)
-    print(f"\nSpearman rho, readout vs current, unseen trials (prototypes from {', '.join(proto)}; "
+    report.line(f"\nSpearman rho, readout vs current, unseen trials (prototypes from {', '.join(proto)}; "
           f"HOG {args.pixels_per_cell}-px cells)\n")  # fmt: skip
-    print("| mouse | trials | " + " | ".join(readouts) + " |")
-    print("|---|---|" + "---|" * len(readouts))
+    report.line("| mouse | trials | " + " | ".join(readouts) + " |")
+    report.line("|---|---|" + "---|" * len(readouts))
     mice = sorted({r["mouse"] for r in results})
     for m in mice:
         rs = [r for r in results if r["mouse"] == m]
         cur = [r["current"] for r in rs]
-        print(
+        report.line(
             f"| {m} | {len(rs)} | "
             + " | ".join(f"{_rho([r[k] for r in rs], cur):.2f}" for k in readouts)
             + " |"
         )
     cur = [r["current"] for r in results]
-    print(
+    report.line(
         f"| pooled | {len(results)} | "
         + " | ".join(f"{_rho([r[k] for r in results], cur):.2f}" for k in readouts)
         + " |"
@@ -236,7 +242,9 @@ def main(argv=None) -> int:
                 [r["current"] for m in mice for r in results if r["mouse"] == m],
             )
         )
-    print(f"| pooled, ranks within mouse | {len(results)} | " + " | ".join(f"{v:.2f}" for v in ranked) + " |")
+    report.line(
+        f"| pooled, ranks within mouse | {len(results)} | " + " | ".join(f"{v:.2f}" for v in ranked) + " |"
+    )
     means = {
         c: {
             k: np.nanmean([r[k] if r[k] is not None else np.nan for r in results if r["current"] == c])
@@ -244,8 +252,9 @@ def main(argv=None) -> int:
         }
         for c in sorted(set(cur))
     }
-    print("\nmean readout per current (µA): " + "; ".join(
+    report.line("\nmean readout per current (µA): " + "; ".join(
         f"{c:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in means[c].items()) for c in means))  # fmt: skip
+    report.write()
     return 0
 
 

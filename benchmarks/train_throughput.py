@@ -23,33 +23,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
+import _harness
 import pytorch_lightning as pl
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
-    from mouseemo.utils.configs import config_dir
-    from mouseemo.utils.resolvers import register_resolvers
-
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    return cfg
+REPO = _harness.REPO
 
 
 class GpuSampler(threading.Thread):
@@ -177,7 +158,9 @@ def main(argv=None) -> None:
         default=None,
         help="torch CPU threads (default: torch's; 1 is faster on a busy CPU)",
     )
+    _harness.add_markdown_argument(parser)
     args = parser.parse_args(argv)
+    report = _harness.Report(args.markdown, seed=None)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -201,22 +184,23 @@ def main(argv=None) -> None:
         if device.type == "cuda"
         else f"CPU, {torch.get_num_threads()} threads"
     )
-    print(
+    report.line(
         f"# training throughput, model={args.model}, frames {args.image_size[0]}x{args.image_size[1]}, {name}"
     )
-    print(f"# torch {torch.__version__}, pytorch-lightning {pl.__version__}; images/s (higher is better)\n")
+    report.line(
+        f"# torch {torch.__version__}, pytorch-lightning {pl.__version__}; images/s (higher is better)\n"
+    )
     head = ["batch"] + [f"loader w={w}" for w in args.workers] + ["step", f"trainer w={workers}", "GPU util"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---:" for _ in head) + "|")
+    report.table(head, align="---:")
     for bs in args.batch_sizes:
         row = [str(bs)]
         for w in args.workers:
-            cfg = compose([*base, f"data.batch_size={bs}", f"data.num_workers={w}"])
+            cfg = _harness.train_config([*base, f"data.batch_size={bs}", f"data.num_workers={w}"])
             dm = instantiate(cfg.data)
             dm.prepare_data()
             dm.setup("fit")
             row.append(f"{loader_rate(dm.train_dataloader(), args.steps):.0f}")
-        cfg = compose([*base, f"data.batch_size={bs}", "data.num_workers=0"])
+        cfg = _harness.train_config([*base, f"data.batch_size={bs}", "data.num_workers=0"])
         dm, module = instantiate(cfg.data), instantiate(cfg.model)
         dm.prepare_data()
         dm.setup("fit")
@@ -226,10 +210,11 @@ def main(argv=None) -> None:
             b = next(it)
             batches.append({k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()})
         row.append(f"{step_rate(module, batches, device, args.steps):.0f}")
-        cfg = compose([*base, f"data.batch_size={bs}", f"data.num_workers={workers}"])
+        cfg = _harness.train_config([*base, f"data.batch_size={bs}", f"data.num_workers={workers}"])
         rate, util = trainer_rate(cfg, args.steps, accelerator)
         row += [f"{rate:.0f}", util]
-        print("| " + " | ".join(row) + " |", flush=True)
+        report.row(row)
+    report.write()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 
 The configs are found by :func:`mouseemo.utils.configs.config_dir`: the repository's top-level
 ``conf/`` folder, the copy packaged with a wheel, or ``MOUSEEMO_CONFIG_DIR``. What runs is decided
-by :func:`mouseemo.comparison.run_task` (one model, a model and its baseline, or the benchmark).
+by :func:`mouseemo.tasks.run_task` (one model, a model and its baseline, or the benchmark).
 Errors caused by the user's input end as one line on stderr and exit status 2.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mouseemo.comparison import run_task
 from mouseemo.errors import MouseemoError, run_guarded
+from mouseemo.tasks import run_task
 from mouseemo.utils.configs import config_dir
 from mouseemo.utils.resolvers import register_resolvers
 

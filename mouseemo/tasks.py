@@ -1,4 +1,10 @@
-"""``train(cfg)`` and ``evaluate(cfg)``: instantiate from the config, fit, test, save results.
+"""What ``train.py`` and ``evaluate.py`` run: :func:`run_task`, and the single runs ``train(cfg)`` and
+``evaluate(cfg)`` (instantiate from the config, fit, test, save results).
+
+:func:`run_task` runs one model (:func:`train`, then the baseline beside it, ``cfg.baseline``, from
+:mod:`mouseemo.experiments.baseline`), tests a checkpoint (:func:`evaluate`), or runs the benchmark
+when ``cfg.benchmark`` is set (:mod:`mouseemo.experiments.benchmark`, each of its jobs a
+:func:`train`).
 
 No Hydra decorator here: the functions take a composed ``DictConfig`` so tests and notebooks can
 call them directly. Each run directory ends up with ``.hydra/`` (the config record),
@@ -20,6 +26,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.experiments.baseline import run_baseline
+from mouseemo.experiments.benchmark import is_rank_zero, run_benchmark
+from mouseemo.experiments.report import SCORES
 from mouseemo.models.callbacks import is_weight_averaging
 from mouseemo.models.checkpoint import (
     RECORD_KEY,
@@ -156,13 +165,36 @@ def _scalars(d: dict) -> dict[str, float]:
     }
 
 
+def run_task(task: str, cfg: DictConfig) -> dict:
+    """What ``train.py`` / ``evaluate.py`` run: the benchmark when ``cfg.benchmark`` is set, else
+    :func:`train` (then the baseline, ``cfg.baseline``, on the same split) or :func:`evaluate`.
+
+    Raises:
+        ConfigError: an unknown task.
+    """
+    if task not in ("train", "evaluate"):
+        raise ConfigError(f"unknown task {task!r}: train or evaluate")
+    if cfg.get("benchmark"):
+        return run_benchmark(cfg, train)
+    if task == "evaluate":
+        return evaluate(cfg)
+    metrics = train(cfg)
+    if cfg.get("baseline") and cfg.get("test", True):
+        base = run_baseline(cfg, metrics, train)
+        if base is not None:
+            metrics.update({f"baseline/test/{k}": base[f"test/{k}"] for k in SCORES if f"test/{k}" in base})
+            if is_rank_zero():
+                write_json_atomic(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    return metrics
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit the configured model, test the best checkpoint, and save results in the run directory.
 
-    One model only: the entry point (:func:`mouseemo.comparison.run_task`, what ``train.py`` calls)
+    One model only: the entry point (:func:`run_task`, what ``train.py`` calls)
     adds the baseline (``cfg.baseline``) or runs the benchmark (``cfg.benchmark``).
     """
-    _refuse_comparison(cfg)
+    _refuse_benchmark(cfg)
     t0 = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and not Path(ckpt_path).is_file():
@@ -197,10 +229,10 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def _refuse_comparison(cfg: DictConfig) -> None:
+def _refuse_benchmark(cfg: DictConfig) -> None:
     if cfg.get("benchmark"):
         raise ConfigError(
-            "this config is a benchmark (several models): run it with mouseemo.comparison.run_task, "
+            "this config is a benchmark (several models): run it with mouseemo.tasks.run_task, "
             "as train.py and evaluate.py do"
         )
 
@@ -208,9 +240,9 @@ def _refuse_comparison(cfg: DictConfig) -> None:
 def evaluate(cfg: DictConfig) -> dict:
     """Test a trained checkpoint (``ckpt_path``) on the configured data's test split.
 
-    A benchmark config (``experiment=benchmark``) goes through :func:`mouseemo.comparison.run_task`.
+    A benchmark config (``experiment=benchmark``) goes through :func:`run_task`.
     """
-    _refuse_comparison(cfg)
+    _refuse_benchmark(cfg)
     t0 = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
     if not ckpt_path:

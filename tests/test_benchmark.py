@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from mouseemo.comparison import run_task
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.tasks import run_task
 from tests.helpers import write_dataset, write_session
 from tests.test_configs import compose_cfg
 
@@ -163,7 +163,7 @@ def test_benchmark_over_all_folds(dataset, tmp_path):
 
 
 def test_a_single_run_refuses_a_benchmark_config(dataset, tmp_path):
-    """tasks.train/evaluate run one model; a benchmark config goes through comparison.run_task."""
+    """tasks.train/evaluate run one model; a benchmark config goes through tasks.run_task."""
     from mouseemo import tasks
 
     cfg = compose_cfg("evaluate", tiny(dataset, "benchmark.models=[hog_proto]"), tmp_path)
@@ -222,7 +222,7 @@ def test_benchmark_reports_event_labels_beside_truth(tmp_path):
 
 
 def test_benchmark_refuses_jobs_scored_on_different_labels(tmp_path, monkeypatch):
-    from mouseemo import comparison
+    from mouseemo import tasks
 
     calls = []
 
@@ -237,7 +237,7 @@ def test_benchmark_refuses_jobs_scored_on_different_labels(tmp_path, monkeypatch
         )
         return {"test/macro_f1": 1.0, "test/confusion_matrix": [[1]]}
 
-    monkeypatch.setattr(comparison.tasks, "train", fake_train)
+    monkeypatch.setattr(tasks, "train", fake_train)
     cfg = compose_cfg(
         "evaluate",
         ["experiment=benchmark", "benchmark.models=[hog_proto,hog_rf]", "benchmark.shuffle_control=false",
@@ -257,7 +257,7 @@ def test_benchmark_refuses_jobs_scored_on_different_labels(tmp_path, monkeypatch
 
 
 def test_a_fold_without_a_class_is_named_or_refused():
-    from mouseemo.comparison import _check_fold_classes
+    from mouseemo.experiments.benchmark import _check_fold_classes
 
     job = {"missing": ["pain"], "shuffle": False, "fold": 2, "test_animals": ["m03"], "labels": "events"}
     with pytest.warns(
@@ -269,7 +269,7 @@ def test_a_fold_without_a_class_is_named_or_refused():
 
 
 def test_per_class_mean_sd_tables():
-    from mouseemo.comparison import class_table, markdown_table, mean_sd, summarize
+    from mouseemo.experiments.report import class_table, markdown_table, mean_sd, summarize
 
     classes = ["neutral", "pain"]
 

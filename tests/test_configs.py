@@ -1,15 +1,13 @@
 """Every option of every config group composes, and what can be built on a CPU instantiates."""
 
+import copy
+import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from mouseemo.utils.configs import config_dir
-from mouseemo.utils.resolvers import register_resolvers
+from mouseemo.utils.configs import compose, config_dir
 
 CONF = config_dir()
 
@@ -27,16 +25,8 @@ def compose_cfg(task: str, overrides: list[str], tmp_path: Path):
     or an experiment (the default ``motion_cnn`` has its own tests)."""
     if not any(o.startswith(("model=", "experiment=", "~model")) for o in overrides):
         overrides = ["model=cnn", *overrides]
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name=task,
-            overrides=[f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    return cfg
+    paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
+    return compose(task, [*paths, *overrides], hydra_config=True)
 
 
 @pytest.mark.parametrize("task", ["train", "evaluate"])
@@ -162,3 +152,75 @@ def test_experiment_runs_one_step(experiment, tmp_path):
     metrics = tasks.train(compose_cfg("train", over, tmp_path))
     check_reported_scores(metrics, tmp_path / "run")
     assert (tmp_path / "run" / "splits.json").is_file()
+
+
+#: The torchvision model configs as each one spelled them out in full before they shared
+#: ``conf/model/backbone/torchvision.yaml``: the base, and what differs per model.
+TORCHVISION_MODEL = {
+    "_target_": "mouseemo.models.classifier_module.ClassifierLitModule",
+    "net": {
+        "_target_": "mouseemo.models.components.backbones.TorchvisionBackbone",
+        "arch": None,
+        "in_channels": "${input_channels:${model.reference}}",
+        "num_classes": "${len:${data.classes}}",
+        "weights_path": None,
+        "dropout": 0.2,
+    },
+    "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 0.001, "weight_decay": 0.0001},
+    "scheduler": {
+        "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "_partial_": True,
+        "T_max": "${trainer.max_epochs}",
+    },
+    "augment": {
+        "_target_": "mouseemo.models.components.augment.FaceAugment",
+        "strength": 1.0,
+        "shift": 0.06,
+        "rotation_deg": 6.0,
+        "scale": 0.08,
+        "brightness": 0.15,
+        "contrast": 0.2,
+        "gamma": 0.2,
+        "blur_sigma": 1.5,
+        "blur_p": 0.2,
+        "noise_std": 0.03,
+        "erase_p": 0.25,
+        "erase_area": 0.12,
+    },
+    "class_weighting": "balanced",
+    "label_smoothing": 0.05,
+    "standardize": True,
+    "classes": "${data.classes}",
+    "reference": None,
+    "init_from": None,
+}
+TORCHVISION_LR = {
+    "resnet18": 0.001,
+    "resnet34": 0.001,
+    "efficientnet_b0": 0.002,
+    "mobilenet_v3_small": 0.002,
+    "mobilenet_v3_large": 0.002,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_LR))
+def test_torchvision_model_configs_compose_as_before(name, tmp_path):
+    """``model=<name> debug=fast`` gives the same model node (keys in the same order) as the full copies did,
+    and the rest of the run's config is that of any other torchvision model."""
+    from omegaconf import OmegaConf
+
+    expected = copy.deepcopy(TORCHVISION_MODEL)
+    expected["net"]["arch"] = name
+    expected["optimizer"]["lr"] = TORCHVISION_LR[name]
+    cfg = compose_cfg("train", [f"model={name}", "debug=fast"], tmp_path)
+    model = OmegaConf.to_container(cfg.model, resolve=False)
+    assert model == expected
+    assert json.dumps(model) == json.dumps(expected)  # the same key order
+    rest = OmegaConf.to_container(cfg, resolve=False)
+    other = OmegaConf.to_container(
+        compose_cfg("train", ["model=resnet18", "debug=fast"], tmp_path), resolve=False
+    )
+    for d in (rest, other):
+        d.pop("model"), d.pop("hydra")
+    assert rest == other
+    assert cfg.hydra.runtime.choices["model"] == name

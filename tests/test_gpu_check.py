@@ -17,11 +17,13 @@ def gc():
     spec = importlib.util.spec_from_file_location("mouseemo_gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(SCRIPT.parent))  # its sibling _harness, as when run as a script
+        try:
+            spec.loader.exec_module(module)
+            yield module
+        finally:
+            sys.modules.pop(spec.name, None)
 
 
 def test_rows_and_tables(gc):

@@ -1,9 +1,18 @@
 """Pure-torch numerical kernels (any device): HOG features and similarity measures.
 
-``mouseemo.ops.hog`` is the HOG function (its parts live in the private :mod:`mouseemo.ops._hog`).
+``mouseemo.ops.hog`` is the HOG function (its parts live in the private :mod:`mouseemo.ops._hog`);
+:func:`cupy_available` says whether its fused CUDA kernel (``backend="cupy"``) can run here.
 """
 
 from mouseemo.ops._hog.api import HOG, hog
 from mouseemo.ops._hog.params import BLOCK_NORMS, HOGParams, check_frame_size, hog_output_size
 
-__all__ = ["BLOCK_NORMS", "HOG", "HOGParams", "check_frame_size", "hog", "hog_output_size"]
+__all__ = ["BLOCK_NORMS", "HOG", "HOGParams", "check_frame_size", "cupy_available", "hog", "hog_output_size"]
+
+
+def cupy_available() -> bool:
+    """True when cupy imports and sees a CUDA device (the fused HOG kernel's compilation is only tried
+    on first use)."""
+    from mouseemo.ops._hog import cupy_kernel
+
+    return cupy_kernel.available()

@@ -1,0 +1,216 @@
+"""What the benchmark scripts share: rates, time budgets, the machine, and results tables that can be
+written as markdown fragments.
+
+Imported by the scripts in this folder as a sibling module (``import _harness``: a script's own folder
+is on ``sys.path`` when it runs as ``python benchmarks/<script>.py``). Needs numpy and the standard
+library only; torch is used when installed (the GPU's name).
+
+A script that prints a results table builds it with a :class:`Report`::
+
+    report = Report(args.markdown, seed=args.seed)   # --markdown PATH, from add_markdown_argument
+    report.line("one line of context")
+    report.table(["size", "fps"])                     # header, printed at once
+    report.row(["256x256", "1234"])                   # each row printed as it comes
+    report.write()                                    # the fragment, when --markdown was given
+
+The fragment starts with a header line naming the command, the seed, the machine (CPU model, cores,
+GPU if any) and the date, then holds what the report printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- rates ------------------------------------------------------------------------------------------
+def best_rate(
+    fn: Callable[[], object], items: int, reps: int, sync: Callable[[], None] | None = None
+) -> dict[str, float]:
+    """Items per second of ``fn`` after one warm-up call: best and median of ``reps`` timed calls
+    (``sync``, e.g. ``torch.cuda.synchronize``, after each call)."""
+    fn()  # warm-up: caches, kernels, thread pool
+    if sync:
+        sync()
+    times = []
+    for _ in range(max(1, reps)):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"best": items / times[0], "median": items / times[len(times) // 2]}
+
+
+def best_fps(
+    fn: Callable[[], object], num: int, repeats: int, sync: Callable[[], None] | None = None
+) -> float:
+    """Frames per second of the fastest of ``repeats`` calls of ``fn`` on ``num`` frames (after a warm-up)."""
+    return best_rate(fn, num, repeats, sync)["best"]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
+# -- budgets ----------------------------------------------------------------------------------------
+class StepTimeout(Exception):
+    """An in-process step ran past its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`StepTimeout` in the main thread after ``seconds`` (SIGALRM; no-op elsewhere)."""
+    import threading
+
+    if seconds is None or seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise StepTimeout(f"timed out after {seconds:.0f} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class Budget:
+    """A wall-clock budget of ``seconds`` from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.t0 = float(seconds), time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def left(self) -> float:
+        return self.seconds - self.elapsed()
+
+
+# -- the machine ------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else what :mod:`platform` says)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def gpu_name() -> str | None:
+    """The first CUDA device's name, or ``None`` (no torch, no CUDA)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def machine() -> str:
+    """``"<CPU model>, <n> cores[, GPU <name>]"``."""
+    gpu = gpu_name()
+    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", GPU {gpu}" if gpu else ", no GPU")
+
+
+# -- tables and the markdown fragment -----------------------------------------------------------------
+def markdown_row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], align: str | Sequence[str] = "---"
+) -> str:
+    """A markdown table (``|`` in cells escaped); ``align``: the separator cell (``---``, ``---:``) of
+    every column, or one per column."""
+    aligns = [align] * len(header) if isinstance(align, str) else list(align)
+    lines = [markdown_row(header), "|" + "|".join(aligns) + "|"]
+    return "\n".join([*lines, *(markdown_row(r) for r in rows)])
+
+
+def add_markdown_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the results as a markdown fragment here (e.g. docs/results/<script>.md), "
+        "headed by the command, seed, machine and date",
+    )
+    return parser
+
+
+def header_line(seed: object = None, argv: Sequence[str] | None = None) -> str:
+    """``_`python benchmarks/x.py ...` · seed S · <machine> · <date>_``."""
+    argv = sys.argv if argv is None else argv
+    script = Path(argv[0])
+    with contextlib.suppress(ValueError):
+        script = script.resolve().relative_to(REPO)
+    command = shlex.join(["python", str(script), *argv[1:]])
+    parts = [f"`{command}`", f"seed {seed if seed is not None else 'n/a'}", machine()]
+    parts.append(datetime.date.today().isoformat())
+    return "_" + " · ".join(parts) + "_"
+
+
+class Report:
+    """Prints a benchmark's results and keeps them for a markdown fragment (:meth:`write`)."""
+
+    def __init__(self, path: str | Path | None = None, seed: object = None) -> None:
+        self.path = Path(path) if path else None
+        self.seed = seed
+        self.lines: list[str] = []
+
+    def line(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.lines.append(text)
+
+    def table(
+        self, header: Sequence[str], rows: Sequence[Sequence[object]] = (), align: str | Sequence[str] = "---"
+    ) -> None:
+        """Print a markdown table's header (and ``rows``); later rows with :meth:`row`."""
+        for text in markdown_table(header, rows, align).splitlines():
+            self.line(text)
+
+    def row(self, cells: Sequence[object]) -> None:
+        self.line(markdown_row(cells))
+
+    def text(self) -> str:
+        return header_line(self.seed) + "\n\n" + "\n".join(self.lines).strip("\n") + "\n"
+
+    def write(self) -> Path | None:
+        """Write the fragment to the ``--markdown`` path (its folder made); ``None`` without one."""
+        if self.path is None:
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(self.text())
+        print(f"results written to {self.path}", file=sys.stderr)
+        return self.path
+
+
+# -- configs ----------------------------------------------------------------------------------------
+def train_config(overrides: Sequence[str], out_dir: str | Path | None = None):
+    """``conf/train.yaml`` with ``overrides`` as ``python train.py`` composes it (the ``hydra`` node
+    set, mouseemo's resolvers registered); with ``out_dir``, the run's paths under it (``<out_dir>/run``).
+    Needs hydra-core."""
+    from mouseemo.utils.configs import compose
+
+    paths = [f"paths.root_dir={out_dir}", f"paths.output_dir={out_dir}/run"] if out_dir is not None else []
+    return compose("train", [*paths, *overrides], hydra_config=True)
