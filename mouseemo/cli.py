@@ -69,6 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen_parsers(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> list[argparse.ArgumentParser]:
+    """``parser`` and the subcommand parsers ``args`` went through (``tail-shock``, then ``build``)."""
+    chain = [parser]
+    while True:
+        subs = [a for a in chain[-1]._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = [a.choices[getattr(args, a.dest)] for a in subs if getattr(args, a.dest, None) in a.choices]
+        if not chosen:
+            return chain
+        chain.append(chosen[0])
+
+
+def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """``{parameter name: flag}`` of the command ``args`` ran: each option's ``dest`` -> its long
+    flag, each positional -> its metavar. Errors name the library's parameters; the command line
+    shows these instead (:func:`mouseemo.errors.name_flags`)."""
+    flags: dict[str, str] = {}
+    for p in _chosen_parsers(parser, args):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction | argparse._HelpAction):
+                continue
+            if action.option_strings:
+                flags[action.dest] = max(action.option_strings, key=len)
+            else:
+                flags[action.dest] = str(action.metavar or action.dest.upper())
+    return flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in HYDRA_COMMANDS:
@@ -79,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     handle_sigterm()
-    return run_guarded(lambda: args.func(args))
+    return run_guarded(lambda: args.func(args), command_flags(parser, args))
 
 
 if __name__ == "__main__":

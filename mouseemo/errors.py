@@ -3,15 +3,20 @@
 Every problem with a user's input (a missing or corrupt file, a wrong shape, mismatched parameters)
 raises a subclass of :class:`MouseemoError` whose message names the file and the problem. The command
 line prints that message on one line and exits non-zero, without a traceback (:func:`run_guarded`).
+
+Messages name the library's parameters, in backticks (``"set `overwrite` to replace it"``), so they
+read right from Python. The command line shows its flags in their place: :func:`run_guarded` takes a
+``name -> flag`` mapping (built from the command's parser) and :func:`name_flags` swaps them in.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 class MouseemoError(Exception):
@@ -37,15 +42,31 @@ def user_error(err: BaseException) -> MouseemoError | None:
     return None
 
 
-def run_guarded(fn: Callable[[], int | None]) -> int:
-    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code."""
+_PARAM = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def name_flags(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with each backticked parameter that ``flags`` maps replaced by its flag.
+
+    Example:
+        >>> name_flags("set `overwrite` to replace it", {"overwrite": "--overwrite"})
+        'set --overwrite to replace it'
+    """
+    return _PARAM.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
+
+
+def run_guarded(fn: Callable[[], int | None], flags: Mapping[str, str] | None = None) -> int:
+    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code.
+
+    ``flags`` maps parameter names to the command's flags, for the message (:func:`name_flags`).
+    """
     try:
         code = fn()
     except Exception as exc:
         err = user_error(exc)
         if err is None or os.environ.get("MOUSEEMO_DEBUG"):
             raise
-        print(f"mouseemo: error: {err}", file=sys.stderr)
+        print(f"mouseemo: error: {name_flags(str(err), flags or {})}", file=sys.stderr)
         return 2
     except Terminated:
         print("mouseemo: terminated", file=sys.stderr)

@@ -58,7 +58,7 @@ def session_activity(
     """
     folder = Path(folder)
     if signal not in SIGNALS:
-        raise ConfigError(f"--signal must be one of {list(SIGNALS)}; got {signal!r}")
+        raise ConfigError(f"`signal` must be one of {list(SIGNALS)}; got {signal!r}")
     ts_path = folder / "imaging_timestamps.csv" if folder.is_dir() else None
     t = read_timestamps(ts_path) if ts_path is not None and ts_path.is_file() else None
     if fs is None:
@@ -69,7 +69,7 @@ def session_activity(
     if fs is None and t is not None and len(t) > 1:
         fs = float(1.0 / np.median(np.diff(t)))
     rec = load_suite2p(folder, only_cells=not all_rois, fs=fs)
-    require_neurons(rec, not all_rois, hint="; pass --all-rois to use every ROI")
+    require_neurons(rec, not all_rois, hint="; set `all_rois` to use every ROI")
     kw = {"window_s": dff_window_s} if signal == "dff" else {}
     act = rec.to_activity(signal, **kw)
     if t is not None:
@@ -98,11 +98,11 @@ def parse_lags(text: str | None) -> np.ndarray:
     try:
         parts = [float(v) for v in str(text).split(",")]
     except ValueError:
-        raise ConfigError(f"--lag-sweep must be L or MIN,MAX,STEP in seconds; got {text!r}") from None
+        raise ConfigError(f"`lag_sweep` must be L or MIN,MAX,STEP in seconds; got {text!r}") from None
     if len(parts) == 1:
         return np.array(parts)
     if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
-        raise ConfigError(f"--lag-sweep must be MIN,MAX,STEP with MIN <= MAX and STEP > 0; got {text!r}")
+        raise ConfigError(f"`lag_sweep` must be MIN,MAX,STEP with MIN <= MAX and STEP > 0; got {text!r}")
     lo, hi, step = parts
     return np.arange(lo, hi + step / 2, step)
 
@@ -114,9 +114,9 @@ def parse_shifts(text: str | int | None) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"--shifts must be 'all' or a positive integer; got {text!r}") from None
+        raise ConfigError(f"`shifts` must be 'all' or a positive integer; got {text!r}") from None
     if value < 1:
-        raise ConfigError(f"--shifts must be >= 1; got {value}")
+        raise ConfigError(f"`shifts` must be >= 1; got {value}")
     return value
 
 
@@ -247,7 +247,7 @@ def correlates_to_folder(
             raise ConfigError(f"{out_dir / name} is a folder; mouseemo writes its {name} there")
     existing = [n for n in OUTPUTS if (out_dir / n).exists() or (out_dir / n).is_symlink()]
     if existing and not overwrite:
-        raise ConfigError(f"{out_dir} already holds {existing[0]}; pass --overwrite to replace the outputs")
+        raise ConfigError(f"{out_dir} already holds {existing[0]}; set `overwrite` to replace the outputs")
     if not isinstance(face, FaceTraces):
         face = face_traces(folder, **face)
     with warnings.catch_warnings():

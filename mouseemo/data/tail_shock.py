@@ -217,7 +217,7 @@ def _check_destination(final: Path, overwrite: bool) -> None:
     if not is_built_session(final):
         raise ConfigError(
             f"refusing to replace {final}: mouseemo tail-shock build did not write it, or it holds other "
-            "files (pass --overwrite to replace it)"
+            "files (set `overwrite` to replace it)"
         )
 
 

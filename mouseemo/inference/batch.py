@@ -104,7 +104,7 @@ def predict_inputs(
             results.append(Result(name=e.name, message=_error_text(e.name, e.message)))
             console.print(f"mouseemo: error: {results[-1].message}", err=True)
         elif not opts.overwrite and is_finished(out_dir, e.stem, opts):
-            console.print(f"skip {e.video}: {out_dir / e.stem}.json exists (use --overwrite)")
+            console.print(f"skip {e.video}: {out_dir / e.stem}.json exists (set `overwrite` to redo it)")
             results.append(Result(name=str(e.video), stem=e.stem, status="skipped"))
         else:
             res = Result(name=str(e.video), stem=e.stem)

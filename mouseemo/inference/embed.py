@@ -47,8 +47,8 @@ def embed_session(
         hint = (
             ""
             if session_layer
-            else "; fit one from this session's paired data with --fit-session-layer NEW.ckpt, or pass "
-            "--session-layer NAME to use the layer of the same neurons"
+            else "; fit one from this session's paired data with `fit_session_layer`, or give "
+            "`session_layer` to use the layer of the same neurons"
         )
         raise ConfigError(f"{ckpt} has no neural layer for session {layer} (it has {sorted(known)}){hint}")
     p = paired_session(session, module, cache_dir)
@@ -56,7 +56,7 @@ def embed_session(
     if num != known[layer]:
         raise ConfigError(
             f"{session.path} has {num} neurons but the checkpoint's layer for {layer} takes {known[layer]}: "
-            "a different field of view needs its own session layer (--fit-session-layer)"
+            "a different field of view needs its own session layer (`fit_session_layer`)"
         )
     neural = p["neural_raw"]
     if p["rec"].get("zscore", True):

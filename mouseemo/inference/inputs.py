@@ -62,7 +62,7 @@ def resolve_inputs(paths: Sequence[str], events: Sequence[str] | None, need_even
     """
     events = list(events or [])
     if events and len(events) != len(paths):
-        raise ConfigError(f"give --events once per VIDEO: {len(paths)} video(s), {len(events)} --events")
+        raise ConfigError(f"give `events` once per video: {len(paths)} video(s), {len(events)} events files")
     out: list[VideoInput] = []
     for i, raw in enumerate(paths):
         p = Path(raw)
@@ -80,7 +80,7 @@ def resolve_inputs(paths: Sequence[str], events: Sequence[str] | None, need_even
             if not ev.is_file():
                 raise DataError(f"events file not found: {ev}")
         if need_events and ev is None:
-            raise ConfigError(f"{p}: no events file; pass --events EVENTS.csv (one per VIDEO)")
+            raise ConfigError(f"{p}: no events file; give `events` (one events.csv per video)")
         out.append(VideoInput(video=video, events=ev, stem=stem))
     return out
 
@@ -186,7 +186,7 @@ def expand_inputs(
             INPUT that is not a single video.
     """
     if events and len(events) != len(raw):
-        raise ConfigError(f"give --events once per INPUT: {len(raw)} input(s), {len(events)} --events")
+        raise ConfigError(f"give `events` once per input: {len(raw)} input(s), {len(events)} events files")
     exclude = Path(exclude).resolve() if exclude is not None else None
     items: list = []
     for i, arg in enumerate(raw):
@@ -201,7 +201,7 @@ def expand_inputs(
         else:
             got = _path_inputs(p, ev, exclude)
         if ev is not None and len(got) != 1:
-            raise ConfigError(f"--events is given per video, but {arg} stands for {len(got)} videos")
+            raise ConfigError(f"`events` is given per video, but {arg} stands for {len(got)} videos")
         items.extend(got)
     seen: set[Path] = set()
     unique = []

@@ -36,7 +36,7 @@ def nwb_available() -> bool:
 
 def require_nwb() -> None:
     if not nwb_available():
-        raise ConfigError("--nwb needs pynwb, which is not installed: pip install 'mouseemo[nwb]'")
+        raise ConfigError("`nwb` output needs pynwb, which is not installed: pip install 'mouseemo[nwb]'")
 
 
 def label_runs(labels: np.ndarray) -> list[tuple[int, int]]:

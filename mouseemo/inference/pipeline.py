@@ -181,7 +181,7 @@ def check_replaceable(out_dir: Path, stem: str, opts: PredictOptions) -> None:
     foreign = foreign_outputs(out_dir, stem, opts)
     if foreign:
         raise ConfigError(
-            f"refusing to replace {foreign[0]}: mouseemo did not write it (pass --overwrite to replace it)"
+            f"refusing to replace {foreign[0]}: mouseemo did not write it (set `overwrite` to replace it)"
         )
 
 

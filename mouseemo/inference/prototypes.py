@@ -88,7 +88,7 @@ def _stream_video(
         if frame_size is not None and size != frame_size:
             raise ConfigError(
                 f"{item.video}: frames are {size[1]}x{size[0]} (w x h) after crop/resize, the first video's "
-                f"are {frame_size[1]}x{frame_size[0]}: pass --crop with the same size, or --resize"
+                f"are {frame_size[1]}x{frame_size[0]}: give a `crop` of the same size, or `resize`"
             )
         clock = vr.clock(strict=True)
         for start, frames, feats in iter_hog(vr, hog, resize, device, chunk_size):
@@ -168,7 +168,7 @@ def build_from_videos(
     accs, frame_size = [], None
     for item in items:
         if item.events is None:
-            raise ConfigError(f"{item.video}: no events file; pass --events")
+            raise ConfigError(f"{item.video}: no events file; give `events`")
         events = read_events(item.events)
         acc, frame_size = _stream_video(item, events, crop, hog, resize, device, chunk_size, frame_size)
         windows = _check_selected(acc, events, item)
@@ -259,7 +259,7 @@ def session_prototypes(
     """The session's own prototypes from its ``events.csv`` (neutral from the baseline)."""
     if session.events_path is None:
         raise DataError(
-            f"{session.path}: no events.csv to build prototypes from; pass --prototypes or --ckpt"
+            f"{session.path}: no events.csv to build prototypes from; give `prototypes` or `ckpt`"
         )
     item = VideoInput(session.video, session.events_path, f"{session.animal}_{session.session}")
     return build_from_videos([item], crop=crop, hog=hog, mode=mode, k=k, device=device, chunk_size=batch_size)

@@ -335,14 +335,14 @@ def load_scorer(
     ``neutral_until_s`` apply to prototypes only (see
     :class:`~mouseemo.inference.prototype_scorer.PrototypeScorer`)."""
     if (prototypes is None) == (ckpt is None):
-        raise ConfigError("give exactly one of --prototypes and --ckpt")
+        raise ConfigError("give exactly one of `prototypes` and `ckpt`")
     if prototypes is not None:
         from mouseemo.inference.prototype_scorer import PrototypeScorer
 
         return PrototypeScorer.load(prototypes, device, margin, neutral, neutral_until_s)
     if neutral != "prototypes" or neutral_until_s is not None:
         raise ConfigError(
-            "--neutral/--neutral-until-s apply to --prototypes; a checkpoint compares frames with the "
+            "`neutral` and `neutral_until_s` apply to `prototypes`; a checkpoint compares frames with the "
             "reference it was trained with"
         )
     return CheckpointScorer.load(ckpt, device, margin)

@@ -95,9 +95,9 @@ def traces_from_prototypes(
     prototype); ``"similarity"`` is the Pearson similarity to every prototype.
     """
     if trace not in TRACE_KINDS:
-        raise ConfigError(f"--trace must be one of {list(TRACE_KINDS)}; got {trace!r}")
+        raise ConfigError(f"`trace` must be one of {list(TRACE_KINDS)}; got {trace!r}")
     if trace == "intensity" and "neutral" not in protos.names:
-        raise ConfigError("--trace intensity needs a 'neutral' prototype; use --trace similarity")
+        raise ConfigError("`trace`=intensity needs a 'neutral' prototype; use `trace`=similarity")
     scorer = PrototypeScorer(protos, "", device)
     crop = resolve_crop(crop, protos.crop)
     score = None

@@ -150,7 +150,7 @@ def _prepare_folder(path: Path, overwrite: bool) -> None:
         if not overwrite:
             raise DataError(
                 f"{path} is not empty; refusing to write a synthetic session there "
-                f"(pass overwrite=True, or --overwrite)"
+                f"(set `overwrite` to replace it)"
             )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -449,7 +449,7 @@ def generate_dataset(
             if path.is_dir() and any(path.iterdir()) and not overwrite:
                 raise DataError(
                     f"{path} is not empty; refusing to write a synthetic session there "
-                    f"(pass overwrite=True, or --overwrite)"
+                    f"(set `overwrite` to replace it)"
                 )
             jobs.append((path, a, s))
     if workers is None:
