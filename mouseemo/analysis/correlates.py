@@ -58,7 +58,8 @@ from scipy import fft as sp_fft
 from scipy.stats import rankdata
 
 from mouseemo.constants import EMOTIONS
-from mouseemo.data.sync import ClockAlignment, align_clocks, resample
+from mouseemo.data.clock_alignment import ClockAlignment, align_clocks
+from mouseemo.data.sync import resample
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import read_user_text
 
@@ -539,7 +540,7 @@ def traces_on_imaging_clock(
         scores: ``(T_cam, K)`` per-frame traces.
         t_cam: ``(T_cam,)`` camera frame times.
         t_img: ``(T_img,)`` imaging frame times in camera-clock seconds.
-        lag_s: lag added to the imaging clock before matching (see :func:`mouseemo.data.sync.align_clocks`).
+        lag_s: lag added to the imaging clock before matching (see :func:`mouseemo.data.clock_alignment.align_clocks`).
         min_overlap_s: shortest acceptable overlap.
 
     Returns:
