@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from mouseemo.commands._args import check_distinct_paths, finite_float, prepare_out_file
-from mouseemo.data.video import parse_crop
+from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.live import (
     CameraSource,

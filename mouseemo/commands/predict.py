@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 from mouseemo.commands._args import check_out_dir, finite_float
-from mouseemo.data.video import parse_crop
+from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
 from mouseemo.inference.nwb import require_nwb

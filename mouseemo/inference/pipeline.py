@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from mouseemo import __version__
+from mouseemo.data.crop import Crop
 from mouseemo.data.events import Events, read_events
 from mouseemo.data.session import resolve_crop
-from mouseemo.data.video import Crop, VideoReader
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.inference.departure import DepartureCollector
 from mouseemo.inference.explain.overlay import label_maps

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mouseemo import __version__
-from mouseemo.data.video import Crop, check_crop, to_gray
+from mouseemo.data.crop import Crop, check_crop, to_gray
 from mouseemo.errors import DataError, Terminated
 from mouseemo.inference.live.queue import DropOldestQueue
 from mouseemo.inference.live.sources import Clock, FrameSource
