@@ -34,8 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mouseemo.analysis.correlates import TESTS, compare_with_truth, read_truth_neurons  # noqa: E402
+from mouseemo.analysis.correlates import TESTS  # noqa: E402
 from mouseemo.analysis.correlates_run import analyse_session  # noqa: E402
+from mouseemo.analysis.correlates_truth import compare_with_truth, read_truth_neurons  # noqa: E402
 from mouseemo.data.session import Session  # noqa: E402
 from mouseemo.data.synthetic import generate_dataset  # noqa: E402
 from mouseemo.inference.prototypes import session_prototypes  # noqa: E402
