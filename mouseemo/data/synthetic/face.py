@@ -194,7 +194,7 @@ class FaceRenderer:
     Args:
         identity: the animal's appearance.
         size: output ``(H, W)``.
-        camera: session camera parameters (:func:`.dynamics.sample_camera`); only ``noise_std``,
+        camera: session camera parameters (:func:`.camera.sample_camera`); only ``noise_std``,
             ``blur_sigma``, ``spout_dx`` and ``spout_dy`` are read here, the per-frame pose comes with
             each row. ``None`` means a clean rig.
         seed: seeds the choice of noise-bank frames.

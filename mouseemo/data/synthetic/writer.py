@@ -31,7 +31,9 @@ import numpy as np
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.synthetic import dynamics, neurons
+from mouseemo.data.synthetic.camera import camera_clock, sample_camera
 from mouseemo.data.synthetic.face import FaceRenderer, sample_identity
+from mouseemo.data.synthetic.schedule import build_schedule
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import atomic_path, save_npy_atomic, write_json_atomic, write_text_atomic
 
@@ -206,9 +208,9 @@ def generate_session(
     duration = cfg.minutes * 60.0
 
     identity, style = animal_identity(seed, a)
-    camera = dynamics.sample_camera(level, _rng(seed, _CAMERA, a, s))
-    trials = dynamics.build_schedule(duration, _rng(seed, _SCHEDULE, a, s))
-    times_all, keep = dynamics.camera_clock(duration, cfg.fps, camera["drop_prob"], _rng(seed, _CLOCK, a, s))
+    camera = sample_camera(level, _rng(seed, _CAMERA, a, s))
+    trials = build_schedule(duration, _rng(seed, _SCHEDULE, a, s))
+    times_all, keep = camera_clock(duration, cfg.fps, camera["drop_prob"], _rng(seed, _CLOCK, a, s))
     series_all = dynamics.simulate_face(times_all, trials, style, level, camera, _rng(seed, _FACE, a, s))
     times = times_all[keep]
     series = {k: v[keep] for k, v in series_all.items()}
