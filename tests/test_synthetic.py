@@ -14,7 +14,8 @@ from mouseemo.cli import main
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.synthetic import SynthConfig, dynamics, generate_dataset, generate_session
 from mouseemo.data.synthetic.camera import camera_clock
-from mouseemo.data.synthetic.face import DEFAULT_IDENTITY, FaceRenderer
+from mouseemo.data.synthetic.face import FaceRenderer
+from mouseemo.data.synthetic.identity import DEFAULT_IDENTITY
 from mouseemo.data.synthetic.schedule import build_schedule
 from mouseemo.errors import ConfigError, DataError
 

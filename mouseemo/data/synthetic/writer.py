@@ -32,7 +32,8 @@ import numpy as np
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.synthetic import dynamics, neurons
 from mouseemo.data.synthetic.camera import camera_clock, sample_camera
-from mouseemo.data.synthetic.face import FaceRenderer, sample_identity
+from mouseemo.data.synthetic.face import FaceRenderer
+from mouseemo.data.synthetic.identity import sample_identity
 from mouseemo.data.synthetic.schedule import build_schedule
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import atomic_path, save_npy_atomic, write_json_atomic, write_text_atomic
