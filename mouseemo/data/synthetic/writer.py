@@ -140,7 +140,7 @@ def _rng(seed: int, component: int, *ids: int) -> np.random.Generator:
 
 
 def animal_identity(seed: int, animal_index: int):
-    """Appearance (:class:`.face.Identity`) and expression style of animal ``animal_index`` under ``seed``."""
+    """Appearance (:class:`.identity.Identity`) and expression style of animal ``animal_index`` under ``seed``."""
     identity = sample_identity(_rng(seed, _IDENTITY, animal_index), animal_name(animal_index))
     style = dynamics.sample_style(_rng(seed, _STYLE, animal_index))
     return identity, style
