@@ -33,8 +33,9 @@ from pathlib import Path
 import _harness
 import numpy as np
 
-from mouseemo.analysis.correlates import TESTS, compare_with_truth, read_truth_neurons
+from mouseemo.analysis.correlates import TESTS
 from mouseemo.analysis.correlates_run import analyse_session
+from mouseemo.analysis.correlates_truth import compare_with_truth, read_truth_neurons
 from mouseemo.data.session import Session
 from mouseemo.data.synthetic import generate_dataset
 from mouseemo.inference.prototypes import session_prototypes

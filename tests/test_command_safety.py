@@ -90,9 +90,9 @@ def test_explain_bad_frame_lists_are_one_line_and_no_files(tmp_path, capsys, pro
 
 
 def test_explain_refuses_too_many_frames_and_integration_steps(tmp_path, capsys, protos, video, monkeypatch):
-    from mouseemo.inference import explain
+    from mouseemo.inference.explain import frames
 
-    monkeypatch.setattr(explain, "MAX_FRAMES", 10)
+    monkeypatch.setattr(frames, "MAX_FRAMES", 10)
     out = tmp_path / "out"
     base = ["explain", str(video), "--prototypes", str(protos), "--out", str(out)]
     line = _one_error_line(main([*base, "--frames", "0-20"]), capsys.readouterr().err)

@@ -17,12 +17,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from mouseemo.analysis.correlates import (
-    benjamini_hochberg,
-    circular_crosscorrelation,
-    correlate_neurons,
-    traces_on_imaging_clock,
-)
+from mouseemo.analysis.correlates import correlate_neurons, traces_on_imaging_clock
+from mouseemo.analysis.correlates_stats import benjamini_hochberg, circular_crosscorrelation
 from mouseemo.cli import main
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.ops.similarity import expression_intensity

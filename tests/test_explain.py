@@ -170,6 +170,19 @@ def test_classifier_maps_per_class_at_frame_resolution(reference, channels, meth
     np.testing.assert_allclose(own[:, 0], maps[[0, 1], [3, 5]], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize(("reference", "channels"), [(None, 1), ("median", 2)])
+def test_overlay_gradcam_without_captum_equals_captum(reference, channels):
+    """``predict --overlay-map`` draws Grad-CAM in plain torch; it matches captum's to rounding."""
+    pytest.importorskip("captum")
+    module = _classifier(reference, channels)
+    frames = torch.randint(0, 256, (3, 24, 32), dtype=torch.uint8)
+    ref = torch.full((1, 1, 24, 32), 100, dtype=torch.uint8) if reference else None
+    own = ex.gradcam_maps(module, frames, [3, 5, 0], ref)
+    want = ex.attribution_maps(module, frames, "gradcam", ref, targets=[3, 5, 0], per_frame=True)[:, 0]
+    assert own.shape == (3, 24, 32) and own.dtype == np.float32
+    np.testing.assert_allclose(own, want, rtol=1e-4, atol=1e-6)
+
+
 CNN_SIZE = (60, 80)
 
 

@@ -1,7 +1,9 @@
 """The package's import layers (``[tool.importlinter]`` in pyproject.toml) hold."""
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ def test_import_layers_hold():
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "1 kept, 0 broken" in proc.stdout
+    assert "3 kept, 0 broken" in proc.stdout
 
 
 def test_only_the_cli_imports_the_commands():
@@ -31,3 +33,37 @@ def test_only_the_cli_imports_the_commands():
             if "mouseemo.commands" in text or "from mouseemo import commands" in text:
                 users.append(rel)
     assert users == []
+
+
+def test_overlay_maps_do_not_load_the_captum_attribution_module():
+    """``predict --overlay-map`` (the pipeline and the overlay drawing) never imports captum's code."""
+    code = (
+        "import sys, mouseemo.inference.pipeline, mouseemo.viz.overlay, mouseemo.commands.predict; "
+        "bad = [m for m in sys.modules if 'attribution' in m or m.split('.')[0] == 'captum']; "
+        "assert not bad, bad"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+#: Being split into packages elsewhere; this list shrinks to nothing.
+LONG_FILES_BEING_SPLIT = {
+    "mouseemo/comparison.py",
+    "mouseemo/models/hog_proto_module.py",
+    "mouseemo/inference/scorers.py",
+}
+MAX_LINES = 500
+
+
+def test_no_module_is_over_500_lines():
+    """One concern per module: none of mouseemo's files is longer than :data:`MAX_LINES` lines."""
+    long = {}
+    for path in (REPO / "mouseemo").rglob("*.py"):
+        rel = path.relative_to(REPO).as_posix()
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES and rel not in LONG_FILES_BEING_SPLIT:
+            long[rel] = lines
+    assert long == {}

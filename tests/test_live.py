@@ -284,7 +284,7 @@ def test_lsl_without_pylsl_is_one_error_line(world, capsys, monkeypatch):
 
 def test_lsl_outlet_pushes_one_sample_per_scored_frame(world):
     pylsl = pytest.importorskip("pylsl")
-    from mouseemo.inference.live import LslSink
+    from mouseemo.inference.live.lsl import LslSink
 
     scorer = load_scorer(world["protos"], None, "cpu")
     name = f"mouseemo-test-{time.time_ns()}"

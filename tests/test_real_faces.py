@@ -6,7 +6,8 @@ import pytest
 from helpers import hog_gradients, skimage_bins
 
 from mouseemo.cli import main
-from mouseemo.data.video import VideoReader, to_gray
+from mouseemo.data.crop import to_gray
+from mouseemo.data.video import VideoReader
 from mouseemo.ops import hog
 
 skimage_feature = pytest.importorskip("skimage.feature")

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from mouseemo.data.clock_alignment import align_clocks, fit_clock
 from mouseemo.data.sync import (
-    align_clocks,
     detect_frame_problems,
-    fit_clock,
     nearest_indices,
     read_timestamps,
     resample,

@@ -13,7 +13,10 @@ import pytest
 from mouseemo.cli import main
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.synthetic import SynthConfig, dynamics, generate_dataset, generate_session
-from mouseemo.data.synthetic.face import DEFAULT_IDENTITY, FaceRenderer
+from mouseemo.data.synthetic.camera import camera_clock
+from mouseemo.data.synthetic.face import FaceRenderer
+from mouseemo.data.synthetic.identity import DEFAULT_IDENTITY
+from mouseemo.data.synthetic.schedule import build_schedule
 from mouseemo.errors import ConfigError, DataError
 
 SMALL = dict(size=(96, 128), num_neurons=30, minutes=0.25)
@@ -316,7 +319,7 @@ def test_config_validation():
 def test_schedule_and_clock_properties():
     rng = np.random.default_rng(0)
     for duration in (60.0, 180.0, 600.0):
-        trials = dynamics.build_schedule(duration, rng)
+        trials = build_schedule(duration, rng)
         onsets = [t.onset for t in trials]
         assert onsets == sorted(onsets) and trials[0].label == "neutral"
         assert trials[-1].label == "malaise" and trials[-1].onset + trials[-1].duration == pytest.approx(
@@ -325,7 +328,7 @@ def test_schedule_and_clock_properties():
         pleasure = [t.amplitude for t in trials if t.stimulus == "sucrose" and t.value == "20"]
         if len(pleasure) > 2:
             assert pleasure[-1] < pleasure[0]  # satiety
-    times, keep = dynamics.camera_clock(600.0, 20.0, 0.05, np.random.default_rng(1))
+    times, keep = camera_clock(600.0, 20.0, 0.05, np.random.default_rng(1))
     assert keep[0] and keep[-1] and not np.any(~keep[1:] & ~keep[:-1])
     assert (~keep).sum() > 100
 

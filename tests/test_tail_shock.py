@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from mouseemo.cli import main
+from mouseemo.data.crop import to_gray
 from mouseemo.data.events import read_events
 from mouseemo.data.face_datamodule import FaceFramesDataModule
 from mouseemo.data.session import discover_sessions
 from mouseemo.data.tail_shock import build_mouse_session, build_tail_shock_sessions
 from mouseemo.data.trials import Trials, read_trials, trial_references
-from mouseemo.data.video import VideoReader, to_gray
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import DataError
 from mouseemo.inference.departure import departure_readout
 from tests.helpers import TAIL_SHOCK_FPS as FPS

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from mouseemo.data.video import FrameCache, VideoReader, parse_crop, resize_frames
+from mouseemo.data.crop import parse_crop
+from mouseemo.data.video import FrameCache, VideoReader, resize_frames
 from mouseemo.errors import ConfigError, DataError
 from tests.helpers import write_video
 

@@ -38,38 +38,29 @@ The analysis of Dolensek et al. (2020), made explicit:
    and the pair test's false positives are licking neurons called pleasure neurons.
 
 All correlations at all circular shifts come from one FFT per neuron and trace
-(:func:`circular_crosscorrelation`), so 1000 or all possible shifts cost the same.
+(:func:`mouseemo.analysis.correlates_stats.circular_crosscorrelation`), so 1000 or all possible shifts cost the same.
 
-On synthetic sessions, :func:`compare_with_truth` scores the result against ``truth/neurons.csv``.
+On synthetic sessions, :func:`mouseemo.analysis.correlates_truth.compare_with_truth` scores the result against ``truth/neurons.csv``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from scipy import fft as sp_fft
 from scipy.stats import rankdata
 
-from mouseemo.constants import EMOTIONS
-from mouseemo.data.sync import ClockAlignment, align_clocks, resample
+from mouseemo.analysis.correlates_stats import benjamini_hochberg, circular_crosscorrelation, standardise_rows
+from mouseemo.data.clock_alignment import ClockAlignment, align_clocks
+from mouseemo.data.sync import resample
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.utils.io import read_user_text
 
 __all__ = [
     "TESTS",
     "CorrelatesResult",
-    "benjamini_hochberg",
-    "circular_crosscorrelation",
-    "compare_with_truth",
     "correlate_neurons",
-    "read_truth_neurons",
     "traces_on_imaging_clock",
 ]
 
@@ -89,81 +80,6 @@ NONE = "none"
 # --------------------------------------------------------------------------------------------------
 # Statistics
 # --------------------------------------------------------------------------------------------------
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini–Hochberg q-values (adjusted p-values) of independent or positively dependent tests.
-
-    ``q_(i) = min_{j >= i} p_(j) * m / j`` over the sorted p-values, capped at 1; NaN stays NaN and does
-    not count as a test.
-
-    Shape:
-        any shape -> the same shape.
-
-    Example:
-        >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5])).round(3).tolist()
-        [0.04, 0.053, 0.053, 0.5]
-    """
-    p = np.asarray(p, dtype=np.float64)
-    flat = p.ravel()
-    ok = np.isfinite(flat)
-    if np.any((flat[ok] < 0) | (flat[ok] > 1)):
-        raise ValueError("p-values must lie in [0, 1]")
-    q = np.full(flat.shape, np.nan)
-    m = int(ok.sum())
-    if m:
-        vals = flat[ok]
-        order = np.argsort(vals, kind="stable")
-        ranked = vals[order] * m / np.arange(1, m + 1)
-        adjusted = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
-        out = np.empty(m)
-        out[order] = adjusted
-        q[ok] = out
-    return q.reshape(p.shape)
-
-
-def _standardise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows centred and scaled to unit L2 norm (float64); also a mask of constant rows (left at 0)."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=-1, keepdims=True)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    flat = norm[..., 0] <= 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))
-    return np.where(flat[..., None], 0.0, x / np.where(norm > 0, norm, 1.0)), flat
-
-
-def circular_crosscorrelation(x: np.ndarray, y: np.ndarray, workers: int | None = None) -> np.ndarray:
-    """Pearson correlation of every row of ``y`` with every row of ``x`` at every circular shift.
-
-    ``out[n, k, s] = corr(y[k, t], x[n, (t + s) mod T])``: a positive shift pairs the face at ``t`` with
-    neural activity ``s`` samples later. Constant rows correlate 0 with everything.
-
-    Args:
-        x: neural activity ``(N, T)``.
-        y: face traces ``(K, T)`` on the same clock.
-        workers: FFT threads (default: all cores).
-
-    Returns:
-        float64 ``(N, K, T)``.
-
-    Shape:
-        x ``(N, T)``, y ``(K, T)`` -> ``(N, K, T)``.
-
-    Example:
-        >>> y = np.sin(np.arange(100) / 5.0)[None]
-        >>> x = np.roll(y, 3, axis=1)
-        >>> int(circular_crosscorrelation(x, y)[0, 0].argmax())
-        3
-    """
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise DataError(f"need activity (N, T) and traces (K, T) on one clock; got {x.shape} and {y.shape}")
-    num_t = x.shape[1]
-    xs, _ = _standardise_rows(x)
-    ys, _ = _standardise_rows(y)
-    fx = sp_fft.rfft(xs, axis=1, workers=workers or -1)
-    fy = sp_fft.rfft(ys, axis=1, workers=workers or -1)
-    return sp_fft.irfft(np.conj(fy)[None] * fx[:, None], n=num_t, axis=-1, workers=workers or -1)
 
 
 @dataclass
@@ -400,8 +316,8 @@ def correlate_neurons(
     else:
         shifts = np.sort(rng.choice(allowed, size=want, replace=False))
 
-    _, flat_x = _standardise_rows(activity)
-    _, flat_y = _standardise_rows(traces)
+    _, flat_x = standardise_rows(activity)
+    _, flat_y = standardise_rows(traces)
     if flat_y.any():
         warnings.warn(
             f"face trace(s) {[n for n, f in zip(names, flat_y) if f]} are constant: they correlate 0",
@@ -539,7 +455,7 @@ def traces_on_imaging_clock(
         scores: ``(T_cam, K)`` per-frame traces.
         t_cam: ``(T_cam,)`` camera frame times.
         t_img: ``(T_img,)`` imaging frame times in camera-clock seconds.
-        lag_s: lag added to the imaging clock before matching (see :func:`mouseemo.data.sync.align_clocks`).
+        lag_s: lag added to the imaging clock before matching (see :func:`mouseemo.data.clock_alignment.align_clocks`).
         min_overlap_s: shortest acceptable overlap.
 
     Returns:
@@ -560,78 +476,3 @@ def traces_on_imaging_clock(
     out = np.where(np.isfinite(mean), mean, lin)
     _check_finite(out.T, "face traces on the imaging clock")
     return out.T, align
-
-
-# --------------------------------------------------------------------------------------------------
-# Ground truth (synthetic sessions)
-# --------------------------------------------------------------------------------------------------
-
-
-def read_truth_neurons(path: str | os.PathLike) -> dict[int, dict[str, str]]:
-    """``truth/neurons.csv`` as ``{neuron: row}`` (columns ``neuron, preferred, driver, is_cell, ...``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"truth file not found: {path}")
-    with io.StringIO(read_user_text(path), newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"neuron", "preferred"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: needs columns neuron,preferred,...")
-        try:
-            return {int(row["neuron"]): row for row in reader}
-        except ValueError as err:
-            raise DataError(f"{path}: non-integer neuron id ({err})") from None
-
-
-def _truth_emotions(row: dict[str, str]) -> set[str]:
-    """Emotions that drive a truth neuron: its own, or the pair of a ``mixed`` one (from ``driver``)."""
-    pref = row["preferred"]
-    if pref in EMOTIONS:
-        return {pref}
-    if pref == "mixed":
-        return {part.split(":")[0] for part in (row.get("driver") or "").split("+") if part}
-    return set()
-
-
-def compare_with_truth(result: CorrelatesResult, truth: dict[int, dict[str, str]]) -> dict:
-    """Score detected neurons against the synthetic ground truth.
-
-    A truth neuron is *selective* when an emotion drives its rate: ``preferred`` is an emotion, or
-    ``mixed`` (two emotions, named in ``driver``). Movement-driven and untuned neurons are not.
-
-    Returns:
-        ``precision`` (selective among significant), ``recall`` (significant among selective),
-        ``agreement`` (detected selective neurons whose preferred emotion is theirs, or one of a mixed
-        neuron's two), ``agreement_single`` (single-emotion neurons only), and counts per truth class.
-    """
-    missing = [int(i) for i in result.neuron_ids if int(i) not in truth]
-    if missing:
-        raise DataError(f"neurons {missing[:5]} are not in the truth file (a different session?)")
-    rows = [truth[int(i)] for i in result.neuron_ids]
-    drives = [_truth_emotions(row) for row in rows]
-    selective = np.array([bool(d) for d in drives])
-    single = np.array([row["preferred"] in EMOTIONS for row in rows])
-    sig = np.asarray(result.significant, dtype=bool)
-    pref = result.preferred
-    agree = np.array([pref[i] in drives[i] for i in range(len(rows))])
-    tp = int((sig & selective).sum())
-    per_class: dict[str, dict[str, int]] = {}
-    for i, row in enumerate(rows):
-        c = per_class.setdefault(row["preferred"], {"neurons": 0, "significant": 0, "agree": 0})
-        c["neurons"] += 1
-        c["significant"] += int(sig[i])
-        c["agree"] += int(sig[i] and agree[i])
-
-    def ratio(a: int, b: int) -> float:
-        return float(a / b) if b else float("nan")
-
-    return {
-        "num_neurons": len(rows),
-        "num_selective": int(selective.sum()),
-        "num_significant": int(sig.sum()),
-        "true_positives": tp,
-        "precision": ratio(tp, int(sig.sum())),
-        "recall": ratio(tp, int(selective.sum())),
-        "agreement": ratio(int((sig & selective & agree).sum()), tp),
-        "agreement_single": ratio(int((sig & single & agree).sum()), int((sig & single).sum())),
-        "per_truth_class": per_class,
-    }

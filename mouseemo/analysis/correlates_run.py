@@ -22,13 +22,8 @@ from typing import Any
 import numpy as np
 
 from mouseemo import __version__
-from mouseemo.analysis.correlates import (
-    CorrelatesResult,
-    compare_with_truth,
-    correlate_neurons,
-    read_truth_neurons,
-    traces_on_imaging_clock,
-)
+from mouseemo.analysis.correlates import CorrelatesResult, correlate_neurons, traces_on_imaging_clock
+from mouseemo.analysis.correlates_truth import compare_with_truth, read_truth_neurons
 from mouseemo.data.events import read_events
 from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS, ActivityTraces, load_suite2p, require_neurons
 from mouseemo.data.sync import detect_frame_problems, read_timestamps

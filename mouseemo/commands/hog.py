@@ -16,7 +16,8 @@ from contextlib import closing
 from pathlib import Path
 
 from mouseemo.commands._args import check_out_file
-from mouseemo.data.video import VideoReader, parse_crop
+from mouseemo.data.crop import parse_crop
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.stream import decode_ahead
 from mouseemo.ops import BLOCK_NORMS, HOGParams, hog

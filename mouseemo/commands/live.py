@@ -22,17 +22,15 @@ import sys
 from pathlib import Path
 
 from mouseemo.commands._args import check_distinct_paths, finite_float, prepare_out_file
-from mouseemo.data.video import parse_crop
+from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.live import (
     CameraSource,
     CsvSink,
     LiveOptions,
     LiveSession,
-    LslSink,
     VideoFileSource,
     read_reference,
-    require_pylsl,
 )
 from mouseemo.inference.scorers import load_scorer
 from mouseemo.utils.device import pick_device
@@ -151,8 +149,11 @@ def _paths(args: argparse.Namespace, *names: str) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
     crop = parse_crop(args.crop)
+    lsl = None
     if args.lsl is not None:
-        require_pylsl()
+        from mouseemo.inference.live import lsl
+
+        lsl.require_pylsl()
     scorer = load_scorer(args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral)
     reference = read_reference(args.reference) if args.reference is not None else None
     if reference is not None and not scorer.needs_reference:
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             csv_sink = CsvSink(args.csv, scorer.columns)
             sinks.append(csv_sink)
         if args.lsl is not None:
-            sinks.append(LslSink(args.lsl, scorer.names, scorer.prefix, source.fps))
+            sinks.append(lsl.LslSink(args.lsl, scorer.names, scorer.prefix, source.fps))
         session = LiveSession(source, scorer, opts, sinks=sinks, status=_status, warn=_warn)
     except BaseException:
         for s in sinks:

@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 from mouseemo.commands._args import check_out_dir, finite_float
-from mouseemo.data.video import parse_crop
+from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
 from mouseemo.inference.nwb import require_nwb
@@ -96,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overlay-map",
         action="store_true",
         help="with --overlay, blend the map of each frame's label onto the face (cheap for prototypes; "
-        "Grad-CAM for checkpoints, needs captum and is slower)",
+        "Grad-CAM for checkpoints, slower)",
     )
     p.add_argument("--nwb", action="store_true", help="also write <stem>.nwb (needs pynwb: mouseemo[nwb])")
     p.add_argument("--no-plot", action="store_true", help="skip the traces plot")
@@ -132,11 +132,6 @@ def run(args: argparse.Namespace) -> int:
     scorer = load_scorer(
         args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
     )
-    if args.overlay_map:
-        from mouseemo.inference.explain import hog_prototypes_of, require_captum
-
-        if hog_prototypes_of(scorer) is None:
-            require_captum()  # Grad-CAM of classifier checkpoints
     opts = PredictOptions(
         crop=crop,
         batch_size=args.batch_size,

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from mouseemo.commands._args import parse_size, prepare_out_file
-from mouseemo.data.video import parse_crop
+from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.inputs import resolve_inputs
 from mouseemo.inference.prototypes import build_from_videos

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mouseemo.data.video import Crop, VideoReader, check_crop, parse_crop
+from mouseemo.data.crop import Crop, check_crop, parse_crop
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
 
 __all__ = ["Alignment", "align_to_reference", "apply_alignment", "mean_frame", "phase_correlation"]

@@ -30,12 +30,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mouseemo.constants import EMOTIONS
+from mouseemo.data.crop import parse_crop
 from mouseemo.data.events import IGNORE_INDEX, read_events
 from mouseemo.data.session import Session, discover_sessions, read_truth_frames, resolve_crop, session_times
 from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
 from mouseemo.data.synthetic import generate_dataset
 from mouseemo.data.trials import TRIALS_FILE, read_trials, trial_references
-from mouseemo.data.video import FrameCache, parse_crop, session_reference
+from mouseemo.data.video import FrameCache, session_reference
 from mouseemo.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -22,11 +22,12 @@ import torch
 from torch.utils.data import Dataset
 
 from mouseemo.constants import EMOTIONS
+from mouseemo.data.clock_alignment import align_clocks
 from mouseemo.data.events import IGNORE_INDEX
 from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames
 from mouseemo.data.imaging import DFF_WINDOW_S, load_activity
 from mouseemo.data.splits import STAGES, save_splits
-from mouseemo.data.sync import align_clocks, resample
+from mouseemo.data.sync import resample
 from mouseemo.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from mouseemo.constants import EMOTION_INDEX, VIDEO_EXTENSIONS
-from mouseemo.data.video import VideoReader, parse_crop
+from mouseemo.data.crop import parse_crop
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import DataError
 from mouseemo.utils.io import read_user_json, read_user_text
 

@@ -51,9 +51,10 @@ import cv2
 import numpy as np
 
 from mouseemo import __version__
+from mouseemo.data.crop import Crop, parse_crop
 from mouseemo.data.events import Events, read_events, write_events
 from mouseemo.data.trials import Trials, write_trials
-from mouseemo.data.video import Crop, VideoReader, parse_crop
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import (
     TEMP_TAG,

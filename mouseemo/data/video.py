@@ -13,7 +13,6 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 # FFmpeg's own messages about a broken file ("moov atom not found") would print beside mouseemo's
@@ -24,66 +23,17 @@ _QUIET_OPENCV = "OPENCV_LOG_LEVEL" not in os.environ
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mouseemo.data.crop import Crop, check_crop, parse_crop, to_gray  # noqa: E402
 from mouseemo.data.sync import read_timestamps  # noqa: E402
+from mouseemo.data.video_clock import Clock  # noqa: E402
 from mouseemo.errors import ConfigError, DataError  # noqa: E402
 from mouseemo.utils.io import atomic_path, write_json_atomic  # noqa: E402
 
 if _QUIET_OPENCV:  # OpenCV's own "could not find decoder" lines, likewise (cv2 may be imported already)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
-Crop = tuple[int, int, int, int]
-
 #: Bumped when the cache layout changes, so stale caches are rebuilt instead of misread.
 CACHE_VERSION = 1
-
-
-def parse_crop(text: str | Crop | list | None) -> Crop | None:
-    """Parse ``"x,y,w,h"`` (or a 4-sequence) into a crop tuple; ``None`` passes through."""
-    if text is None:
-        return None
-    if isinstance(text, str):
-        parts = [p.strip() for p in text.replace(" ", "").split(",") if p.strip() != ""]
-    else:
-        parts = list(text)
-    try:
-        values = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"crop must be four integers x,y,w,h; got {text!r}") from None
-    if len(values) != 4:
-        raise ConfigError(f"crop must be four integers x,y,w,h; got {text!r}")
-    x, y, w, h = values
-    if x < 0 or y < 0 or w <= 0 or h <= 0:
-        raise ConfigError(f"crop x,y must be >= 0 and w,h > 0; got {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def check_crop(crop: Crop | None, height: int, width: int, source: str | os.PathLike = "") -> None:
-    """Raise :class:`ConfigError` when ``crop`` does not fit a ``height`` x ``width`` frame."""
-    if crop is None:
-        return
-    x, y, w, h = crop
-    if x + w > width or y + h > height:
-        where = f" of {source}" if source else ""
-        raise ConfigError(
-            f"crop x={x},y={y},w={w},h={h} lies outside the {width}x{height} (w x h) frame{where}"
-        )
-
-
-def to_gray(frame: np.ndarray) -> np.ndarray:
-    """Gray uint8 frame; colour frames use OpenCV's ``COLOR_BGR2GRAY`` (the project-wide rule)."""
-    if frame.ndim == 2:
-        return frame
-    if frame.shape[2] == 1:
-        return frame[:, :, 0]
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-
-
-def read_timestamps_csv(path: str | os.PathLike) -> np.ndarray:
-    """Read a ``frame,time_s`` file; defers to :func:`mouseemo.data.sync.read_timestamps`."""
-
-    return read_timestamps(path)
 
 
 def describe_unreadable(path: str | os.PathLike) -> str:
@@ -99,55 +49,6 @@ def describe_unreadable(path: str | os.PathLike) -> str:
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "Matroska container; unsupported codec or corrupt file"
     return "not a video container OpenCV recognises, or corrupt"
-
-
-@dataclass
-class Clock:
-    """A video's camera clock: where frame times come from, and the frame rate.
-
-    Attributes:
-        times: per-frame times from the timestamps file (camera-clock seconds), or ``None``: frame
-            ``i`` is at ``i / fps``.
-        fps: the frame rate: the median of the timestamps' positive steps, else the container's, else
-            30 (with a note).
-        notes: warnings for the user (an assumed frame rate).
-        source: the timestamps file, or ``None``.
-        video: the video, for messages.
-    """
-
-    times: np.ndarray | None
-    fps: float
-    notes: list[str] = field(default_factory=list)
-    source: Path | None = None
-    video: Path | None = None
-
-    def at(self, start: int, count: int) -> np.ndarray:
-        """Times of frames ``start .. start + count`` (float64).
-
-        Raises:
-            DataError: the timestamps file has fewer rows than that.
-        """
-        if self.times is None:
-            return np.arange(start, start + count, dtype=np.float64) / self.fps
-        if start + count > len(self.times):
-            raise DataError(
-                f"timestamps do not line up with the video: {self.source} has {len(self.times)} "
-                f"rows but {self.video} has more frames"
-            )
-        return self.times[start : start + count]
-
-    def all(self, num_frames: int) -> np.ndarray:
-        """Times of all ``num_frames`` frames of the video (a timestamps file must have as many rows).
-
-        Raises:
-            DataError: the timestamps file has another number of rows.
-        """
-        if self.times is not None and len(self.times) != num_frames:
-            raise DataError(
-                f"timestamps do not line up with the video: {self.source} has {len(self.times)} rows "
-                f"but {self.video} decodes to {num_frames} frames"
-            )
-        return self.at(0, num_frames)
 
 
 class VideoReader:

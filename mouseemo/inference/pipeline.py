@@ -38,12 +38,13 @@ import numpy as np
 import torch
 
 from mouseemo import __version__
+from mouseemo.data.crop import Crop
 from mouseemo.data.events import Events, read_events
 from mouseemo.data.session import resolve_crop
-from mouseemo.data.video import Crop, VideoReader
+from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.inference.departure import DepartureCollector
-from mouseemo.inference.explain import label_maps
+from mouseemo.inference.explain.overlay import label_maps
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.nwb import write_predictions_nwb
 from mouseemo.inference.qc import StreamingQC, frame_stats
@@ -88,7 +89,7 @@ class PredictOptions:
             :data:`~mouseemo.inference.scoring.AHEAD_BYTES`, 1 to 4).
         plot, overlay, nwb: which optional outputs to write.
         overlay_map: with ``overlay``, blend the map of each frame's label onto the face
-            (:func:`mouseemo.inference.explain.label_maps`: per-cell similarity contributions for
+            (:func:`mouseemo.inference.explain.overlay.label_maps`: per-cell similarity contributions for
             prototype models, nearly free; Grad-CAM for classifiers, a backward pass per chunk).
         min_confidence: threshold of the low-confidence QC check (``None``: per score kind, see
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from mouseemo.constants import EMOTIONS
+from mouseemo.data.crop import parse_crop
 from mouseemo.data.events import Events, read_events
 from mouseemo.data.session import Session
-from mouseemo.data.video import VideoReader, parse_crop, resize_frames
+from mouseemo.data.video import VideoReader, resize_frames
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.models.components.prototypes import MODES, NEUTRAL, FitUnit, fit_prototypes

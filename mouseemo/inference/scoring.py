@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mouseemo.data.video import Clock, VideoReader
+from mouseemo.data.video import VideoReader
+from mouseemo.data.video_clock import Clock
 from mouseemo.inference.scorers import ScoreFn, Scorer
 from mouseemo.inference.stream import decode_ahead
 

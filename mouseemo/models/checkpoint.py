@@ -48,7 +48,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mouseemo import __version__
-from mouseemo.data.video import parse_crop
+from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.safe_config import check_targets
 

@@ -83,14 +83,8 @@ may stay below the labelling threshold, as real expressions track the changing v
 Amplitudes get a per-trial jitter of about 7%. Intensities are clipped to [0, 1]. A frame's label is the
 emotion with the highest intensity when that intensity is >= 0.5, else ``neutral``.
 
-Schedule
---------
-The first 15% of the session (at least 3 s) is a ``neutral`` baseline (an explicit event). The LiCl
-injection comes at ``duration - max(20% of the duration, 11 s)`` and its event window lasts to the end.
-Between them, trials cycle through sucrose 20%, quinine, tail shock, freezing, escape, sucrose 4%, ...,
-each in a slot long enough for its response to decay (6-10 s), with the spare time spread between
-slots. Sessions of at least 1 minute always contain all seven labels; 3 minutes gives about 13 trials
-(a trial every ~11 s).
+The trial schedule: :mod:`mouseemo.data.synthetic.schedule`; camera and lighting:
+:mod:`mouseemo.data.synthetic.camera`.
 """
 
 from __future__ import annotations
@@ -101,6 +95,8 @@ import numpy as np
 from scipy.signal import lfilter
 
 from mouseemo.constants import EMOTIONS
+from mouseemo.data.synthetic.camera import camera_series, ou_noise
+from mouseemo.data.synthetic.schedule import Trial
 
 #: The six non-neutral emotions, in vocabulary order.
 STATES: tuple[str, ...] = EMOTIONS[1:]
@@ -259,29 +255,6 @@ KINETICS: dict[str, Kinetics] = {
 }
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One stimulus (or baseline) window.
-
-    Attributes:
-        label: emotion the stimulus evokes (``neutral`` for the baseline).
-        stimulus: what was delivered: baseline, sucrose, quinine, tail_shock, licl, freezing, escape.
-        onset: camera-clock seconds.
-        duration: length of the ``events.csv`` window (seconds).
-        value: stimulus detail for ``events.csv`` (sucrose %, quinine mM, shock mA, LiCl M; may be "").
-        amplitude: peak intensity the stimulus drives (0 for the baseline).
-        drive: how long the stimulus drives the emotion (seconds).
-    """
-
-    label: str
-    stimulus: str
-    onset: float
-    duration: float
-    value: str = ""
-    amplitude: float = 0.0
-    drive: float = 0.0
-
-
 @dataclass
 class ExpressionStyle:
     """How one animal expresses emotions: per-emotion AU gains and resting AU offsets."""
@@ -331,89 +304,6 @@ def pose(
 
 
 # --------------------------------------------------------------------------------------------------
-# Schedule
-
-
-# name -> (label, stimulus, value, amplitude); slots hold the window plus time for the response to decay
-_TRIAL_KINDS: dict[str, tuple[str, str, str, float]] = {
-    "sucrose20": ("pleasure", "sucrose", "20", 1.0),
-    "sucrose4": ("pleasure", "sucrose", "4", 0.72),
-    "quinine": ("disgust", "quinine", "1", 0.9),
-    "shock": ("pain", "tail_shock", "0.6", 1.0),
-    "freezing": ("passive_fear", "freezing", "", 0.95),
-    "escape": ("active_fear", "escape", "", 0.95),
-}
-_CYCLE: tuple[str, ...] = ("sucrose20", "quinine", "shock", "freezing", "escape", "sucrose4")
-_TASTE_WINDOW = 2.0
-_SHOCK_WINDOW = 2.0
-_SHOCK_DRIVE = 1.0
-_SLOT_DECAY = 4.0  # seconds after a taste/shock window before the next trial may start
-_FEAR_DECAY = 2.0
-_TRIAL_PAD = 4.0  # extra inter-trial time once every stimulus has had a trial
-
-
-def minimum_minutes_all_labels() -> float:
-    """Shortest session (minutes) whose schedule is guaranteed to contain all seven labels."""
-    return 1.0
-
-
-def build_schedule(duration: float, rng: np.random.Generator) -> list[Trial]:
-    """Trials of one session of ``duration`` seconds (see the module docstring), sorted by onset."""
-    baseline_end = max(0.15 * duration, 3.0)
-    trials = [Trial("neutral", "baseline", 0.0, min(baseline_end, duration))]
-    licl_onset = duration - max(0.2 * duration, 11.0)
-    has_licl = licl_onset >= baseline_end + 2.0
-    start = baseline_end + 1.0
-    stop = (licl_onset if has_licl else duration) - 1.0
-
-    planned: list[tuple[str, float, float]] = []  # kind, window, slot
-    used = 0.0
-    for k in range(10_000):
-        kind = _CYCLE[k % len(_CYCLE)]
-        if kind == "freezing":
-            window = float(rng.uniform(5.5, 8.0))
-            slot = window + _FEAR_DECAY
-        elif kind == "escape":
-            window = float(rng.uniform(2.5, 4.5))
-            slot = window + _FEAR_DECAY
-        else:
-            window = _TASTE_WINDOW if kind != "shock" else _SHOCK_WINDOW
-            slot = window + _SLOT_DECAY
-        fits_padded = used + slot + _TRIAL_PAD * (len(planned) + 1) <= stop - start
-        # the first five trials (one of each stimulus) may skip the padding so that short sessions
-        # still show every emotion
-        if not fits_padded and not (len(planned) < 5 and used + slot <= stop - start):
-            break
-        planned.append((kind, window, slot))
-        used += slot
-    spare = (stop - start - used) / max(len(planned), 1)
-
-    t = start
-    num_sucrose = 0
-    num_shock = 0
-    for kind, window, slot in planned:
-        onset = t + (float(rng.uniform(0.1, 0.9)) * spare if spare > 0 else 0.0)
-        label, stimulus, value, amp = _TRIAL_KINDS[kind]
-        drive = window
-        if stimulus == "sucrose":
-            amp *= 0.55 + 0.45 * np.exp(-num_sucrose / 4.0)  # satiety lowers the value of sucrose
-            num_sucrose += 1
-        elif stimulus == "tail_shock":
-            if num_shock % 2 == 1:
-                value, amp = "0.3", 0.78
-            drive = _SHOCK_DRIVE
-            num_shock += 1
-        amp = float(np.clip(amp * rng.normal(1.0, 0.07), 0.0, 1.0))
-        trials.append(Trial(label, stimulus, round(onset, 4), round(window, 4), value, amp, drive))
-        t += slot + spare
-    if has_licl:
-        onset = round(licl_onset, 4)
-        window = np.floor((duration - onset) * 1e4) / 1e4  # rounded down: the window ends inside the session
-        trials.append(Trial("malaise", "licl", onset, float(window), "0.15", 1.0, float(window)))
-    return trials
-
-
-# --------------------------------------------------------------------------------------------------
 # Time courses
 
 
@@ -450,36 +340,6 @@ def frame_labels(intensities: np.ndarray) -> np.ndarray:
     strong = intensities[best, np.arange(intensities.shape[1])] >= LABEL_THRESHOLD
     names = np.array(STATES, dtype=object)[best]
     return np.where(strong, names, "neutral").astype(object)
-
-
-def camera_clock(
-    duration: float, fps: float, drop_prob: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Capture times of a camera running at ``fps`` for ``duration`` s, and which frames were kept.
-
-    The clock has a small rate error and sub-millisecond jitter; dropped frames are isolated (never two
-    in a row, never the first or last), so a drop shows as a gap of about ``2 / fps``.
-
-    Returns:
-        ``(times, keep)``: float64 (T,) seconds of every capture, bool (T,) True for frames in the video.
-    """
-    num = max(int(round(duration * fps)), 2)
-    skew = rng.normal(0.0, 30e-6)
-    jitter = np.clip(rng.normal(0.0, 0.0008, num), -0.2 / fps, 0.2 / fps)
-    jitter[0] = 0.0
-    times = np.arange(num) / fps * (1.0 + skew) + jitter
-    drop = rng.random(num) < drop_prob
-    drop[0] = drop[-1] = False
-    drop[1:] &= ~drop[:-1]
-    return times, ~drop
-
-
-def _ou(num: int, dt: float, tau: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Stationary Ornstein-Uhlenbeck process sampled every ``dt`` (exact discretisation)."""
-    a = np.exp(-dt / tau)
-    noise = rng.normal(0.0, sigma * np.sqrt(1 - a * a), num)
-    noise[0] = rng.normal(0.0, sigma)
-    return lfilter([1.0], [1.0, -a], noise)
 
 
 def _bouts(
@@ -559,7 +419,7 @@ def simulate_face(
             if delta:
                 x += inten[i] * style.gain(emo, au) * delta
         if au in AU_DRIFT:
-            x += _ou(num, dt, 1.5, AU_DRIFT[au], rng) * (1.0 - 0.9 * freeze)
+            x += ou_noise(num, dt, 1.5, AU_DRIFT[au], rng) * (1.0 - 0.9 * freeze)
         lo, hi = AU_RANGES[au]
         out[au] = np.clip(x, lo, hi)
     out["whisker_phase"] = np.mod(
@@ -617,54 +477,4 @@ def simulate_face(
     out["paw_stroke"] = stroke
 
     out.update(camera_series(times, camera, nuisance, rng))
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Camera and lighting
-
-
-def sample_camera(nuisance: float, rng: np.random.Generator) -> dict[str, float]:
-    """Per-session camera placement, lighting and sensor parameters scaled by ``nuisance``."""
-    return {
-        "dx": float(rng.normal(0.0, 7.0 * nuisance)),
-        "dy": float(rng.normal(0.0, 5.0 * nuisance)),
-        "rot": float(rng.normal(0.0, 2.0 * nuisance)),
-        "zoom": float(np.exp(rng.normal(0.0, 0.04 * nuisance))),
-        "drift_px": float(1.5 * nuisance),
-        "vibration_px": float(0.12 * nuisance),
-        "gain": float(np.exp(rng.normal(0.0, 0.12 * nuisance))),
-        "offset": float(rng.normal(0.0, 6.0 * nuisance)),
-        "gain_drift": float(0.06 * nuisance),
-        "offset_drift": float(4.0 * nuisance),
-        "noise_std": float(1.5 + 2.5 * nuisance),
-        "blur_sigma": float(0.3 + 0.45 * nuisance * rng.uniform(0.5, 1.5)),
-        "drop_prob": float(0.002 * nuisance),
-        "spout_dx": float(rng.normal(0.0, 3.0)),
-        "spout_dy": float(rng.normal(0.0, 3.0)),
-    }
-
-
-def camera_series(
-    times: np.ndarray, camera: dict[str, float], nuisance: float, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """Per-frame camera pose and brightness: session offset + slow drift + vibration."""
-    num = len(times)
-    dt = float(np.median(np.diff(times))) if num > 1 else 0.05
-    out = {}
-    for key, base, drift, vib in (
-        ("cam_dx", camera["dx"], camera["drift_px"], camera["vibration_px"]),
-        ("cam_dy", camera["dy"], camera["drift_px"], camera["vibration_px"]),
-        ("cam_rot", camera["rot"], 0.3 * nuisance, 0.02 * nuisance),
-    ):
-        slow = _ou(num, dt, 40.0, drift, rng)
-        out[key] = base + slow + rng.normal(0.0, vib, num) if vib > 0 else base + slow
-    out["cam_zoom"] = camera["zoom"] * (1.0 + _ou(num, dt, 60.0, 0.005 * nuisance, rng))
-    period = float(rng.uniform(40.0, 120.0))
-    phase = float(rng.uniform(0, 2 * np.pi))
-    wave = np.sin(2 * np.pi * times / period + phase)
-    out["gain"] = camera["gain"] * (
-        1.0 + camera["gain_drift"] * wave + _ou(num, dt, 10.0, 0.01 * nuisance, rng)
-    )
-    out["offset"] = camera["offset"] + camera["offset_drift"] * _ou(num, dt, 30.0, 1.0, rng)
     return out

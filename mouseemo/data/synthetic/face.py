@@ -14,84 +14,19 @@ per renderer; a frame costs a few milliseconds at 240x320.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
 from mouseemo.data.synthetic.dynamics import NEUTRAL_POSE
+from mouseemo.data.synthetic.identity import Identity
+from mouseemo.data.synthetic.shapes import affine, catmull_rom, ellipse, rot, smooth_noise
 
 REF_H, REF_W = 240, 320
 _SHIFT = 4  # sub-pixel bits for OpenCV drawing: smooth motion instead of 1-pixel steps
 _ONE = 1 << _SHIFT
 
-
-@dataclass(frozen=True)
-class Identity:
-    """Appearance of one animal (and its placement in the rig); all lengths in reference pixels."""
-
-    name: str
-    head_scale: float
-    offset_x: float
-    offset_y: float
-    tilt_deg: float
-    snout_len: float
-    head_height: float
-    ear_size: float
-    eye_size: float
-    fur_level: float
-    fur_grain: float
-    fur_dir_deg: float
-    ear_level: float
-    nose_level: float
-    bg_level: float
-    whisker_level: float
-    whisker_len: float
-    num_whiskers: int
-    texture_seed: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def sample_identity(rng: np.random.Generator, name: str) -> Identity:
-    """Draw the appearance of one animal.
-
-    Coats range from dark (C57BL/6 under IR) to light; face proportions, position and scale in the
-    frame differ enough that held-out animals are a real generalisation test.
-    """
-    fur = float(rng.uniform(70.0, 165.0))
-    return Identity(
-        name=name,
-        head_scale=float(rng.uniform(0.88, 1.08)),
-        offset_x=float(rng.normal(0.0, 9.0)),
-        offset_y=float(rng.normal(0.0, 7.0)),
-        tilt_deg=float(rng.normal(0.0, 4.0)),
-        snout_len=float(rng.uniform(0.9, 1.12)),
-        head_height=float(rng.uniform(0.92, 1.08)),
-        ear_size=float(rng.uniform(0.85, 1.2)),
-        eye_size=float(rng.uniform(0.85, 1.15)),
-        fur_level=fur,
-        fur_grain=float(rng.uniform(0.6, 1.4)),
-        fur_dir_deg=float(rng.normal(-8.0, 6.0)),
-        ear_level=float(np.clip(fur + rng.uniform(25.0, 65.0), 0, 235)),
-        nose_level=float(np.clip(fur + rng.uniform(15.0, 45.0), 0, 230)),
-        bg_level=float(rng.uniform(12.0, 45.0)),
-        whisker_level=float(np.clip(max(rng.uniform(160.0, 235.0), fur + 70.0), 0, 250)),
-        whisker_len=float(rng.uniform(0.85, 1.15)),
-        num_whiskers=int(rng.integers(10, 17)),
-        texture_seed=int(rng.integers(0, 2**31 - 1)),
-    )
-
-
-#: A fixed, mid-range identity for examples.
-DEFAULT_IDENTITY = Identity(
-    name="m00", head_scale=1.0, offset_x=0.0, offset_y=0.0, tilt_deg=0.0, snout_len=1.0, head_height=1.0,
-    ear_size=1.0, eye_size=1.0, fur_level=120.0, fur_grain=1.0, fur_dir_deg=-8.0, ear_level=165.0,
-    nose_level=150.0, bg_level=25.0, whisker_level=200.0, whisker_len=1.0, num_whiskers=13, texture_seed=1,
-)  # fmt: skip
 
 #: Camera/lighting of a perfectly still, clean rig (for figures).
 CLEAN_CAMERA: dict[str, float] = {"noise_std": 0.0, "blur_sigma": 0.0, "spout_dx": 0.0, "spout_dy": 0.0}
@@ -127,65 +62,11 @@ def _follicle_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             rows.append(r)
             cols.append(c)
             offsets.append((dx, dy))
-    return np.array(rows), np.array(cols), _rot(np.array(offsets, np.float64), (0.0, 0.0), -18.0)
+    return np.array(rows), np.array(cols), rot(np.array(offsets, np.float64), (0.0, 0.0), -18.0)
 
 
 _WHISKER_T = np.linspace(0.0, 1.0, 9)[None, :, None]
 _ROW_ELEVATION = np.deg2rad([-26.0, -9.0, 8.0, 24.0])
-
-
-@functools.lru_cache(maxsize=16)
-def _catmull_basis(samples: int) -> np.ndarray:
-    t = np.linspace(0.0, 1.0, samples, endpoint=False)
-    # rows: weights of p0..p3 at each t
-    return 0.5 * np.stack(
-        [-t + 2 * t**2 - t**3, 2 - 5 * t**2 + 3 * t**3, t + 4 * t**2 - 3 * t**3, -(t**2) + t**3], axis=1
-    )
-
-
-def _catmull_rom(points: np.ndarray, samples: int = 6) -> np.ndarray:
-    """Smooth open curve through ``points`` (``samples`` points per segment)."""
-    p = np.vstack([points[:1], points, points[-1:]])
-    quads = np.stack([p[:-3], p[1:-2], p[2:-1], p[3:]], axis=1)  # (segments, 4, 2)
-    curve = np.einsum("tk,skd->std", _catmull_basis(samples), quads).reshape(-1, 2)
-    return np.vstack([curve, points[-1:]])
-
-
-@functools.lru_cache(maxsize=64)
-def _unit_arc(num: int, start: float, stop: float) -> tuple[np.ndarray, np.ndarray]:
-    th = np.deg2rad(np.linspace(start, stop, num, endpoint=stop - start < 360))
-    return np.cos(th), np.sin(th)
-
-
-def _ellipse(
-    center, a: float, b: float, angle_deg: float = 0.0, num: int = 40, arc=(0.0, 360.0)
-) -> np.ndarray:
-    """Polygon of an ellipse (or an arc of it) with half-axes ``a`` (x) and ``b`` (y), rotated."""
-    cos_t, sin_t = _unit_arc(num, float(arc[0]), float(arc[1]))
-    x, y = a * cos_t, b * sin_t
-    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
-    out = np.empty((num, 2))
-    out[:, 0] = center[0] + c * x - s * y
-    out[:, 1] = center[1] + s * x + c * y
-    return out
-
-
-def _rot(points: np.ndarray, center, angle_deg: float) -> np.ndarray:
-    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
-    d = points - center
-    return np.stack([center[0] + c * d[:, 0] - s * d[:, 1], center[1] + s * d[:, 0] + c * d[:, 1]], axis=1)
-
-
-def _affine(scale: float = 1.0, angle_deg: float = 0.0, tx: float = 0.0, ty: float = 0.0) -> np.ndarray:
-    c, s = np.cos(np.deg2rad(angle_deg)) * scale, np.sin(np.deg2rad(angle_deg)) * scale
-    return np.array([[c, -s, tx], [s, c, ty], [0.0, 0.0, 1.0]])
-
-
-def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
-    x = rng.standard_normal(shape).astype(np.float32)
-    if sigma > 0:
-        x = cv2.GaussianBlur(x, (0, 0), sigma)
-    return x / (x.std() + 1e-6)
 
 
 class FaceRenderer:
@@ -194,13 +75,14 @@ class FaceRenderer:
     Args:
         identity: the animal's appearance.
         size: output ``(H, W)``.
-        camera: session camera parameters (:func:`.dynamics.sample_camera`); only ``noise_std``,
+        camera: session camera parameters (:func:`.camera.sample_camera`); only ``noise_std``,
             ``blur_sigma``, ``spout_dx`` and ``spout_dy`` are read here, the per-frame pose comes with
             each row. ``None`` means a clean rig.
         seed: seeds the choice of noise-bank frames.
 
     Example:
         >>> from mouseemo.data.synthetic.dynamics import pose
+        >>> from mouseemo.data.synthetic.identity import DEFAULT_IDENTITY
         >>> r = FaceRenderer(DEFAULT_IDENTITY, (240, 320))
         >>> r.render(pose("pain")).shape
         (240, 320)
@@ -223,15 +105,15 @@ class FaceRenderer:
         self.CH, self.CW = self.H + 2 * self.margin, self.W + 2 * self.margin
         m = self.margin
         c0x, c0y = (self.W - REF_W * self.s0) / 2 + m, (self.H - REF_H * self.s0) / 2 + m
-        ref_to_canvas = _affine(self.s0, 0.0, c0x, c0y)
+        ref_to_canvas = affine(self.s0, 0.0, c0x, c0y)
         center = np.array([REF_W / 2, REF_H / 2])
         animal = (
-            _affine(1.0, 0.0, center[0] + 6.0 + identity.offset_x, center[1] + 12.0 + identity.offset_y)
-            @ _affine(_LAYOUT_SCALE * identity.head_scale, identity.tilt_deg)
-            @ _affine(1.0, 0.0, -center[0], -center[1])
+            affine(1.0, 0.0, center[0] + 6.0 + identity.offset_x, center[1] + 12.0 + identity.offset_y)
+            @ affine(_LAYOUT_SCALE * identity.head_scale, identity.tilt_deg)
+            @ affine(1.0, 0.0, -center[0], -center[1])
         )
         self._A = (ref_to_canvas @ animal)[:2]
-        self._R = (ref_to_canvas @ _affine(1.0, 0.0, cam["spout_dx"], cam["spout_dy"]))[:2]
+        self._R = (ref_to_canvas @ affine(1.0, 0.0, cam["spout_dx"], cam["spout_dy"]))[:2]
         self.px = (
             self.s0 * _LAYOUT_SCALE * identity.head_scale
         )  # canvas pixels per reference pixel on the animal
@@ -258,7 +140,7 @@ class FaceRenderer:
     def _make_fur(self, rng: np.random.Generator) -> np.ndarray:
         ident = self.identity
         shape = (self.CH, self.CW)
-        fine = _smooth_noise(rng, shape, 0.6 * self.px)
+        fine = smooth_noise(rng, shape, 0.6 * self.px)
         # fur lies in strands: blur noise along the fur direction
         length = max(3, int(round(9 * self.px)) | 1)
         kernel = np.zeros((length, length), np.float32)
@@ -268,28 +150,28 @@ class FaceRenderer:
         kernel /= kernel.sum()
         streak = cv2.filter2D(rng.standard_normal(shape).astype(np.float32), -1, kernel)
         streak /= streak.std() + 1e-6
-        mottle = _smooth_noise(rng, shape, 7 * self.px)
+        mottle = smooth_noise(rng, shape, 7 * self.px)
         tex = 1.0 + ident.fur_grain * (0.07 * fine + 0.09 * streak + 0.06 * mottle)
         return (ident.fur_level * tex).astype(np.float32)
 
     def _make_background(self, rng: np.random.Generator) -> np.ndarray:
         ident = self.identity
         yy = np.linspace(0.0, 1.0, self.CH, dtype=np.float32)[:, None]
-        bg = ident.bg_level * (0.8 + 0.4 * yy) + 4.0 * _smooth_noise(rng, (self.CH, self.CW), 20 * self.s0)
+        bg = ident.bg_level * (0.8 + 0.4 * yy) + 4.0 * smooth_noise(rng, (self.CH, self.CW), 20 * self.s0)
         self._img = bg.astype(np.float32)
         # head-fixation bar (rig, fixed to the camera)
         bar = np.array([(-60, 14), (150, 14), (150, 32), (-60, 32)], np.float64)
         self._fill([self._rig(bar)], 58.0 + 0.3 * ident.bg_level, soft=0.6)
         self._stroke([self._rig(np.array([(-60, 16.5), (150, 16.5)]))], 110.0, 1, alpha=0.7)
         # body and shoulder behind the head
-        body = _ellipse((25, 262), 150, 78, -8, 60)
+        body = ellipse((25, 262), 150, 78, -8, 60)
         self._fill([self._ani(body)], self._fur, scale=0.55, soft=3.0 * self.px)
         # lick spout: a steel tube ending in front of the mouth
         tube = np.array([_SPOUT_TIP, _SPOUT_TIP + (60, 95)])
         self._stroke([self._rig(tube)], 120.0, max(1, int(round(7 * self.s0))))
         hi = tube + (-2.0, -0.5)
         self._stroke([self._rig(hi)], 205.0, max(1, int(round(1.5 * self.s0))), alpha=0.8)
-        self._fill([self._rig(_ellipse(_SPOUT_TIP, 3.6, 2.2, 58))], 70.0)
+        self._fill([self._rig(ellipse(_SPOUT_TIP, 3.6, 2.2, 58))], 70.0)
         return self._img.copy()
 
     def _make_light(self) -> np.ndarray:
@@ -403,11 +285,11 @@ class FaceRenderer:
 
         # lower jaw and mouth (behind the head's lip)
         jaw_angle = 24.0 * (g["jaw_open"] + 0.35 * g["lick"])
-        jaw = _rot(_JAW + (8.0 * g["jaw_fwd"], 0.0), _HINGE, jaw_angle)
+        jaw = rot(_JAW + (8.0 * g["jaw_fwd"], 0.0), _HINGE, jaw_angle)
         lip = snout(_LIP.copy())
         mouth = np.vstack([[_HINGE], lip[::-1], jaw[3:0:-1]])
         self._fill([self._ani(stretch(mouth))], 14.0)
-        self._shaded_fill([self._ani(stretch(_catmull_rom(jaw, 4)))], 0.72, 5 * px)
+        self._shaded_fill([self._ani(stretch(catmull_rom(jaw, 4)))], 0.72, 5 * px)
         tongue = max(g["tongue"], g["lick"])
         if tongue > 0.05:
             # the tongue slides forward from inside the mouth, past the lips toward the spout
@@ -433,28 +315,26 @@ class FaceRenderer:
         lower = _LOWER.copy()
         cheek_w = np.exp(-(((lower[:, 0] - 185.0) / 25.0) ** 2))
         lower[:, 1] += 4.0 * g["cheek_bulge"] * cheek_w
-        head = np.vstack([_catmull_rom(upper, 5), _catmull_rom(np.vstack([upper[-1:], lip, lower]), 5)])
+        head = np.vstack([catmull_rom(upper, 5), catmull_rom(np.vstack([upper[-1:], lip, lower]), 5)])
         self._shaded_fill([self._ani(stretch(head))], 1.0, 9 * px)
 
         # cheek: highlight on the bulge, shadow beneath it
         cb = g["cheek_bulge"]
-        cheek = stretch(_ellipse(_CHEEK + (0, 2 * cb), 19 + 6 * cb, 13 + 4 * cb, -15, 28))
+        cheek = stretch(ellipse(_CHEEK + (0, 2 * cb), 19 + 6 * cb, 13 + 4 * cb, -15, 28))
         self._fill([self._ani(cheek)], self._fur, scale=1.12 + 0.18 * cb, alpha=0.8, soft=5 * px)
-        shadow = stretch(
-            _ellipse(_CHEEK + (2, 15 + 4 * cb), 18 + 4 * cb, 3.5 + 2 * cb, -12, 24, arc=(0, 180))
-        )
+        shadow = stretch(ellipse(_CHEEK + (2, 15 + 4 * cb), 18 + 4 * cb, 3.5 + 2 * cb, -12, 24, arc=(0, 180)))
         self._fill([self._ani(shadow)], self._fur, scale=0.7, alpha=0.4 + 0.4 * cb, soft=2.5 * px)
 
         # whisker pad and nose leather follow the snout
         pad_c = _PAD + 0.8 * nose_shift
-        pad = stretch(_ellipse(pad_c, 17, 10.5, -18, 28))
+        pad = stretch(ellipse(pad_c, 17, 10.5, -18, 28))
         self._fill([self._ani(pad)], self._fur, scale=0.86, soft=2.5 * px)
         follicles = stretch(pad_c + self._follicle_offsets)
         self._dots(self._ani(follicles), 1.1 * px, self._fur, scale=0.5, alpha=0.8)
         nose_c = _NOSE + nose_shift + (0.0, -4.0 * g["nose_bulge"] * 0.3)
-        self._fill([self._ani(stretch(_ellipse(nose_c, 6.0, 8.5, 20, 28)))], ident.nose_level, soft=1.2 * px)
+        self._fill([self._ani(stretch(ellipse(nose_c, 6.0, 8.5, 20, 28)))], ident.nose_level, soft=1.2 * px)
         self._fill(
-            [self._ani(stretch(_ellipse(nose_c + (2.5, 3.5), 1.6, 3.2, 30, 16)))],
+            [self._ani(stretch(ellipse(nose_c + (2.5, 3.5), 1.6, 3.2, 30, 16)))],
             0.3 * ident.nose_level,
             soft=0.5 * px,
         )
@@ -465,24 +345,24 @@ class FaceRenderer:
         b = a * 0.88 * min(opening, 1.25)
         eye_c = stretch(_EYE[None])[0]
         self._fill(
-            [self._ani(_ellipse(eye_c, a + 5.5, max(b, 3.0) + 4.5, -12, 32))],
+            [self._ani(ellipse(eye_c, a + 5.5, max(b, 3.0) + 4.5, -12, 32))],
             self._fur,
             scale=0.72,
             soft=2.5 * px,
         )
         if b > 0.4:
-            self._fill([self._ani(_ellipse(eye_c, a, b, -12, 36))], 20.0, soft=0.4 * px)
+            self._fill([self._ani(ellipse(eye_c, a, b, -12, 36))], 20.0, soft=0.4 * px)
         if opening > 0.3:
             hl = eye_c + (-0.32 * a, -0.35 * b)
             self._fill(
-                [self._ani(_ellipse(hl, 0.17 * a, 0.17 * a * min(1.0, opening), 0, 12))], 235.0, soft=0.4 * px
+                [self._ani(ellipse(hl, 0.17 * a, 0.17 * a * min(1.0, opening), 0, 12))], 235.0, soft=0.4 * px
             )
         tight = float(np.clip((0.9 - opening) / 0.9, 0.0, 1.0))
         if tight > 0.02:
             creases = [
-                self._ani(_ellipse(eye_c, a + 2.5, b + 2.0, -12, 12, arc=(195, 345))),
-                self._ani(_ellipse(eye_c + (0, -4.5), a + 1.0, b + 2.0, -12, 10, arc=(205, 335))),
-                self._ani(_ellipse(eye_c, a + 2.0, b + 1.5, -12, 10, arc=(20, 160))),
+                self._ani(ellipse(eye_c, a + 2.5, b + 2.0, -12, 12, arc=(195, 345))),
+                self._ani(ellipse(eye_c + (0, -4.5), a + 1.0, b + 2.0, -12, 10, arc=(205, 335))),
+                self._ani(ellipse(eye_c, a + 2.0, b + 1.5, -12, 10, arc=(20, 160))),
             ]
             self._stroke(
                 creases,
@@ -500,13 +380,13 @@ class FaceRenderer:
         width = 33.0 * ident.ear_size * (1.0 - 0.35 * max(ea, 0.0)) * (1.0 + 0.12 * max(-ea, 0.0))
         axis = np.array([-np.sin(np.deg2rad(theta)), -np.cos(np.deg2rad(theta))])
         ear_c = pivot + 0.75 * length * axis
-        outer = _ellipse(ear_c, width, length, -theta, 40)
+        outer = ellipse(ear_c, width, length, -theta, 40)
         outer = np.vstack([outer, [pivot + (8, 4)], [pivot + (-10, 6)]])
         self._fill([self._ani(stretch(outer))], self._fur, scale=0.92, soft=0.8 * px)
         inner_c = ear_c + 0.12 * length * axis + np.array([axis[1], -axis[0]]) * -0.1 * width
-        inner = _ellipse(inner_c, 0.68 * width, 0.74 * length, -theta, 36)
+        inner = ellipse(inner_c, 0.68 * width, 0.74 * length, -theta, 36)
         self._fill([self._ani(stretch(inner))], ident.ear_level, soft=1.5 * px)
-        fold = _ellipse(pivot + 0.25 * length * axis, 0.45 * width, 0.22 * length, -theta, 24)
+        fold = ellipse(pivot + 0.25 * length * axis, 0.45 * width, 0.22 * length, -theta, 24)
         self._fill([self._ani(stretch(fold))], 0.55 * ident.fur_level, alpha=0.7, soft=2.0 * px)
 
         # whiskers: 3-D fan (azimuth, elevation) projected onto the side view; fast whisking smears
@@ -545,12 +425,12 @@ class FaceRenderer:
             arm = np.array([wrist + (-10, 0), wrist + (10, 2), (262.0, 320.0), (206.0, 320.0)])
             self._shaded_fill([self._ani(arm)], 0.9, 6 * px)
             self._fill(
-                [self._ani(_ellipse(pc, 19.0, 13.0, -35, 28))], min(ident.fur_level + 45, 225), soft=1.2 * px
+                [self._ani(ellipse(pc, 19.0, 13.0, -35, 28))], min(ident.fur_level + 45, 225), soft=1.2 * px
             )
             toes = [
                 self._ani(
-                    _ellipse(
-                        pc + _rot(np.array([[6.0 + 4 * k, -11.0 + 1.5 * k]]), (0, 0), -35)[0], 4.2, 3.4, 0, 12
+                    ellipse(
+                        pc + rot(np.array([[6.0 + 4 * k, -11.0 + 1.5 * k]]), (0, 0), -35)[0], 4.2, 3.4, 0, 12
                     )
                 )
                 for k in range(4)
@@ -565,9 +445,9 @@ class FaceRenderer:
         m = self.margin
         cx, cy = self.W / 2.0, self.H / 2.0
         to_out = (
-            _affine(1.0, 0.0, cx + g["cam_dx"] * self.s0, cy + g["cam_dy"] * self.s0)
-            @ _affine(g["cam_zoom"], g["cam_rot"])
-            @ _affine(1.0, 0.0, -cx - m, -cy - m)
+            affine(1.0, 0.0, cx + g["cam_dx"] * self.s0, cy + g["cam_dy"] * self.s0)
+            @ affine(g["cam_zoom"], g["cam_rot"])
+            @ affine(1.0, 0.0, -cx - m, -cy - m)
         )
         out = cv2.warpAffine(
             canvas, to_out[:2], (self.W, self.H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT

@@ -31,7 +31,10 @@ import numpy as np
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.synthetic import dynamics, neurons
-from mouseemo.data.synthetic.face import FaceRenderer, sample_identity
+from mouseemo.data.synthetic.camera import camera_clock, sample_camera
+from mouseemo.data.synthetic.face import FaceRenderer
+from mouseemo.data.synthetic.identity import sample_identity
+from mouseemo.data.synthetic.schedule import build_schedule
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import atomic_path, save_npy_atomic, write_json_atomic, write_text_atomic
 
@@ -137,7 +140,7 @@ def _rng(seed: int, component: int, *ids: int) -> np.random.Generator:
 
 
 def animal_identity(seed: int, animal_index: int):
-    """Appearance (:class:`.face.Identity`) and expression style of animal ``animal_index`` under ``seed``."""
+    """Appearance (:class:`.identity.Identity`) and expression style of animal ``animal_index`` under ``seed``."""
     identity = sample_identity(_rng(seed, _IDENTITY, animal_index), animal_name(animal_index))
     style = dynamics.sample_style(_rng(seed, _STYLE, animal_index))
     return identity, style
@@ -206,9 +209,9 @@ def generate_session(
     duration = cfg.minutes * 60.0
 
     identity, style = animal_identity(seed, a)
-    camera = dynamics.sample_camera(level, _rng(seed, _CAMERA, a, s))
-    trials = dynamics.build_schedule(duration, _rng(seed, _SCHEDULE, a, s))
-    times_all, keep = dynamics.camera_clock(duration, cfg.fps, camera["drop_prob"], _rng(seed, _CLOCK, a, s))
+    camera = sample_camera(level, _rng(seed, _CAMERA, a, s))
+    trials = build_schedule(duration, _rng(seed, _SCHEDULE, a, s))
+    times_all, keep = camera_clock(duration, cfg.fps, camera["drop_prob"], _rng(seed, _CLOCK, a, s))
     series_all = dynamics.simulate_face(times_all, trials, style, level, camera, _rng(seed, _FACE, a, s))
     times = times_all[keep]
     series = {k: v[keep] for k, v in series_all.items()}
