@@ -133,7 +133,7 @@ def test_cli_max_frames_csv_and_summary(world, tmp_path, capsys):
     assert all(float(r["latency_ms"]) >= 0 and r["label"] for r in rows)
     s = json.loads(summary_path.read_text())
     assert s["frames"]["captured"] == 50 and s["frames"]["scored"] == 50
-    assert "max-frames" in s["stop_reason"] and s["latency_ms"]["p99"] >= s["latency_ms"]["median"] > 0
+    assert "frame limit" in s["stop_reason"] and s["latency_ms"]["p99"] >= s["latency_ms"]["median"] > 0
     # an existing output is not replaced without --overwrite
     code = main(
         ["live", "--video", str(world["video"]), "--prototypes", str(world["protos"]), "--csv", str(csv_path)]

@@ -53,7 +53,7 @@ def attribution_maps(
     """
     if method not in CHECKPOINT_METHODS:
         raise ConfigError(
-            f"--method must be one of {list(CHECKPOINT_METHODS)} for a checkpoint; got {method!r}"
+            f"`method` must be one of {list(CHECKPOINT_METHODS)} for a checkpoint; got {method!r}"
         )
     attr = require_captum()
     check_classifier(module)

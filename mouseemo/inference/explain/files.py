@@ -112,7 +112,7 @@ def _write_all(files: dict, arrays: dict, npz, overwrite: bool) -> list:
         if p.is_dir():
             raise ConfigError(f"{p} is a folder; mouseemo writes a file there")
         if not overwrite and (p.exists() or p.is_symlink()):
-            raise ConfigError(f"{p} exists; pass --overwrite to replace it")
+            raise ConfigError(f"{p} exists; set `overwrite` to replace it")
     remove_stale_temps(npz.parent)
     stale = _previous_outputs(npz) - set(targets) if overwrite and npz.is_file() else set()
     buf = io.BytesIO()
@@ -146,18 +146,18 @@ def run_explain(
     from mouseemo.inference.scorers import load_scorer
 
     if not 1 <= ig_steps <= MAX_IG_STEPS:
-        raise ConfigError(f"--ig-steps must be 1 to {MAX_IG_STEPS}; got {ig_steps}")
+        raise ConfigError(f"`ig_steps` must be 1 to {MAX_IG_STEPS}; got {ig_steps}")
     if method is not None and method not in CHECKPOINT_METHODS:
-        raise ConfigError(f"--method must be one of {list(CHECKPOINT_METHODS)}; got {method!r}")
+        raise ConfigError(f"`method` must be one of {list(CHECKPOINT_METHODS)}; got {method!r}")
     if video is None:
         if prototypes is None or ckpt is not None:
-            raise ConfigError("without a VIDEO, give --prototypes (its maps are drawn alone)")
+            raise ConfigError("without a `video`, give `prototypes` (its maps are drawn alone)")
         if frames is not None or crop is not None or method is not None:
-            raise ConfigError("--frames, --crop and --method need a VIDEO")
+            raise ConfigError("`frames`, `crop` and `method` need a `video`")
         protos = Prototypes.load(prototypes)
         return write_prototype_maps(protos, out_dir, Path(prototypes).stem, overwrite)
     if frames is None:
-        raise ConfigError("give --frames (e.g. 10,20,100-120) to explain frames of a video")
+        raise ConfigError("give `frames` (e.g. 10,20,100-120) to explain frames of a video")
     parse_frame_ranges(frames)  # its errors before the model is loaded
     scorer = load_scorer(prototypes, ckpt, device)
     if hog_prototypes_of(scorer) is None:

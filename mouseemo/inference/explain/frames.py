@@ -13,7 +13,7 @@ from mouseemo.errors import ConfigError, DataError
 MAX_FRAMES = 500
 #: Most integration steps (captum lists every step's weight; the maps barely change past a few hundred).
 MAX_IG_STEPS = 1000
-_FRAMES_HINT = "--frames must be frame numbers and ranges such as 10,20,100-120"
+_FRAMES_HINT = "`frames` must be frame numbers and ranges such as 10,20,100-120"
 
 
 def parse_frame_ranges(text: str) -> list[tuple[int, int]]:
@@ -38,12 +38,12 @@ def parse_frame_ranges(text: str) -> list[tuple[int, int]]:
         except ValueError:
             raise ConfigError(f"{_FRAMES_HINT}; got {part!r}") from None
         if a < 0 or b < 0:
-            raise ConfigError(f"--frames must be >= 0; got {part!r}")
+            raise ConfigError(f"`frames` must be >= 0; got {part!r}")
         if b < a:
             raise ConfigError(f"{_FRAMES_HINT} (a range goes from low to high); got {part!r}")
         ranges.append((a, b))
     if not ranges:
-        raise ConfigError(f"--frames names no frame: {text!r}")
+        raise ConfigError(f"`frames` names no frame: {text!r}")
     merged: list[tuple[int, int]] = []
     for a, b in sorted(ranges):
         if merged and a <= merged[-1][1] + 1:
@@ -71,7 +71,7 @@ def frames_in(ranges: Sequence[tuple[int, int]], num_frames: int | None, video=N
     count = sum(b - a + 1 for a, b in ranges)
     if count > MAX_FRAMES:
         raise ConfigError(
-            f"--frames names {count} frames; explain at most {MAX_FRAMES} in one run (split the list)"
+            f"`frames` names {count} frames; explain at most {MAX_FRAMES} in one run (split the list)"
         )
     return np.concatenate([np.arange(a, b + 1, dtype=np.int64) for a, b in ranges])
 

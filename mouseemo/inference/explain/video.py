@@ -50,8 +50,8 @@ def explain_frames(scorer, prepared: np.ndarray, method: str | None, out_size, r
     if protos is not None:
         if method not in (None, *PROTOTYPE_METHODS):
             raise ConfigError(
-                f"--method {method} explains classifier checkpoints; HOG prototype models give "
-                "per-cell similarity contributions (leave --method out)"
+                f"`method` {method} explains classifier checkpoints; HOG prototype models give "
+                "per-cell similarity contributions (leave `method` out)"
             )
         maps, scores = scorer_contributions(scorer, protos, x, out_size)
         return maps, scores, "contrib"

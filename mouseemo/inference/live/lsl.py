@@ -19,10 +19,10 @@ def require_pylsl():
     try:
         import pylsl
     except ImportError:  # also a missing liblsl (pylsl raises RuntimeError then)
-        raise ConfigError('--lsl needs pylsl: pip install "mouseemo[live]"') from None
+        raise ConfigError('`lsl` output needs pylsl: pip install "mouseemo[live]"') from None
     except RuntimeError as err:
         raise ConfigError(
-            f"--lsl: pylsl cannot load liblsl ({err}); see https://github.com/sccn/liblsl"
+            f"`lsl` output: pylsl cannot load liblsl ({err}); see https://github.com/sccn/liblsl"
         ) from None
     return pylsl
 

@@ -139,7 +139,7 @@ class LiveSession:
                 st.last_arrival = time.monotonic()
                 st.captured += 1
                 if o.max_frames is not None and st.captured >= o.max_frames:
-                    self.stop(f"captured --max-frames {o.max_frames} frames")
+                    self.stop(f"reached the frame limit ({o.max_frames} frames)")
                     break
             else:
                 self.stop("the source ended")
@@ -382,7 +382,7 @@ class LiveSession:
         while not self._score_done.wait(0.02):
             now = time.monotonic()
             if o.duration_s is not None and self.clock() - self._t0 >= o.duration_s:
-                self.stop(f"ran --duration {o.duration_s:g} s")
+                self.stop(f"reached the duration limit ({o.duration_s:g} s)")
             stalled = now - self.stats.last_arrival > o.stall_timeout_s
             if stalled and not self._source_done.is_set() and not self._waiting:
                 self.stop(f"no frame from {self.source.describe()} for {o.stall_timeout_s:g} s")
@@ -460,18 +460,18 @@ def read_reference(path: str | os.PathLike) -> np.ndarray:
     (read as gray)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"--reference {path}: no such file")
+        raise DataError(f"`reference` {path}: no such file")
     if path.suffix.lower() == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise DataError(f"--reference {path}: not a readable .npy ({err})") from None
+            raise DataError(f"`reference` {path}: not a readable .npy ({err})") from None
     else:
         arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if arr is None:
-            raise DataError(f"--reference {path}: not a readable image")
+            raise DataError(f"`reference` {path}: not a readable image")
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3, 4) or arr.size == 0:
         raise DataError(
-            f"--reference {path}: expected uint8 frames (H, W) or (T, H, W); got {arr.dtype} {arr.shape}"
+            f"`reference` {path}: expected uint8 frames (H, W) or (T, H, W); got {arr.dtype} {arr.shape}"
         )
     return arr
