@@ -6,7 +6,8 @@ to :class:`~mouseemo.inference.live.LiveSession` through
 the default queue of one frame (the oldest dropped). Models, cached in ``--cache``:
 
 * prototypes built from that video with the paper's HOG (``build_from_videos``);
-* the default ``model=cnn`` checkpoint, untrained (speed does not depend on the weights).
+* an untrained ``model=cnn`` checkpoint (speed does not depend on the weights; not the default
+  ``motion_cnn``).
 
 Rows per device (CPU, and CUDA when available). ``median`` / ``p99``: capture-to-score latency in
 ms of the scored frames; ``dropped``: frames dropped from the queue, in % of captured; ``score fps``:
@@ -74,7 +75,7 @@ def main() -> None:
     for device in devices:
         models = {
             "prototypes (HOG)": PrototypeScorer.load(protos, device),
-            "cnn (default, 72x96 input)": CheckpointScorer.load(ckpt, device),
+            "cnn, untrained (72x96 input)": CheckpointScorer.load(ckpt, device),
         }
         for name, scorer in models.items():
             for feed, realtime in (("30 fps", True), ("as fast as possible", False)):

@@ -4,7 +4,7 @@ The video is the synthetic world's face (``mouseemo synth``, one minute at 480 x
 looped to ``--minutes`` and re-encoded (mp4v); it and the models are cached in ``--cache``:
 
 * prototypes built from the one-minute session (``mouseemo prototypes``, the paper's HOG);
-* a CNN checkpoint of the default ``model=cnn`` config with its checkpoint record, untrained
+* a CNN checkpoint of the ``model=cnn`` config (not the default ``motion_cnn``) with its checkpoint record, untrained
   (speed does not depend on the weights).
 
 Rows, per device (CPU, and CUDA when available):
