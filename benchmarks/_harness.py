@@ -179,13 +179,18 @@ class Report:
         self.lines: list[str] = []
 
     def line(self, text: str = "") -> None:
+        if text and not text.startswith("|") and self.lines and self.lines[-1].startswith("|"):
+            self.lines.append("")  # a table ends at a blank line, or the text joins its last row
         print(text, flush=True)
         self.lines.append(text)
 
     def table(
         self, header: Sequence[str], rows: Sequence[Sequence[object]] = (), align: str | Sequence[str] = "---"
     ) -> None:
-        """Print a markdown table's header (and ``rows``); later rows with :meth:`row`."""
+        """Print a markdown table's header (and ``rows``); later rows with :meth:`row`. The fragment
+        gets a blank line before the table, so it renders as a table after a line of text."""
+        if self.lines and self.lines[-1]:
+            self.lines.append("")
         for text in markdown_table(header, rows, align).splitlines():
             self.line(text)
 
