@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mouseemo import __version__, hydra_entry
+from mouseemo import __version__
 from mouseemo.errors import handle_sigterm, run_guarded
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
@@ -101,14 +101,24 @@ def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in HYDRA_COMMANDS:
+        from mouseemo import hydra_entry  # Lightning and Hydra load only for train and evaluate
+
         return hydra_entry.run(HYDRA_COMMANDS[argv[0]], argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
     handle_sigterm()
-    return run_guarded(lambda: args.func(args), command_flags(parser, args))
+    flags: dict[str, str] = {}  # filled once the arguments are parsed, read if an error comes
+
+    def run() -> int:
+        # the subcommands' modules load here, inside the guard: Ctrl-C or SIGTERM while they load
+        # is a one-line stop, not a traceback
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        flags.update(command_flags(parser, args))
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 1
+        return args.func(args)
+
+    return run_guarded(run, flags)
 
 
 if __name__ == "__main__":

@@ -278,3 +278,21 @@ def test_a_killed_build_leaves_nothing_a_rerun_trips_over(tmp_path):
     assert proc.returncode == 0, err
     assert _temps(out) == []  # ... which the rerun removes
     assert all(is_built_session(out / m / "tail_shock") for m in ("m1", "m2"))
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_a_signal_while_the_command_loads_is_one_line(tmp_path, sig, code, word):
+    """Ctrl-C or SIGTERM while the subcommands' modules load (seconds on a busy machine) stops with
+    one line, not an import traceback; a run that finished first still gave its one error line."""
+    proc = _start(tmp_path / "missing", tmp_path / "out")
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    if proc.returncode == 2:  # it finished before the signal came
+        one_error_line(err, "not found")
+    else:
+        assert proc.returncode == code and err.strip() == f"mouseemo: {word}", (proc.returncode, err)
+    assert not (tmp_path / "out").exists()
