@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from mouseemo import __version__
-from mouseemo.errors import handle_sigterm, run_guarded
+from mouseemo.errors import handle_sigterm, run_guarded, use_cli_flags
 
 #: Subcommands implemented with argparse, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -105,20 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return hydra_entry.run(HYDRA_COMMANDS[argv[0]], argv[1:])
     handle_sigterm()
-    flags: dict[str, str] = {}  # filled once the arguments are parsed, read if an error comes
 
     def run() -> int:
         # the subcommands' modules load here, inside the guard: Ctrl-C or SIGTERM while they load
         # is a one-line stop, not a traceback
         parser = build_parser()
         args = parser.parse_args(argv)
-        flags.update(command_flags(parser, args))
+        use_cli_flags(command_flags(parser, args))
         if not getattr(args, "func", None):
             parser.print_help()
             return 1
         return args.func(args)
 
-    return run_guarded(run, flags)
+    return run_guarded(run)
 
 
 if __name__ == "__main__":

@@ -55,10 +55,27 @@ def name_flags(message: str, flags: Mapping[str, str]) -> str:
     return _PARAM.sub(lambda m: flags.get(m.group(1), m.group(0)), message)
 
 
+#: The running command's ``{parameter: flag}`` (:func:`use_cli_flags`); empty when called from Python.
+_CLI_FLAGS: dict[str, str] = {}
+
+
+def use_cli_flags(flags: Mapping[str, str]) -> None:
+    """Tell :func:`for_user` which flags the running command has (the command line calls this)."""
+    _CLI_FLAGS.clear()
+    _CLI_FLAGS.update(flags)
+
+
+def for_user(message: str) -> str:
+    """``message`` as the user of the running command reads it: with its flags in place of
+    parameter names (unchanged from Python, where no flags are set)."""
+    return name_flags(message, _CLI_FLAGS)
+
+
 def run_guarded(fn: Callable[[], int | None], flags: Mapping[str, str] | None = None) -> int:
     """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code.
 
-    ``flags`` maps parameter names to the command's flags, for the message (:func:`name_flags`).
+    ``flags`` maps parameter names to the command's flags, for the message (:func:`name_flags`);
+    without it, those of :func:`use_cli_flags`.
     """
     try:
         code = fn()
@@ -66,7 +83,7 @@ def run_guarded(fn: Callable[[], int | None], flags: Mapping[str, str] | None = 
         err = user_error(exc)
         if err is None or os.environ.get("MOUSEEMO_DEBUG"):
             raise
-        print(f"mouseemo: error: {name_flags(str(err), flags or {})}", file=sys.stderr)
+        print(f"mouseemo: error: {name_flags(str(err), flags or _CLI_FLAGS)}", file=sys.stderr)
         return 2
     except Terminated:
         print("mouseemo: terminated", file=sys.stderr)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mouseemo.errors import ConfigError, MouseemoError
+from mouseemo.errors import ConfigError, MouseemoError, for_user
 from mouseemo.inference.inputs import InputFailure, expand_inputs
 from mouseemo.inference.pipeline import Cancelled, PredictOptions, is_finished, predict_video
 from mouseemo.inference.scorers import Scorer
@@ -102,9 +102,11 @@ def predict_inputs(
     for e in entries:
         if isinstance(e, InputFailure):
             results.append(Result(name=e.name, message=_error_text(e.name, e.message)))
-            console.print(f"mouseemo: error: {results[-1].message}", err=True)
+            console.print(f"mouseemo: error: {for_user(results[-1].message)}", err=True)
         elif not opts.overwrite and is_finished(out_dir, e.stem, opts):
-            console.print(f"skip {e.video}: {out_dir / e.stem}.json exists (set `overwrite` to redo it)")
+            console.print(
+                for_user(f"skip {e.video}: {out_dir / e.stem}.json exists (set `overwrite` to redo it)")
+            )
             results.append(Result(name=str(e.video), stem=e.stem, status="skipped"))
         else:
             res = Result(name=str(e.video), stem=e.stem)
@@ -164,12 +166,12 @@ def _process(todo, scorer, out_dir: Path, opts, workers: int, console: _Console)
             res.message = "interrupted"
         except MouseemoError as err:
             res.message = _error_text(str(entry.video), err)
-            console.print(f"mouseemo: error: {res.message}", err=True)
+            console.print(f"mouseemo: error: {for_user(res.message)}", err=True)
         except Exception as err:  # noqa: BLE001 - one broken video must not stop the batch
             res.message = (
                 _error_text(str(entry.video), err) + " (unexpected; MOUSEEMO_DEBUG=1 shows the traceback)"
             )
-            console.print(f"mouseemo: error: {type(err).__name__}: {res.message}", err=True)
+            console.print(f"mouseemo: error: {type(err).__name__}: {for_user(res.message)}", err=True)
             if os.environ.get("MOUSEEMO_DEBUG"):
                 console.print(traceback.format_exc(), err=True)
         finally:
