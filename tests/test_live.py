@@ -279,7 +279,7 @@ def test_lsl_without_pylsl_is_one_error_line(world, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pylsl", None)  # import fails
     code = main(["live", "--video", str(world["video"]), "--prototypes", str(world["protos"]), "--lsl", "x"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ['mouseemo: error: --lsl needs pylsl: pip install "mouseemo[live]"']
+    assert code == 2 and err == ['mouseemo: error: --lsl output needs pylsl: pip install "mouseemo[live]"']
 
 
 def test_lsl_outlet_pushes_one_sample_per_scored_frame(world):

@@ -246,7 +246,7 @@ def test_inputs_folders_globs_manifests(world, tmp_path):
     assert "no session folders or videos" in expand_inputs([str(empty)])[0].message
     # the same video twice is predicted once
     assert len(expand_inputs([str(tree / "top.avi"), str(tree / "top.avi")])) == 1
-    with pytest.raises(ConfigError, match="once per INPUT"):
+    with pytest.raises(ConfigError, match="once per input"):
         expand_inputs([str(tree)], events=["a.csv", "b.csv"])
     with pytest.raises(ConfigError, match="stands for 2 videos"):
         expand_inputs([str(tree)], events=[str(data / "m01" / "s01" / "events.csv")], exclude=tree / "out")
