@@ -42,7 +42,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "benchmark_report",
         "HOG vs learned models: the report cohort",
-        "python evaluate.py experiment=benchmark_report",
+        "python evaluate.py experiment=benchmark_report benchmark.markdown=docs/results/benchmark_report.md",
     ),
     Section("hog", "HOG throughput", "python benchmarks/hog.py --markdown docs/results/hog.md"),
     Section(
@@ -54,7 +54,8 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "tail_shock",
         "Real mice: tail shock, leave one mouse out",
-        "python evaluate.py experiment=tail_shock data.root=data/tail_shock",
+        "python evaluate.py experiment=tail_shock data.root=data/tail_shock "
+        "benchmark.markdown=docs/results/tail_shock.md",
     ),
     Section(
         "tail_shock_intensity",

@@ -46,10 +46,16 @@ def tiny(dataset, *extra):
 def test_benchmark_end_to_end(dataset, tmp_path):
     GlobalHydra.instance().clear()
     proc = subprocess.run(
-        [sys.executable, str(REPO / "evaluate.py"), *tiny(dataset), f"paths.root_dir={tmp_path}"],
+        [sys.executable, str(REPO / "evaluate.py"), *tiny(dataset), f"paths.root_dir={tmp_path}",
+         "benchmark.markdown=results/bm.md"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the results fragment: the command as typed, the seed, the machine, the date; then the tables
+    head, _, body = (tmp_path / "results" / "bm.md").read_text().partition("\n\n")
+    assert head.startswith("_`python evaluate.py experiment=benchmark ") and "benchmark.markdown=" in head
+    assert " · seed " in head and " cores" in head and head.endswith("_")
+    assert "| truth | hog_proto_paper |" in body and "#### Per-class test F1" in body
     runs = list((tmp_path / "logs" / "benchmark" / "runs").iterdir())
     assert len(runs) == 1
     run = runs[0]

@@ -34,18 +34,22 @@ import csv
 import hashlib
 import json
 import logging
+import shlex
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mouseemo.data.face_datamodule import ensure_dataset
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.experiments.report import SCORES, class_table, markdown_table, summarize, write_outputs
 from mouseemo.utils.configs import compose_model, model_options
+from mouseemo.utils.machine import results_header
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +167,25 @@ def _fold_list(cfg: DictConfig) -> list[int | None]:
     return [int(f) for f in folds]
 
 
+def _fragment(cfg: DictConfig) -> tuple[Path | None, str]:
+    """Where ``benchmark.markdown`` asks for a results fragment (relative to where the run was
+    started), and the fragment's header: the command as typed, the seed, the machine, the date."""
+    path = cfg.benchmark.get("markdown")
+    if not path:
+        return None, ""
+    from hydra.core.hydra_config import HydraConfig
+
+    command = "python evaluate.py"
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        entry = hc.job.config_name  # train | evaluate
+        started = ["python", f"{entry}.py"] if sys.argv[0].endswith(".py") else ["mouseemo", entry]
+        command = shlex.join([*started, *hc.overrides.task])
+    synthesize = OmegaConf.select(cfg, "data.synthesize") or {}
+    seed = synthesize.get("seed", cfg.get("seed")) if synthesize else cfg.get("seed")
+    return Path(to_absolute_path(str(path))), results_header(command, seed)
+
+
 def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
     """Train/fit and test every benchmark model (and its shuffle control) on the same split, each
     job a call of ``train`` (:func:`mouseemo.tasks.train`).
@@ -256,7 +279,7 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
         [j for j in jobs if j["labels"] == (source or "")], models, classes, labels=source or ""
     )]  # fmt: skip
     if is_rank_zero():
-        write_outputs(out, rows, jobs, classes)
+        write_outputs(out, rows, jobs, classes, *_fragment(cfg))
         print("\nHOG vs learned, tested on held-out animals (shuffle_*: trained on shifted labels):\n")
         print(markdown_table(rows))
         print("\nPer-class test F1" + (" (mean ± sd over folds)" if len(folds) > 1 else "") + ":\n")

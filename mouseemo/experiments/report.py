@@ -115,9 +115,18 @@ def class_table(rows: list[dict], classes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[str]) -> None:
+def write_outputs(
+    out: Path,
+    rows: list[dict],
+    jobs: list[dict],
+    classes: list[str],
+    fragment: Path | None = None,
+    header: str = "",
+) -> None:
     """``benchmark.csv`` (one row per model and label source), ``benchmark_jobs.csv``, ``benchmark.md``,
-    ``benchmark.png``."""
+    ``benchmark.png``; and, with ``fragment``, the tables as a results fragment (``docs/results/``)
+    whose first line is ``header`` (the command, seed, machine and date:
+    :func:`mouseemo.utils.machine.results_header`)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "benchmark.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -161,6 +170,9 @@ def write_outputs(out: Path, rows: list[dict], jobs: list[dict], classes: list[s
         + "\n"
     )
     write_text_atomic(out / "benchmark.md", text)
+    if fragment is not None:
+        body = text.split("\n", 2)[2]  # without the page's own heading
+        write_text_atomic(fragment, f"{header}\n\n{body.replace('## Per-class', '#### Per-class')}")
     plot_benchmark(rows, out / "benchmark.png", chance)
 
 
