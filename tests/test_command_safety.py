@@ -275,3 +275,25 @@ def test_correlates_rerun_replaces_the_whole_output_set(joint, tmp_path):
     (out / "notes.txt").write_text("mine\n")
     assert main([*base, "--overwrite", "--no-plot"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["neurons.csv", "notes.txt", "summary.json", "traces.npz"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "v.mp4", "--prototypes", "p.npz", "--out", "o", "--batch-size", "100000000"],
+        ["hog", "v.mp4", "--out", "o.npy", "--batch-size", "0"],
+        ["prototypes", "v.mp4", "--out", "p.npz", "--batch-size", "99999999999"],
+        ["correlates", ".", "--out", "o", "--min-overlap", "-5"],
+    ],
+    ids=["predict-huge-batch", "hog-zero-batch", "prototypes-huge-batch", "correlates-negative-overlap"],
+)
+def test_out_of_range_numbers_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(args)
+    except SystemExit as exc:  # refused by the argument parser
+        code = exc.code
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2 and len(err) == 1 and err[0].startswith("mouseemo: error: "), err
+    assert any(w in err[0] for w in ("--batch-size", "--min-overlap")), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -43,7 +43,7 @@ from mouseemo.analysis.correlates_run import (
 )
 from mouseemo.commands._args import batch_size, check_out_dir, finite_float
 from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS
-from mouseemo.errors import DataError
+from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.traces import TRACE_KINDS
 from mouseemo.utils.device import pick_device
 
@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"session folder not found: {folder}")
     out_dir = Path(args.out)
     check_out_dir(out_dir)
+    if args.min_overlap < 0:
+        raise ConfigError(f"--min-overlap must be >= 0 s; got {args.min_overlap:g}")
     num_shifts = parse_shifts(args.shifts)
     lags = parse_lags(args.lag_sweep) if args.lag_sweep is not None else default_lags(args.signal)
     device = pick_device(args.device)

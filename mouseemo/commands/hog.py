@@ -15,10 +15,10 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_file
+from mouseemo.commands._args import batch_size, check_out_file
 from mouseemo.data.crop import parse_crop
 from mouseemo.data.video import VideoReader
-from mouseemo.errors import ConfigError, DataError
+from mouseemo.errors import DataError
 from mouseemo.inference.stream import decode_ahead
 from mouseemo.ops import BLOCK_NORMS, HOGParams, hog
 from mouseemo.utils.device import pick_device
@@ -53,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cells-per-block", type=int, default=1, metavar="C", help="block size in cells (default 1)"
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="frames per step (default 256)")
+    p.add_argument(
+        "--batch-size", type=batch_size, default=256, metavar="B", help="frames per step (default 256)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
@@ -72,8 +74,6 @@ def _npy_header(num_frames: int, dim: int) -> bytes:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.batch_size <= 0:
-        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     params = HOGParams.create(
         orientations=args.orientations,
         pixels_per_cell=args.pixels_per_cell,

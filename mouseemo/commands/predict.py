@@ -26,7 +26,7 @@ import argparse
 import threading
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_dir, finite_float
+from mouseemo.commands._args import batch_size, check_out_dir, finite_float
 from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
@@ -84,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="with --neutral own: the video's neutral is its frames before S seconds (instead of its events' baseline)",
     )
-    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="frames per step (default 256)")
+    p.add_argument(
+        "--batch-size", type=batch_size, default=256, metavar="B", help="frames per step (default 256)"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="videos processed in parallel (default 1)"
@@ -114,8 +116,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.margin is not None and args.margin < 0:
         raise ConfigError(f"--margin must be >= 0; got {args.margin}")
     if args.workers < 1:

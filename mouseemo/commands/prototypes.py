@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.commands._args import parse_size, prepare_out_file
+from mouseemo.commands._args import batch_size, parse_size, prepare_out_file
 from mouseemo.data.crop import parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.inference.inputs import resolve_inputs
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pixels-per-cell", type=int, default=32, help="HOG cell size in pixels")
     p.add_argument("--orientations", type=int, default=8, help="HOG orientation bins")
     p.add_argument("--no-sqrt", action="store_true", help="HOG without square-root compression")
-    p.add_argument("--batch-size", type=int, default=256, help="frames per HOG step")
+    p.add_argument("--batch-size", type=batch_size, default=256, help="frames per HOG step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=run)
@@ -63,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     prepare_out_file(out, args.overwrite)
     if args.n_frames < 1:
         raise ConfigError(f"--n-frames must be >= 1; got {args.n_frames}")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {args.batch_size}")
     items = resolve_inputs(args.videos, args.events, need_events=True)
     protos = build_from_videos(
         items,
