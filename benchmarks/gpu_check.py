@@ -31,9 +31,7 @@ hydra-core, omegaconf, kornia, wandb; mouseemo used from this source tree), afte
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD && \\
         python3 benchmarks/gpu_check.py --out $OUT/gpu_check.md
 
-Every command runs as ``python -m ...`` or ``python <script>`` (no console script is needed). Here::
-
-    PYTHONPATH=$PWD python benchmarks/gpu_check.py --quick --out /tmp/gc.md
+Here, on a CPU: ``PYTHONPATH=$PWD python benchmarks/gpu_check.py --quick --out /tmp/gc.md``.
 """
 
 from __future__ import annotations
@@ -122,9 +120,7 @@ class Run:
         self.device = "cuda" if self.cuda else "cpu"
         self.no_cuda_note = "skipped: --dry-run" if args.dry_run and torch.cuda.is_available() else NO_CUDA
         self.rows: list[Row] = []
-        self.budget = _harness.Budget(
-            args.budget if args.budget is not None else (270 if self.quick else 430)
-        )
+        self.budget = _harness.Budget(args.budget if args.budget is not None else 270 if self.quick else 430)  # fmt: skip
         self.work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="mouseemo-gpucheck-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.logs: Path | None = getattr(args, "logs", None)
@@ -143,9 +139,6 @@ class Run:
             env["MOUSEEMO_GPU_FRAMES"] = str(Path(self.args.frames).resolve())
         return env
 
-    def limit(self, seconds: float) -> float:
-        return max(0.0, min(seconds, self.budget.left()))
-
     def add(self, row: Row) -> Row:
         self.rows.append(row)
         print(f"  [{row.status_text}] {row.step} {row.check}: {row.result}".rstrip(), flush=True)
@@ -157,7 +150,7 @@ class Run:
     def guarded(self, step: str, check: str, seconds: float, fn: Callable[[], Row | None]) -> Row | None:
         """``fn()``'s row within ``seconds`` (or the budget left); an exception or a timeout becomes
         a FAIL row and the run goes on. ``fn`` may add its rows itself and return None."""
-        limit = self.limit(seconds)
+        limit = min(seconds, self.budget.left())
         if limit < 5:
             return self.add(Row(step, check, "skipped", note="skipped: time budget spent"))
         t0 = time.perf_counter()
@@ -175,7 +168,12 @@ class Run:
         return row
 
     def cmd(self, name: str, cmd: list, timeout: float) -> Proc:
-        return run_cmd(cmd, self.limit(timeout), self.logs / f"{name}.log" if self.logs else None, self.env())
+        return run_cmd(
+            cmd,
+            min(timeout, self.budget.left()),
+            self.logs / f"{name}.log" if self.logs else None,
+            self.env(),
+        )
 
     def script(self, name: str, args: list, timeout: float) -> list[dict[str, str]]:
         """``benchmarks/<name>.py ARGS --markdown F``: the rows of the table in its fragment."""
@@ -328,9 +326,7 @@ def step_parity(run: Run) -> None:
 # -- 4: training ---------------------------------------------------------------------------------------
 def train_overrides(run: Run, out_dir: Path) -> tuple[list[str], int]:
     """``python train.py`` overrides for a short run on the synthetic dataset, and the batch size."""
-    bs, epochs, batches, workers = (
-        ((128, 1, 10, 4) if run.quick else (128, 2, 30, 4)) if run.cuda else (32, 1, 4, 0)
-    )
+    bs, epochs, batches, workers = ((128, 1, 10, 4) if run.quick else (128, 2, 30, 4)) if run.cuda else (32, 1, 4, 0)  # fmt: skip
     over = [
         f"trainer={'gpu' if run.cuda else 'cpu'}", f"data.root={run.train_root}", "data.synthesize=null",
         "logger=csv", "baseline=null", f"paths.root_dir={out_dir}", f"hydra.run.dir={out_dir / 'run'}",
@@ -461,14 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps to run, by number or name: 1 pytest, 2 hog, 3 parity, 4 train, 5 predict (default all)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="CPU only, even with CUDA present")
     p.add_argument("--frames", default=None, help="folder of face images for the parity tests (real frames)")
-    p.add_argument(
-        "--budget", type=float, default=None, help="seconds for the whole run (default 430; quick 270)"
-    )
+    p.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default 430; quick 270)")  # fmt: skip
     p.add_argument("--work", default=None, help="scratch folder, kept (default: a temporary one, removed)")
     p.add_argument("--hog-gpu-frames", type=int, default=None, help="frames per GPU HOG call (default 256)")
-    p.add_argument(
-        "--hog-cpu-frames", type=int, default=None, help="frames per CPU HOG call (default 32; quick 8)"
-    )
+    p.add_argument("--hog-cpu-frames", type=int, default=None, help="frames per CPU HOG call (default 32; quick 8)")  # fmt: skip
     return _harness.add_markdown_argument(p)
 
 
@@ -479,10 +471,7 @@ def write_report(run: Run, out: Path, steps: list[str]) -> tuple[Path, Path]:
             "counts": counts, "machine": _harness.machine()}  # fmt: skip
     line = (f"device: {run.device}, {meta['seconds']} s (budget {run.budget.seconds:.0f} s); "
             f"{counts['ok']} ok, {counts['FAIL']} FAIL, {counts['skipped']} skipped")  # fmt: skip
-    md = [
-        f"# mouseemo GPU check\n\n{time.strftime('%Y-%m-%d %H:%M:%S')}, {line}\n\n",
-        markdown_table(run.rows),
-    ]
+    md = [f"# mouseemo GPU check\n\n{time.strftime('%Y-%m-%d %H:%M:%S')}, {line}\n\n", markdown_table(run.rows)]  # fmt: skip
     for r in (r for r in run.rows if r.status == "FAIL" and r.note):
         md.append(f"\n**{r.step} {r.check}**\n\n```\n{r.note.strip()}\n```\n")
     out.parent.mkdir(parents=True, exist_ok=True)
