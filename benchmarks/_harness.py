@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
+import math
+import numbers
 import os
 import platform
+import re
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -106,6 +111,57 @@ class Budget:
         return self.seconds - self.elapsed()
 
 
+# -- commands -------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Proc:
+    """What :func:`run_cmd` saw: exit code (``None`` if stopped), seconds, stdout and stderr."""
+
+    returncode: int | None
+    seconds: float
+    output: str
+    timed_out: bool = False
+    limit: float = 0.0
+
+    def tail(self, lines: int = 12) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+    def failure(self, what: str) -> str:
+        if self.timed_out:
+            return f"{what} timed out after {self.limit:.0f} s: {self.tail(3)}"
+        return f"{what} exited with {self.returncode}: {self.tail(6)}"
+
+
+def run_cmd(cmd: Sequence[object], timeout: float, log: Path | None = None, env: dict | None = None) -> Proc:
+    """Run ``cmd`` from the repository root in its own process group; past ``timeout`` seconds the
+    whole group is stopped. The command line, exit code and output go to ``log`` when given."""
+    t0, timeout = time.perf_counter(), max(1.0, timeout)
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)  # fmt: skip
+
+    def stop() -> str:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return proc.communicate(timeout=10)[0]
+        return ""
+
+    timed_out = False
+    try:
+        out = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        timed_out, out = True, stop()
+    except BaseException:  # the caller's own time limit, Ctrl-C: leave no process behind
+        stop()
+        raise
+    result = Proc(proc.returncode, time.perf_counter() - t0, out or "", timed_out, timeout)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"$ {shlex.join(map(str, cmd))}\n# exit {result.returncode}, {result.seconds:.1f} s"
+                       f"{', timed out' if timed_out else ''}\n{result.output}")  # fmt: skip
+    return result
+
+
 # -- the machine ------------------------------------------------------------------------------------
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``, else what :mod:`platform` says)."""
@@ -144,6 +200,24 @@ def markdown_table(
     aligns = [align] * len(header) if isinstance(align, str) else list(align)
     lines = [markdown_row(header), "|" + "|".join(aligns) + "|"]
     return "\n".join([*lines, *(markdown_row(r) for r in rows)])
+
+
+def fmt_number(value: object) -> str:
+    """Numbers for humans: 3 significant digits, whole numbers from 100 up, e-notation below 0.01."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or isinstance(value, numbers.Integral):
+        return str(value)
+    v = float(value)
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return "0" if v == 0 else str(v)
+    return f"{v:.1e}" if abs(v) < 1e-2 else f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def parse_markdown_table(text: str) -> list[dict[str, str]]:
+    """The rows of the first markdown table in ``text`` (e.g. a ``--markdown`` fragment), keyed by its header."""
+    split = lambda ln: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", ln.strip()[1:-1])]  # noqa: E731
+    lines = [ln for ln in text.splitlines() if ln.strip().startswith("|")]
+    head = split(lines[0]) if len(lines) > 2 else []
+    return [dict(zip(head, cells)) for cells in map(split, lines[2:]) if len(cells) == len(head)]
 
 
 def add_markdown_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -99,5 +99,5 @@ def test_markdown_fragment(tmp_path, monkeypatch):
     text = path.read_text().splitlines()
     assert text[0].startswith("_`python benchmarks/hog.py --frames 2` · seed 7 · ")
     assert "cores" in text[0] and text[0].endswith("_")
-    assert text[2:] == ["context", "| size | max \\|diff\\| |", "|---|---|", "| 256x256 | 1e-7 |"]
+    assert text[2:] == ["context", "", "| size | max \\|diff\\| |", "|---|---|", "| 256x256 | 1e-7 |"]
     assert _harness.Report(None).write() is None

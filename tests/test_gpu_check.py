@@ -1,4 +1,5 @@
-"""benchmarks/gpu_check.py: its table and timing helpers, and a CPU dry run of the HOG speed step."""
+"""benchmarks/gpu_check.py: its table, the rows it derives from the gpu tests' results, and a CPU
+dry run of the HOG speed step (timed by benchmarks/hog.py's functions)."""
 
 from __future__ import annotations
 
@@ -38,20 +39,44 @@ def test_rows_and_tables(gc):
     assert "fps 123; max \\|diff\\| 3.0e-08; n 3" in md[2] and md[2].endswith("| ok | 1.2 |")
     assert "skipped: no CUDA" in md[3] and "train \\| bf16" in md[4]
     assert gc.summary_counts(rows) == {"ok": 1, "FAIL": 1, "skipped": 1}
-    assert len(gc.text_table(rows).splitlines()) == 2 + len(rows)
     with pytest.raises(ValueError):
         gc.Row("1", "x", "passed")
 
 
-def test_rates_and_counts(gc):
-    calls = []
-    rate = gc.best_rate(lambda: calls.append(1), items=10, reps=3)
-    assert len(calls) == 4 and rate["best"] >= rate["median"] > 0  # one warm-up, three timed
-    out = "....s\n=== 3 passed, 2 skipped, 1 failed, 400 deselected in 9.1s ==="
-    assert gc.pytest_counts(None, out) == {"passed": 3, "failed": 1, "errors": 0, "skipped": 2}
-    table = "| batch | step | trainer w=0 |\n|---:|---:|---:|\n| 32 | 13 | 17 |\n"
-    assert gc.parse_md_table("# title\n" + table) == [{"batch": "32", "step": "13", "trainer w=0": "17"}]
+def test_junit_results_become_counts_and_parity_rows(gc, tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite tests="5">'
+        '<testcase classname="tests.test_hog" name="test_gpu_torch_equals_cpu[8-32-1-L2-Hys]"/>'
+        '<testcase classname="tests.test_real_faces" name="test_gpu_real_frames_equal_cpu[8-32-1-True-torch]">'
+        '<failure message="assert"/></testcase>'
+        '<testcase classname="tests.test_hog" name="test_gpu_fused_equals_cpu[x]">'
+        '<skipped message="cupy sees no device"/></testcase>'
+        '<testcase classname="tests.test_real_faces" name="test_gpu_real_frames_equal_cpu[8-32-1-True-cupy]">'
+        '<skipped message="cupy sees no device"/></testcase>'
+        '<testcase classname="tests.test_video" name="test_gpu_decode"/>'
+        "</testsuite></testsuites>"
+    )
+    assert gc.pytest_counts(junit) == {"passed": 2, "failed": 1, "skipped": 2}
+    cases = gc.junit_cases(junit)
+    torch_row, cupy_row = gc.parity_row("torch", cases), gc.parity_row("cupy", cases)
+    assert (
+        torch_row.status == "FAIL" and "test_real_faces::test_gpu_real_frames_equal_cpu" in torch_row.result
+    )
+    assert cupy_row.status == "skipped" and "cupy sees no device" in cupy_row.status_text
+    passing = [c for c in cases if "real_frames" not in c[1]]
+    assert gc.parity_row("torch", passing).status == "ok"
+    assert gc.parity_row("torch", []).status == "FAIL"  # the tests it relies on are gone
+
+
+def test_steps_and_fragments(gc):
     assert gc.parse_steps(["2,parity", "5"]) == ["hog", "parity", "predict"]
+    with pytest.raises(SystemExit):
+        gc.parse_steps(["6"])
+    table = "| batch | step | trainer w=0 |\n|---:|---:|---:|\n| 32 | 13 | 17 |\n"
+    assert gc._harness.parse_markdown_table("_`cmd`_\n\n" + table) == [
+        {"batch": "32", "step": "13", "trainer w=0": "17"}
+    ]
     log = (
         "[..][pytorch_lightning.utilities.rank_zero][INFO] - Using bfloat16 Automatic Mixed Precision (AMP)\n"
         "[..][pytorch_lightning.utilities.rank_zero][INFO] - GPU available: True (cuda), used: True\n"
@@ -75,7 +100,7 @@ def test_a_failing_check_is_a_row_and_the_run_goes_on(gc, tmp_path):
     proc = gc.run_cmd(
         [sys.executable, "-c", "import time; time.sleep(30)"], timeout=1, log=args.logs / "x.log"
     )
-    assert proc.timed_out and "timed out after 1 s" in gc.proc_failure(proc, "sleep")
+    assert proc.timed_out and "timed out after 1 s" in proc.failure("sleep")
 
 
 def test_hog_step_dry_run_on_the_cpu(gc, tmp_path):

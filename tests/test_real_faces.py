@@ -1,4 +1,7 @@
-"""Real mouse-face frames (../shared/data/real): video round trip, HOG parity, the hog command."""
+"""Real mouse-face frames (../shared/data/real): video round trip, HOG parity (CPU and GPU), the hog command."""
+
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,6 +12,7 @@ from mouseemo.cli import main
 from mouseemo.data.crop import to_gray
 from mouseemo.data.video import VideoReader
 from mouseemo.ops import hog
+from mouseemo.ops._hog import cupy_kernel
 
 skimage_feature = pytest.importorskip("skimage.feature")
 
@@ -146,3 +150,49 @@ def test_per_pixel_bins_on_png_frames(png_crops, orientations, sqrt):
         ours[h.max(-1) == 0] = -1
         bad = np.argwhere(ours != ref)
         assert bad.size == 0, f"{name}: {len(bad)} pixels binned unlike scikit-image, e.g. {bad[:3].tolist()}"
+
+
+# ------------------------------------------------------------------------------------------------
+# GPU (skipped without CUDA): both GPU paths on real frames
+# ------------------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+GPU_TOL = 1e-5
+#: The paper's settings, 9 orientations with 8-px cells, scikit-image's defaults (no square root).
+GPU_SETTINGS = [(8, 32, 1, True), (9, 8, 1, True), (9, 8, 3, False)]
+
+
+@pytest.fixture(scope="module")
+def gpu_frames(request):
+    """Grey frames of the most common size (up to 32) in ``$MOUSEEMO_GPU_FRAMES`` (a folder of
+    PNG/JPEG/TIFF images; ``benchmarks/gpu_check.py --frames DIR`` sets it), else the Facemap frames."""
+    env = os.environ.get("MOUSEEMO_GPU_FRAMES")
+    folder = Path(env) if env else request.getfixturevalue("real_data_dir") / "facemap_face_frames"
+    by_size: dict = {}
+    for path in sorted(folder.iterdir()):
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.suffix.lower() in IMAGE_SUFFIXES else None
+        if img is not None and min(img.shape) >= 32:
+            by_size.setdefault(img.shape, []).append(img)
+    assert by_size, f"no readable image in {folder}"
+    return np.stack(max(by_size.values(), key=len)[:32])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["torch", "cupy"])
+@pytest.mark.parametrize("orientations,ppc,cpb,sqrt", GPU_SETTINGS)
+def test_gpu_real_frames_equal_cpu(gpu_frames, backend, orientations, ppc, cpb, sqrt):
+    """GPU HOG of real frames equals the CPU's, which equals scikit-image's."""
+    if backend == "cupy":
+        pytest.importorskip("cupy")
+        if not cupy_kernel.available():
+            pytest.skip("cupy sees no device")
+    import torch
+
+    kw = dict(orientations=orientations, pixels_per_cell=(ppc, ppc), cells_per_block=(cpb, cpb),
+              block_norm="L2-Hys", transform_sqrt=sqrt)  # fmt: skip
+    cpu = hog(torch.from_numpy(gpu_frames), **kw)
+    gpu = hog(torch.from_numpy(gpu_frames).cuda(), **kw, backend=backend)
+    assert gpu.is_cuda
+    assert (gpu.cpu().double() - cpu.double()).abs().max().item() <= GPU_TOL
+    ref = np.stack([skimage_feature.hog(f, **kw) for f in gpu_frames[:2]])
+    assert np.abs(cpu[:2].double().numpy() - ref).max() <= 1e-6
