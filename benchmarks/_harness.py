@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import math
 import numbers
 import os
-import platform
 import re
 import shlex
 import signal
@@ -35,6 +33,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from mouseemo.utils.machine import results_header
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,30 +163,6 @@ def run_cmd(cmd: Sequence[object], timeout: float, log: Path | None = None, env:
 
 
 # -- the machine ------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else what :mod:`platform` says)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def gpu_name() -> str | None:
-    """The first CUDA device's name, or ``None`` (no torch, no CUDA)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-
-
-def machine() -> str:
-    """``"<CPU model>, <n> cores[, GPU <name>]"``."""
-    gpu = gpu_name()
-    return f"{cpu_model()}, {os.cpu_count()} cores" + (f", GPU {gpu}" if gpu else ", no GPU")
-
-
 # -- tables and the markdown fragment -----------------------------------------------------------------
 def markdown_row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
@@ -238,10 +214,7 @@ def header_line(seed: object = None, argv: Sequence[str] | None = None) -> str:
     script = Path(argv[0])
     with contextlib.suppress(ValueError):
         script = script.resolve().relative_to(REPO)
-    command = shlex.join(["python", str(script), *argv[1:]])
-    parts = [f"`{command}`", f"seed {seed if seed is not None else 'n/a'}", machine()]
-    parts.append(datetime.date.today().isoformat())
-    return "_" + " · ".join(parts) + "_"
+    return results_header(shlex.join(["python", str(script), *argv[1:]]), seed)
 
 
 class Report:

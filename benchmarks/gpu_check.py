@@ -57,6 +57,8 @@ import _harness
 import hog as hog_bench
 from _harness import REPO, Proc, StepTimeout, run_cmd, time_limit
 
+from mouseemo.utils.machine import machine
+
 STEPS = ("pytest", "hog", "parity", "train", "predict")  # numbered from 1
 STATUSES = ("ok", "FAIL", "skipped")
 NO_CUDA = "skipped: no CUDA"
@@ -199,7 +201,7 @@ def step_env(run: Run) -> Row:
             figures[mod.replace("pytorch_lightning", "lightning")] = __import__(mod).__version__
     needed = ["pytorch_lightning", "hydra", "omegaconf", "kornia", "torchmetrics", "cv2", "skimage", "pytest"]
     missing = ", ".join(m for m in needed if importlib.util.find_spec(m) is None)
-    result = _harness.machine() + (f", CUDA {torch.version.cuda}" if torch.cuda.is_available() else "")
+    result = machine() + (f", CUDA {torch.version.cuda}" if torch.cuda.is_available() else "")
     result += " (--dry-run: CPU only)" if run.args.dry_run and torch.cuda.is_available() else ""
     return Row("0", "environment", "FAIL" if missing else "ok", result + (f"; missing {missing}" if missing else ""),
                figures, f"missing: {missing}" if missing else "")  # fmt: skip
@@ -468,7 +470,7 @@ def write_report(run: Run, out: Path, steps: list[str]) -> tuple[Path, Path]:
     counts = summary_counts(run.rows)
     meta = {"script": "benchmarks/gpu_check.py", "argv": sys.argv[1:], "steps": steps, "quick": run.quick,
             "device": run.device, "seconds": round(run.budget.elapsed(), 1), "budget_s": run.budget.seconds,
-            "counts": counts, "machine": _harness.machine()}  # fmt: skip
+            "counts": counts, "machine": machine()}  # fmt: skip
     line = (f"device: {run.device}, {meta['seconds']} s (budget {run.budget.seconds:.0f} s); "
             f"{counts['ok']} ok, {counts['FAIL']} FAIL, {counts['skipped']} skipped")  # fmt: skip
     md = [f"# mouseemo GPU check\n\n{time.strftime('%Y-%m-%d %H:%M:%S')}, {line}\n\n", markdown_table(run.rows)]  # fmt: skip
