@@ -107,3 +107,45 @@ def fake_tail_shock_mouse(
     (d / "trials.csv").write_text("\n".join(lines) + "\n")
     (d / "events.csv").write_text("onset,duration,label\n0.40,0.4,pain\n")
     return d
+
+
+def synthetic_world(tmp_path_factory, name: str, **kw) -> Path:
+    """A synthetic dataset (:func:`mouseemo.data.synthetic.generate_dataset` with ``kw``, one worker)
+    in a fresh temporary folder ``name``; returns the folder."""
+    from mouseemo.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp(name)
+    generate_dataset(root, workers=1, **kw)
+    return root
+
+
+def check_missing_and_garbage(open_file, tmp_path: Path, suffix: str, missing: str, garbage: str) -> None:
+    """``open_file`` raises DataError (message matching ``missing``) for a file that is not there, and
+    (matching ``garbage``) for a ``bad<suffix>`` file of bytes of no such format."""
+    import pytest
+
+    from mouseemo.errors import DataError
+
+    with pytest.raises(DataError, match=missing):
+        open_file(tmp_path / f"missing{suffix}")
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(b"definitely not a " + suffix.encode())
+    with pytest.raises(DataError, match=garbage):
+        open_file(bad)
+
+
+def check_clip_input_errors(model_class, net, clip_length: int, channels: int) -> None:
+    """A clip model refuses clips of another length and inputs that are not ``(B, T, C, H, W)``, and
+    its class refuses ``clip_length < 2``."""
+    import pytest
+    import torch
+
+    from mouseemo.errors import ConfigError
+    from mouseemo.models.components.cnn import SmallCNN
+
+    with pytest.raises(ValueError, match=f"clips of {clip_length} frames"):
+        net(torch.rand(2, clip_length - 1, channels, 24, 32))
+    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
+        net(torch.rand(2, channels, 24, 32))
+    with pytest.raises(ConfigError, match="clip_length >= 2"):
+        model_class(SmallCNN(), clip_length=1)

@@ -8,6 +8,7 @@ from mouseemo.errors import ConfigError, DataError
 from mouseemo.models.components.backbones import TorchvisionBackbone
 from mouseemo.models.components.cnn import SmallCNN
 from mouseemo.models.components.temporal import CausalConvBlock, TemporalConvNet
+from tests.helpers import check_clip_input_errors
 from tests.test_configs import compose_cfg, options
 
 # frame classifiers with a `net`; the HOG models have none, the joint encoder is tested in test_joint.py
@@ -113,9 +114,4 @@ def test_temporal_net_sees_the_whole_clip():
     y[:, 0] = torch.rand(2, 1, 24, 32)  # only the oldest frame changes
     with torch.no_grad():
         assert not torch.allclose(net(x), net(y))
-    with pytest.raises(ValueError, match="clips of 8 frames"):
-        net(torch.rand(2, 4, 1, 24, 32))
-    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
-        net(torch.rand(2, 1, 24, 32))
-    with pytest.raises(ConfigError, match="clip_length >= 2"):
-        TemporalConvNet(SmallCNN(), clip_length=1)
+    check_clip_input_errors(TemporalConvNet, net, clip_length=8, channels=1)

@@ -6,7 +6,7 @@ import torch
 from mouseemo import tasks
 from mouseemo.errors import DataError
 from mouseemo.models.checkpoint import RECORD_KEY, load_model
-from tests.helpers import write_dataset
+from tests.helpers import check_missing_and_garbage, write_dataset
 from tests.test_configs import compose_cfg
 from tests.test_train import small
 
@@ -40,12 +40,7 @@ def test_checkpoint_rebuilds_the_model(dataset, tmp_path, model):
 
 
 def test_bad_checkpoints(tmp_path):
-    with pytest.raises(DataError, match="not found"):
-        load_model(tmp_path / "missing.ckpt")
-    bad = tmp_path / "bad.ckpt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="cannot read"):
-        load_model(bad)
+    check_missing_and_garbage(load_model, tmp_path, ".ckpt", missing="not found", garbage="cannot read")
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {}}, plain)
     with pytest.raises(DataError, match="no mouseemo model record"):

@@ -75,16 +75,22 @@ def _share(m, region):
     return float((m * region).sum() / m.sum())
 
 
+def _maps_and_controls(faces, maps_of):
+    """``maps_of`` the prototypes of the faces' labels, and of three shuffles of them (the control)."""
+    _, _, frames, labels = faces
+    params = hog_params(pixels_per_cell=PPC)
+    feats = hog(frames, **params).astype(np.float64)
+    rng = np.random.default_rng(2)
+    controls = [maps_of(_protos(feats, rng.permutation(labels), params)) for _ in range(3)]
+    return maps_of(_protos(feats, labels, params)), controls
+
+
 def test_prototype_maps_sit_on_each_emotions_action_units(faces):
     """Sanity check that can fail: the prototype-difference map of each emotion puts far more of its
     mass on the pixels the emotion's action units move than their share of the image, and prototypes
     from shuffled labels (the randomised control) lose that."""
-    identity, style, frames, labels = faces
-    params = hog_params(pixels_per_cell=PPC)
-    feats = hog(frames, **params).astype(np.float64)
-    maps = ex.prototype_maps(_protos(feats, labels, params))
-    rng = np.random.default_rng(2)
-    controls = [ex.prototype_maps(_protos(feats, rng.permutation(labels), params)) for _ in range(3)]
+    identity, style, _, _ = faces
+    maps, controls = _maps_and_controls(faces, ex.prototype_maps)
     rows = []
     for k, emotion in enumerate(EMOTIONS[1:], start=1):
         region = expression_region(identity, emotion, SIZE, style)
@@ -109,12 +115,8 @@ def test_prototype_maps_put_most_mass_on_action_unit_cells(faces):
     """At the maps' own (cell) resolution: more than half of each emotion's mass lies on the cells the
     emotions' action units touch (the union of the regions, 30% of the cells), and 45-56% on the cells of
     its own region (17-24% of the cells); shuffled-label prototypes put 36-40% and 25-34% there."""
-    identity, style, frames, labels = faces
-    params = hog_params(pixels_per_cell=PPC)
-    feats = hog(frames, **params).astype(np.float64)
-    cells = ex.prototype_cell_maps(_protos(feats, labels, params))
-    rng = np.random.default_rng(2)
-    controls = [ex.prototype_cell_maps(_protos(feats, rng.permutation(labels), params)) for _ in range(3)]
+    identity, style, _, _ = faces
+    cells, controls = _maps_and_controls(faces, ex.prototype_cell_maps)
     regions = {e: expression_region(identity, e, SIZE, style) for e in EMOTIONS[1:]}
     union = _cell_mask(np.any(list(regions.values()), axis=0), PPC, cells.shape[-2:])
     rows = [f"union of the regions: {union.mean():.3f} of the cells"]
@@ -383,25 +385,12 @@ def test_predict_overlay_map(files, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     """A tiny trained CNN (crop + resize to 24x32) and a model=hog_proto checkpoint, on 48x64 frames."""
-    from mouseemo import tasks
     from tests.helpers import write_dataset
-    from tests.test_configs import compose_cfg
-    from tests.test_train import small
+    from tests.test_train import train_small_checkpoints
 
     base = tmp_path_factory.mktemp("explain_ckpt")
     ds = write_dataset(base / "ds", num_mice=3, num_frames=80)
-    out = {"video": ds / "m02" / "s01" / "face.mp4"}
-    for name, extra in (
-        ("cnn", ["model=cnn", "data.crop=[2,1,60,44]", "trainer.max_epochs=1"]),
-        ("hog_proto", ["model=hog_proto", "data.image_size=null", "model.hog.pixels_per_cell=[16,16]"]),
-    ):
-        run = base / name
-        over = small(ds, run, *extra)
-        if name != "cnn":
-            over = [o for o in over if not o.startswith(("model.net", "data.image_size=["))]
-        metrics = tasks.train(compose_cfg("train", over, base))
-        out[name] = metrics["best_ckpt"] or run / "checkpoints" / "last.ckpt"
-    return out
+    return {"video": ds / "m02" / "s01" / "face.mp4", **train_small_checkpoints(base, ds)}
 
 
 @pytest.mark.parametrize(

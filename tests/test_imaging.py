@@ -22,6 +22,7 @@ from mouseemo.data.imaging import (
     roi_masks_from_stat,
 )
 from mouseemo.errors import ConfigError, DataError
+from tests.helpers import check_missing_and_garbage
 
 Ly, Lx, NUM_T = 24, 32, 50
 
@@ -285,12 +286,7 @@ def test_tiffstack_per_page_memmap(tmp_path):
 
 
 def test_tiffstack_bad_inputs(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
-        TiffStack(tmp_path / "missing.tif")
-    bad = tmp_path / "bad.tif"
-    bad.write_bytes(b"definitely not a tiff")
-    with pytest.raises(DataError, match="bad.tif"):
-        TiffStack(bad)
+    check_missing_and_garbage(TiffStack, tmp_path, ".tif", missing="does not exist", garbage="bad.tif")
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.zeros((3, 8, 8, 3), np.uint8))
     with pytest.raises(DataError, match="single-channel"):

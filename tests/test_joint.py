@@ -22,6 +22,7 @@ from mouseemo.models.components.joint import (
     SessionLayers,
     info_nce,
 )
+from tests.helpers import synthetic_world
 from tests.test_configs import compose_cfg
 
 # --------------------------------------------------------------------------------------------------
@@ -167,10 +168,9 @@ JOINT = [
 
 @pytest.fixture(scope="module")
 def neural_data(tmp_path_factory):
-    from mouseemo.data.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("joint_data")
-    generate_dataset(root, num_mice=2, minutes=2.0, seed=0, size=(64, 80), num_neurons=80, workers=1)
+    root = synthetic_world(
+        tmp_path_factory, "joint_data", num_mice=2, minutes=2.0, seed=0, size=(64, 80), num_neurons=80
+    )
     # the curator rejects a few of m02's cells: the two sessions then have different neuron counts
     path = root / "m02" / "s01" / "suite2p" / "plane0" / "iscell.npy"
     iscell = np.load(path)
@@ -251,11 +251,9 @@ def test_quick_run_writes_metrics_and_a_self_describing_checkpoint(quick_run):
 @pytest.fixture(scope="module")
 def control_world(tmp_path_factory):
     """2 animals x 3 minutes, 100 ROIs: long enough for the held-out blocks to carry signal."""
-    from mouseemo.data.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("joint_control")
-    generate_dataset(root, num_mice=2, minutes=3.0, seed=0, size=(64, 80), num_neurons=100, workers=1)
-    return root
+    return synthetic_world(
+        tmp_path_factory, "joint_control", num_mice=2, minutes=3.0, seed=0, size=(64, 80), num_neurons=100
+    )
 
 
 def test_misaligned_training_control_falls_to_chance_and_the_real_model_beats_it(control_world, tmp_path):

@@ -6,15 +6,14 @@ import pytest
 from mouseemo.data.neural_datamodule import FaceNeuralDataModule
 from mouseemo.data.sync import read_timestamps
 from mouseemo.errors import ConfigError, DataError
+from tests.helpers import synthetic_world
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    from mouseemo.data.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    generate_dataset(root, num_mice=1, minutes=1.0, seed=3, size=(96, 128), num_neurons=40, workers=1)
-    return root
+    return synthetic_world(
+        tmp_path_factory, "synth", num_mice=1, minutes=1.0, seed=3, size=(96, 128), num_neurons=40
+    )
 
 
 def test_windows_shapes_and_alignment(synth_root, tmp_path):

@@ -18,7 +18,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mouseemo import tasks
 from mouseemo.cli import main
 from mouseemo.data.video import FrameCache, VideoReader
 from mouseemo.errors import ConfigError
@@ -31,8 +30,7 @@ from mouseemo.models.prototypes_io import Prototypes
 from mouseemo.ops import hog
 from mouseemo.ops.similarity import pearson_similarity
 from tests.helpers import label_frames, write_dataset, write_session, write_video
-from tests.test_configs import compose_cfg
-from tests.test_train import small
+from tests.test_train import train_small_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (64, 96)  # frames of the prototype fixtures (H, W)
@@ -89,20 +87,7 @@ def ckpts(tmp_path_factory):
     """A tiny trained CNN (crop + resize) and HOG-prototype model (native frames), on 48x64 frames."""
     base = tmp_path_factory.mktemp("ckpt")
     ds = write_dataset(base / "ds", num_mice=3, num_frames=80)
-    out = {"dataset": ds}
-    for name, extra in (
-        ("cnn", ["model=cnn", "data.crop=[2,1,60,44]", "trainer.max_epochs=1"]),
-        ("hog_proto", ["model=hog_proto", "data.image_size=null", "model.hog.pixels_per_cell=[16,16]"]),
-    ):
-        run = base / name
-        over = small(ds, run, *extra)
-        if name != "cnn":
-            over = [
-                o for o in over if not o.startswith("model.net") and not o.startswith("data.image_size=[")
-            ]
-        metrics = tasks.train(compose_cfg("train", over, base))
-        out[name] = Path(metrics["best_ckpt"] or run / "checkpoints" / "last.ckpt")
-    return out
+    return {"dataset": ds, **train_small_checkpoints(base, ds)}
 
 
 # -- a batch of good and bad inputs --------------------------------------------------------------

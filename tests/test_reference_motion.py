@@ -19,7 +19,7 @@ from mouseemo.models.classifier_module import ClassifierLitModule
 from mouseemo.models.components.cnn import SmallCNN
 from mouseemo.models.components.temporal import MotionStack
 from mouseemo.utils.resolvers import input_channels
-from tests.helpers import check_reported_scores, write_dataset, write_session
+from tests.helpers import check_clip_input_errors, check_reported_scores, write_dataset, write_session
 from tests.test_configs import compose_cfg
 
 
@@ -137,12 +137,7 @@ def test_motion_stack_channels_and_errors():
     torch.testing.assert_close(s[:, 2], x[:, 2, 0] - x[:, 1, 0])  # lag 1
     torch.testing.assert_close(s[:, 3], x[:, 2, 0] - x[:, 0, 0])  # lag 2
     assert net(x).shape == (2, 7) and net.embed(x).shape == (2, 16)
-    with pytest.raises(ValueError, match="clips of 3 frames"):
-        net(torch.randn(2, 2, 2, 24, 32))
-    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
-        net(torch.randn(2, 2, 24, 32))
-    with pytest.raises(ConfigError, match="clip_length >= 2"):
-        MotionStack(SmallCNN(), clip_length=1)
+    check_clip_input_errors(MotionStack, net, clip_length=3, channels=2)
     assert input_channels(None) == 1 and input_channels("median") == 2
     assert input_channels("median", 3) == 4 and input_channels("none", 3) == 3
 

@@ -93,14 +93,26 @@ def test_trial_references_use_each_trials_own_baseline():
     assert refs[1].max() == 10 and refs[2].max() == 50
 
 
-def test_datamodule_trial_reference(tmp_path):
+def _two_mice(tmp_path):
+    """Fake mice m1 and m2 under ``tmp_path/src``, built (0 and 500 µA) into ``tmp_path/data``."""
     fake_tail_shock_mouse(tmp_path / "src", "m1")
     fake_tail_shock_mouse(tmp_path / "src", "m2")
-    build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
-    dm = FaceFramesDataModule(
-        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "pain"],
-        image_size=None, split={"fold": 0, "val_animals": 0}, reference="trial",
+    sessions = build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
+    assert [s.parent.name for s in sessions] == ["m1", "m2"]
+    return sessions
+
+
+def _events_datamodule(root, classes, **kw):
+    """Frames labelled by their events (neutral outside them), split by animal."""
+    return FaceFramesDataModule(
+        str(root), label_source="events", outside="neutral", classes=classes,
+        image_size=None, split={"fold": 0, "val_animals": 0}, **kw,
     )  # fmt: skip
+
+
+def test_datamodule_trial_reference(tmp_path):
+    _two_mice(tmp_path)
+    dm = _events_datamodule(tmp_path / "data", ["neutral", "pain"], reference="trial")
     dm.setup()
     ds = dm.datasets["test"]
     labels = ds.labels.reshape(4, 20)
@@ -203,27 +215,16 @@ def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
 
 
 def test_event_label_outside_classes_is_an_error(tmp_path):
-    fake_tail_shock_mouse(tmp_path / "src", "m1")
-    fake_tail_shock_mouse(tmp_path / "src", "m2")
-    build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
-    dm = FaceFramesDataModule(
-        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "disgust"],
-        image_size=None, split={"fold": 0, "val_animals": 0},
-    )  # fmt: skip
+    _two_mice(tmp_path)
+    dm = _events_datamodule(tmp_path / "data", ["neutral", "disgust"])
     with pytest.raises(DataError, match=r"\['pain'\] are not in data.classes"):
         dm.setup()
 
 
 def test_trial_reference_needs_trials_file(tmp_path):
-    fake_tail_shock_mouse(tmp_path / "src", "m1")
-    fake_tail_shock_mouse(tmp_path / "src", "m2")
-    (sess,) = build_tail_shock_sessions(tmp_path / "src" / "m1", tmp_path / "data", currents=(0, 500))
-    build_tail_shock_sessions(tmp_path / "src" / "m2", tmp_path / "data", currents=(0, 500))
+    sess = _two_mice(tmp_path)[0]
     (sess / "trials.csv").unlink()
-    dm = FaceFramesDataModule(
-        str(tmp_path / "data"), label_source="events", outside="neutral", classes=["neutral", "pain"],
-        image_size=None, split={"fold": 0, "val_animals": 0}, reference="trial",
-    )  # fmt: skip
+    dm = _events_datamodule(tmp_path / "data", ["neutral", "pain"], reference="trial")
     with pytest.raises(DataError, match="trials.csv"):
         dm.setup()
 

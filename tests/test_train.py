@@ -41,6 +41,23 @@ def small(dataset, run_dir, *extra):
     ]
 
 
+def train_small_checkpoints(base, ds):
+    """A tiny CNN (crop + resize to 24x32) and a model=hog_proto (native frames) trained on ``ds``
+    (48x64 frames) under ``base``: ``{"cnn": ckpt, "hog_proto": ckpt}``."""
+    out = {}
+    for name, extra in (
+        ("cnn", ["model=cnn", "data.crop=[2,1,60,44]", "trainer.max_epochs=1"]),
+        ("hog_proto", ["model=hog_proto", "data.image_size=null", "model.hog.pixels_per_cell=[16,16]"]),
+    ):
+        run = base / name
+        over = small(ds, run, *extra)
+        if name != "cnn":
+            over = [o for o in over if not o.startswith(("model.net", "data.image_size=["))]
+        metrics = tasks.train(compose_cfg("train", over, base))
+        out[name] = Path(metrics["best_ckpt"] or run / "checkpoints" / "last.ckpt")
+    return out
+
+
 def test_train_evaluate_resume(dataset, tmp_path):
     run = tmp_path / "train"
     metrics = tasks.train(compose_cfg("train", small(dataset, run), tmp_path))

@@ -80,6 +80,22 @@ class Events:
         """Onsets of all non-neutral events, sorted."""
         return np.sort(np.array([o for o, lab in zip(self.onset, self.label) if lab != neutral], dtype=float))
 
+    def stimuli(self, neutral: str = "neutral") -> list[tuple[int, dict]]:
+        """The non-``neutral`` events in onset order: ``(row, {"onset", "duration", "label", "value"})``
+        with plain floats (``value`` ``None`` when absent)."""
+        out = []
+        for i in np.argsort(self.onset, kind="stable"):
+            if self.label[i] == neutral:
+                continue
+            entry = {
+                "onset": float(self.onset[i]),
+                "duration": float(self.duration[i]),
+                "label": self.label[i],
+                "value": None if np.isnan(self.value[i]) else float(self.value[i]),
+            }
+            out.append((int(i), entry))
+        return out
+
     def baseline_mask(self, times: np.ndarray, neutral: str = "neutral") -> np.ndarray:
         """Baseline frames: inside ``neutral`` windows when the file has any, else before the first stimulus.
 

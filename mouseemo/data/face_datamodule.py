@@ -145,7 +145,41 @@ def segment_starts(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, starts, -1).astype(np.int64)
 
 
-class FrameDataset(Dataset):
+class SessionFramesDataset(Dataset):
+    """Items indexed by ``(session, frame)`` rows over sessions' frame caches.
+
+    The memmaps are opened lazily (in each worker) and are not pickled, so worker processes share
+    nothing. Subclasses set ``index`` and call :meth:`_init_sessions`.
+    """
+
+    index: np.ndarray
+
+    def _init_sessions(self, sessions: Sequence[SessionFrames]) -> None:
+        self.cache_paths = [str(s.cache_path) for s in sessions]
+        self.names = [(s.session.animal, s.session.session) for s in sessions]
+        self.times = [s.times for s in sessions]
+        self._frames: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _open(self) -> list[np.ndarray]:
+        if self._frames is None:
+            self._frames = [np.load(p, mmap_mode="r") for p in self.cache_paths]
+        return self._frames
+
+    def _where(self, s: int, f: int) -> dict:
+        """The item's frame number and its session's animal and name."""
+        animal, session = self.names[s]
+        return {"frame": torch.tensor(f, dtype=torch.long), "animal": animal, "session": session}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_frames"] = None
+        return state
+
+
+class FrameDataset(SessionFramesDataset):
     """Random access to cached frames; memmaps are opened lazily so worker processes share nothing.
 
     With ``clip_length`` T > 1 an item is the clip of T frames (``clip_step`` apart) ending at the
@@ -172,27 +206,15 @@ class FrameDataset(Dataset):
             s.reference_index if s.reference_index is not None else np.zeros(len(s.times), dtype=np.int64)
             for s in sessions
         ]
-        self.cache_paths = [str(s.cache_path) for s in sessions]
-        self.names = [(s.session.animal, s.session.session) for s in sessions]
-        self.times = [s.times for s in sessions]
+        self._init_sessions(sessions)
         self.index = index  # (M, 2): session, frame
         self.labels = labels  # (M,) labels used for training (possibly shuffled)
         self.clip_length = int(clip_length)
         self.clip_step = int(clip_step)
         self.starts = starts if starts is not None else index[:, 1].copy()  # (M,) segment starts
-        self._frames: list[np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _open(self) -> list[np.ndarray]:
-        if self._frames is None:
-            self._frames = [np.load(p, mmap_mode="r") for p in self.cache_paths]
-        return self._frames
 
     def __getitem__(self, i: int) -> dict:
         s, f = (int(v) for v in self.index[i])
-        animal, session = self.names[s]
         if self.clip_length > 1:
             offsets = self.clip_step * np.arange(self.clip_length - 1, -1, -1)
             frames = np.maximum(f - offsets, int(self.starts[i]))
@@ -205,15 +227,8 @@ class FrameDataset(Dataset):
             **pixels,
             "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
             "t_cam": torch.tensor(float(self.times[s][f]), dtype=torch.float64),
-            "frame": torch.tensor(f, dtype=torch.long),
-            "animal": animal,
-            "session": session,
+            **self._where(s, f),
         }
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_frames"] = None
-        return state
 
 
 class FaceFramesDataModule(pl.LightningDataModule):

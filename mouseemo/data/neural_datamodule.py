@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.clock_alignment import align_clocks
 from mouseemo.data.events import IGNORE_INDEX
-from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames
+from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames, SessionFramesDataset
 from mouseemo.data.imaging import DFF_WINDOW_S, load_activity
 from mouseemo.data.splits import STAGES, save_splits
 from mouseemo.data.sync import resample
@@ -143,32 +142,23 @@ def misalign(
     return out
 
 
-class WindowDataset(Dataset):
+class WindowDataset(SessionFramesDataset):
     """Windows of ``T`` frames plus activity; memmaps open lazily in each worker."""
 
     def __init__(self, sessions, activity, index, labels, window: int, lag_s: float, neural=None) -> None:
-        self.cache_paths = [str(s.cache_path) for s in sessions]
-        self.names = [(s.session.animal, s.session.session) for s in sessions]
-        self.times = [s.times for s in sessions]
+        self._init_sessions(sessions)
         self.neural = list(neural) if neural is not None else [a.neural for a in activity]
         self.index = index  # (M, 2): session, first frame
         self.labels = labels
         self.window = window
         self.lag_s = lag_s
         self.width = max((a.neural.shape[1] for a in activity), default=0)  # zero-padded to this
-        self._frames = None
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        if self._frames is None:
-            self._frames = [np.load(p, mmap_mode="r") for p in self.cache_paths]
         s, f = (int(v) for v in self.index[i])
         sl = slice(f, f + self.window)
-        frames = np.array(self._frames[s][sl], dtype=np.uint8)
+        frames = np.array(self._open()[s][sl], dtype=np.uint8)
         t = self.times[s][sl]
-        animal, session = self.names[s]
         neural = np.ascontiguousarray(self.neural[s][sl])
         num = neural.shape[1]
         if num < self.width:
@@ -180,15 +170,8 @@ class WindowDataset(Dataset):
             "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
             "t_cam": torch.from_numpy(t.copy()),
             "t_neural": torch.from_numpy(t - self.lag_s),
-            "frame": torch.tensor(f, dtype=torch.long),
-            "animal": animal,
-            "session": session,
+            **self._where(s, f),
         }
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_frames"] = None
-        return state
 
 
 class FaceNeuralDataModule(FaceFramesDataModule):

@@ -84,16 +84,9 @@ def video_departures(
             times.append(clock.at(start, len(h)))
     f, t = np.concatenate(feats), np.concatenate(times)
     out = []
-    for i in np.argsort(events.onset, kind="stable"):
-        lab = events.label[i]
-        if lab == "neutral" or (labels is not None and lab not in labels):
+    for i, entry in events.stimuli():
+        if labels is not None and entry["label"] not in labels:
             continue
-        entry = {
-            "onset": float(events.onset[i]),
-            "duration": float(events.duration[i]),
-            "label": lab,
-            "value": None if np.isnan(events.value[i]) else float(events.value[i]),
-        }
         entry.update(departure_readout(f, t, events.onset[i], events.duration[i], baseline_s))
         out.append(entry)
     return out

@@ -452,16 +452,8 @@ def _stimuli(
     models) also the label-free ``departure`` from the trial's own pre-stimulus face
     (:func:`~mouseemo.inference.departure.departure_readout`)."""
     out = []
-    for i in np.argsort(events.onset, kind="stable"):
-        label = events.label[i]
-        if label == "neutral":
-            continue
-        entry = {
-            "onset": float(events.onset[i]),
-            "duration": float(events.duration[i]),
-            "label": label,
-            "value": None if np.isnan(events.value[i]) else float(events.value[i]),
-        }
+    for i, entry in events.stimuli():
+        label = entry["label"]
         if label in names:
             # persistence is looked for until the next stimulus starts
             later = events.onset[events.onset > events.onset[i]]

@@ -210,18 +210,7 @@ class ClassifierLitModule(EvalOutputsMixin, pl.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         logits = self._eval_step("test", batch)
         probs = logits.float().softmax(1).cpu()
-        for i in range(len(logits)):
-            self.test_rows.append(
-                (
-                    batch["animal"][i],
-                    batch["session"][i],
-                    int(batch["frame"][i]),
-                    float(batch["t_cam"][i]),
-                    int(batch["label"][i]),
-                    int(probs[i].argmax()),
-                    *probs[i].tolist(),
-                )
-            )
+        self._add_test_rows(batch, probs.argmax(1), probs)
 
     def on_test_epoch_start(self) -> None:
         self.test_rows = []

@@ -343,18 +343,7 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         if out is None:
             return
         scores, preds = (t.detach().float().cpu() for t in out)
-        for i in range(len(preds)):
-            self.test_rows.append(
-                (
-                    batch["animal"][i],
-                    batch["session"][i],
-                    int(batch["frame"][i]),
-                    float(batch["t_cam"][i]),
-                    int(batch["label"][i]),
-                    int(preds[i]),
-                    *scores[i].tolist(),
-                )
-            )
+        self._add_test_rows(batch, preds, scores)
 
     def on_test_epoch_end(self) -> None:
         if self._updated["test"]:

@@ -30,6 +30,22 @@ class EvalOutputsMixin:
         self.metrics[stage].reset()
         return confmat
 
+    def _add_test_rows(self, batch: dict, preds: torch.Tensor, scores: torch.Tensor) -> None:
+        """Append one row per frame of ``batch`` to ``test_rows`` (CPU ``preds`` ``(B,)``, ``scores``
+        ``(B, K)``)."""
+        for i in range(len(preds)):
+            self.test_rows.append(
+                (
+                    batch["animal"][i],
+                    batch["session"][i],
+                    int(batch["frame"][i]),
+                    float(batch["t_cam"][i]),
+                    int(batch["label"][i]),
+                    int(preds[i]),
+                    *scores[i].tolist(),
+                )
+            )
+
     def write_test_predictions(self, path: str | Path) -> None:
         """Per-frame test predictions: animal, session, frame, time, label, pred, <prefix>_<name>..."""
         header = ["animal", "session", "frame", "time_s", "label", "pred"]

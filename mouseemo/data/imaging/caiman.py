@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mouseemo.data.imaging.suite2p import check_finite
-from mouseemo.data.imaging.traces import ActivityTraces
+from mouseemo.data.imaging.traces import ActivityTraces, NeuronsByFrames
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils import safe_pickle
 
@@ -21,7 +21,7 @@ CAIMAN_PICKLE_RULE = "CaImAn files may only hold arrays, sparse matrices, dicts,
 
 
 @dataclass
-class CaimanRecording:
+class CaimanRecording(NeuronsByFrames):
     """CaImAn CNMF components.
 
     Attributes:
@@ -49,14 +49,6 @@ class CaimanRecording:
     @property
     def traces(self) -> np.ndarray:
         return self.C
-
-    @property
-    def num_neurons(self) -> int:
-        return int(self.C.shape[0])
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.C.shape[1])
 
     def footprints(self) -> np.ndarray:
         """Dense footprints ``(K, Ly, Lx)`` float32 (needs Ly/Lx)."""

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from mouseemo.data.imaging.dff import DFF_PERCENTILE, DFF_WINDOW_S, dff
 from mouseemo.data.imaging.rois import roi_masks_from_stat
-from mouseemo.data.imaging.traces import SIGNALS, ActivityTraces
+from mouseemo.data.imaging.traces import SIGNALS, ActivityTraces, NeuronsByFrames
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils import safe_pickle
 
@@ -21,7 +21,7 @@ SUITE2P_FILES = ("F.npy", "Fneu.npy", "spks.npy", "iscell.npy", "stat.npy", "ops
 
 
 @dataclass
-class Suite2pRecording:
+class Suite2pRecording(NeuronsByFrames):
     """One Suite2p plane, filtered to the ROIs asked for.
 
     Attributes:
@@ -54,13 +54,7 @@ class Suite2pRecording:
     neuropil_coef: float = 0.7
     folder: Path | None = None
 
-    @property
-    def num_neurons(self) -> int:
-        return int(self.F.shape[0])
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.F.shape[1])
+    _activity = "F"
 
     def corrected(self) -> np.ndarray:
         """Neuropil-corrected fluorescence ``F - neuropil_coef * Fneu`` (float32 ``(N, T)``)."""

@@ -11,8 +11,23 @@ from mouseemo.errors import ConfigError, DataError
 SIGNALS = ("dff", "F", "corrected", "spks")
 
 
+class NeuronsByFrames:
+    """``num_neurons`` and ``num_frames`` of a recording whose ``(N, T)`` activity array is the
+    attribute named by ``_activity``."""
+
+    _activity = "traces"
+
+    @property
+    def num_neurons(self) -> int:
+        return int(getattr(self, self._activity).shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(getattr(self, self._activity).shape[1])
+
+
 @dataclass
-class ActivityTraces:
+class ActivityTraces(NeuronsByFrames):
     """Activity of ``N`` neurons over ``T`` imaging frames, whatever the source format.
 
     Attributes:
@@ -51,14 +66,6 @@ class ActivityTraces:
                     f"{self.source or 'activity'}: {self.t.shape[0]} timestamps for "
                     f"{self.traces.shape[1]} imaging frames"
                 )
-
-    @property
-    def num_neurons(self) -> int:
-        return int(self.traces.shape[0])
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.traces.shape[1])
 
     def times(self) -> np.ndarray:
         """Frame times in seconds: the stored timestamps, else ``arange(T) / fs``.

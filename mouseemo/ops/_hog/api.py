@@ -54,6 +54,16 @@ def _check_values(x: Tensor, transform_sqrt: bool) -> None:
         raise DataError("transform_sqrt=True needs non-negative images; found negative values")
 
 
+def _settings(
+    orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt, backend
+) -> HOGParams:
+    """The validated parameters of :func:`hog` and :class:`HOG`."""
+    params = HOGParams.create(orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    return params
+
+
 def _cupy_usable() -> bool:
     from mouseemo.ops._hog import cupy_kernel
 
@@ -114,9 +124,7 @@ def hog(
         torch.Size([4, 2400])
     """
     global _WARNED_FALLBACK
-    params = HOGParams.create(orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt)
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    params = _settings(orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt, backend)
     bad_chunk = isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, type(None)))
     if bad_chunk or (chunk_size is not None and chunk_size <= 0):
         raise ConfigError(f"chunk_size must be a positive int or None; got {chunk_size!r}")
@@ -223,11 +231,9 @@ class HOG(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.params = HOGParams.create(
-            orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt
+        self.params = _settings(
+            orientations, pixels_per_cell, cells_per_block, block_norm, transform_sqrt, backend
         )
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         self.feature_vector = bool(feature_vector)
         self.backend = backend
         self.chunk_size = chunk_size
