@@ -12,6 +12,11 @@ unseen clips, which need no prototype:
 * ``neutral_drop``: how far the similarity to the neutral prototype falls in the window below its
   pre-shock mean (from the same predict CSV).
 
+And the face-free rule beside them, on the same clips, windows and baseline: ``pixel_change``, the
+mean absolute gray-level change of the window's frames from the median of the trial's own pre-shock
+frames (``--baseline-s``). It reads no face; a readout that does not beat it has not shown that
+it reads an expression.
+
 Printed: Spearman rho between each readout and the current (µA) over the unseen trials (sham trials
 included), per mouse and pooled over mice (raw values, and ranks within each mouse).
 
@@ -33,6 +38,7 @@ import numpy as np
 from scipy.stats import rankdata, spearmanr
 
 from mouseemo.data.tail_shock import find_mice, read_clip_table
+from mouseemo.data.video import VideoReader
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.pipeline import PredictOptions, predict_video
 from mouseemo.inference.prototypes import build_from_videos
@@ -53,6 +59,18 @@ def _neutral_drop(csv_path: Path, onset: float, duration: float, baseline_s: flo
     if not len(base) or not len(win):
         return None
     return float(base.mean() - win.mean())
+
+
+def _pixel_change(video: Path, onset: float, duration: float, baseline_s: float) -> float | None:
+    """Mean absolute change of the window's frames from the median pre-shock frame (gray levels)."""
+    with VideoReader(video, timestamps=None) as vr:
+        frames = vr.read().astype(np.float32)
+        t = np.arange(len(frames)) / vr.clock().fps
+    base = frames[(t >= onset - baseline_s) & (t < onset)]
+    win = frames[(t >= onset) & (t < onset + duration)]
+    if not len(base) or not len(win):
+        return None
+    return float(np.abs(win - np.median(base, axis=0)).mean())
 
 
 def build_prototypes(mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path) -> Path:
@@ -107,6 +125,7 @@ def score_mouse(
                 "neutral_drop": _neutral_drop(
                     out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s
                 ),
+                "pixel_change": _pixel_change(item.video, stim["onset"], stim["duration"], baseline_s),
                 "truth": truth,
                 "pred": pred,
             }
@@ -204,7 +223,7 @@ def main(argv=None) -> int:
             results += score_mouse(mouse, npz, proto, out, args.baseline_s)
         if args.cross:
             cross_mouse(mice, proto, hog, args.k, out, args.baseline_s, report)
-    readouts = ("intensity", "departure", "neutral_drop")
+    readouts = ("pixel_change", "intensity", "departure", "neutral_drop")  # the face-free rule first
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             fields = [f for f in results[0] if f not in ("truth", "pred")]
