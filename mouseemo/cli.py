@@ -117,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return args.func(args)
 
-    return run_guarded(run)
+    try:
+        return run_guarded(run)
+    finally:
+        use_cli_flags({})  # a later call from Python reads parameter names again
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ raises a subclass of :class:`MouseemoError` whose message names the file and the
 line prints that message on one line and exits non-zero, without a traceback (:func:`run_guarded`).
 
 Messages name the library's parameters, in backticks (``"set `overwrite` to replace it"``), so they
-read right from Python. The command line shows its flags in their place: :func:`run_guarded` takes a
-``name -> flag`` mapping (built from the command's parser) and :func:`name_flags` swaps them in.
+read right from Python. The command line shows its flags in their place: it registers the running
+command's ``name -> flag`` mapping (:func:`use_cli_flags`, built from its parser), and
+:func:`for_user` swaps them in (:func:`name_flags`).
 """
 
 from __future__ import annotations
@@ -71,19 +72,16 @@ def for_user(message: str) -> str:
     return name_flags(message, _CLI_FLAGS)
 
 
-def run_guarded(fn: Callable[[], int | None], flags: Mapping[str, str] | None = None) -> int:
-    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code.
-
-    ``flags`` maps parameter names to the command's flags, for the message (:func:`name_flags`);
-    without it, those of :func:`use_cli_flags`.
-    """
+def run_guarded(fn: Callable[[], int | None]) -> int:
+    """Run ``fn``; turn user errors into one line on stderr and a non-zero exit code, the running
+    command's flags in place of parameter names (:func:`for_user`)."""
     try:
         code = fn()
     except Exception as exc:
         err = user_error(exc)
         if err is None or os.environ.get("MOUSEEMO_DEBUG"):
             raise
-        print(f"mouseemo: error: {name_flags(str(err), flags or _CLI_FLAGS)}", file=sys.stderr)
+        print(f"mouseemo: error: {for_user(str(err))}", file=sys.stderr)
         return 2
     except Terminated:
         print("mouseemo: terminated", file=sys.stderr)
