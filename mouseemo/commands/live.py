@@ -209,9 +209,14 @@ def run(args: argparse.Namespace) -> int:
         session.write_summary(args.summary, summary)
     if not args.quiet:
         lat, fr = summary["latency_ms"], summary["frames"]
+        latency = (
+            f"latency median {lat['median']} ms, p99 {lat['p99']} ms"
+            if lat["frames"]
+            else "no latency (warm-up frames only)"
+        )
         print(
             f"mouseemo live: {summary['stop_reason']}; captured {fr['captured']}, scored {fr['scored']}, "
-            f"dropped {fr['dropped']}; latency median {lat['median']} ms, p99 {lat['p99']} ms",
+            f"dropped {fr['dropped']}; {latency}",
             file=sys.stderr,
         )
     return 0
