@@ -21,41 +21,26 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.crop import parse_crop
 from mouseemo.data.events import IGNORE_INDEX, read_events
+from mouseemo.data.frame_dataset import FrameDataset, SessionFrames, segment_starts
+from mouseemo.data.label_controls import control_kind, permute_trial_labels, shift_labels
 from mouseemo.data.session import Session, discover_sessions, read_truth_frames, resolve_crop, session_times
 from mouseemo.data.splits import STAGES, SplitSpec, save_splits, split_animals, time_block_masks
 from mouseemo.data.synthetic import generate_dataset
-from mouseemo.data.trials import TRIALS_FILE, read_trials, trial_references
+from mouseemo.data.trials import session_trials, trial_references
 from mouseemo.data.video import FrameCache, session_reference
 from mouseemo.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SessionFrames:
-    """One session's cached frames, per-frame labels and times."""
-
-    session: Session
-    cache_path: Path
-    labels: np.ndarray  # (T,) int64, IGNORE_INDEX where unlabelled
-    times: np.ndarray  # (T,) float64 camera seconds
-    reference: np.ndarray | None = None  # (R, H, W) uint8 reference frames, or None
-    reference_index: np.ndarray | None = None  # (T,) int64: each frame's row of ``reference``
-
-    @property
-    def name(self) -> str:
-        return self.session.name
 
 
 def ensure_dataset(root: str | Path, synthesize: dict | None) -> list[Session]:
@@ -132,105 +117,6 @@ def check_reference_kind(kind: str | None) -> str | None:
     return str(kind)
 
 
-def segment_starts(mask: np.ndarray) -> np.ndarray:
-    """For every frame, the first frame of the run of ``True`` it belongs to (-1 outside the mask).
-
-    Shape:
-        ``(T,)`` bool -> ``(T,)`` int64.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    idx = np.arange(len(mask))
-    is_start = mask & ~np.concatenate([[False], mask[:-1]])
-    starts = np.maximum.accumulate(np.where(is_start, idx, -1)) if len(mask) else idx
-    return np.where(mask, starts, -1).astype(np.int64)
-
-
-class SessionFramesDataset(Dataset):
-    """Items indexed by ``(session, frame)`` rows over sessions' frame caches.
-
-    The memmaps are opened lazily (in each worker) and are not pickled, so worker processes share
-    nothing. Subclasses set ``index`` and call :meth:`_init_sessions`.
-    """
-
-    index: np.ndarray
-
-    def _init_sessions(self, sessions: Sequence[SessionFrames]) -> None:
-        self.cache_paths = [str(s.cache_path) for s in sessions]
-        self.names = [(s.session.animal, s.session.session) for s in sessions]
-        self.times = [s.times for s in sessions]
-        self._frames: list[np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _open(self) -> list[np.ndarray]:
-        if self._frames is None:
-            self._frames = [np.load(p, mmap_mode="r") for p in self.cache_paths]
-        return self._frames
-
-    def _where(self, s: int, f: int) -> dict:
-        """The item's frame number and its session's animal and name."""
-        animal, session = self.names[s]
-        return {"frame": torch.tensor(f, dtype=torch.long), "animal": animal, "session": session}
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_frames"] = None
-        return state
-
-
-class FrameDataset(SessionFramesDataset):
-    """Random access to cached frames; memmaps are opened lazily so worker processes share nothing.
-
-    With ``clip_length`` T > 1 an item is the clip of T frames (``clip_step`` apart) ending at the
-    indexed frame, under the key ``frames`` ``(T, 1, H, W)``; frames before ``starts`` (the first frame
-    of the item's segment) are replaced by that first frame.
-    """
-
-    def __init__(
-        self,
-        sessions: Sequence[SessionFrames],
-        index: np.ndarray,
-        labels: np.ndarray,
-        clip_length: int = 1,
-        clip_step: int = 1,
-        starts: np.ndarray | None = None,
-    ) -> None:
-        refs = [s.reference for s in sessions]
-        self.references = (
-            [torch.from_numpy(np.ascontiguousarray(r))[:, None] for r in refs]  # (R, 1, H, W) each
-            if refs and all(r is not None for r in refs)
-            else None
-        )
-        self.reference_index = [
-            s.reference_index if s.reference_index is not None else np.zeros(len(s.times), dtype=np.int64)
-            for s in sessions
-        ]
-        self._init_sessions(sessions)
-        self.index = index  # (M, 2): session, frame
-        self.labels = labels  # (M,) labels used for training (possibly shuffled)
-        self.clip_length = int(clip_length)
-        self.clip_step = int(clip_step)
-        self.starts = starts if starts is not None else index[:, 1].copy()  # (M,) segment starts
-
-    def __getitem__(self, i: int) -> dict:
-        s, f = (int(v) for v in self.index[i])
-        if self.clip_length > 1:
-            offsets = self.clip_step * np.arange(self.clip_length - 1, -1, -1)
-            frames = np.maximum(f - offsets, int(self.starts[i]))
-            pixels = {"frames": torch.from_numpy(np.array(self._open()[s][frames], dtype=np.uint8))[:, None]}
-        else:
-            pixels = {"image": torch.from_numpy(np.array(self._open()[s][f], dtype=np.uint8))[None]}
-        if self.references is not None:
-            pixels["reference"] = self.references[s][int(self.reference_index[s][f])]
-        return {
-            **pixels,
-            "label": torch.tensor(int(self.labels[i]), dtype=torch.long),
-            "t_cam": torch.tensor(float(self.times[s][f]), dtype=torch.float64),
-            **self._where(s, f),
-        }
-
-
 class FaceFramesDataModule(pl.LightningDataModule):
     """Face frames with emotion labels, split by animal or by time block.
 
@@ -247,8 +133,9 @@ class FaceFramesDataModule(pl.LightningDataModule):
         split: :class:`SplitSpec` fields.
         train_stride: use every n-th training frame (neighbours are near-duplicates).
         eval_stride: the same for val and test.
-        shuffle_train_labels: control: circularly shift the training labels of each session by a
-            random offset, which keeps their temporal structure but breaks their link to the face.
+        shuffle_train_labels: a label control (:mod:`mouseemo.data.label_controls`): ``shift``
+            (``true``) or ``permute`` (trials swap labels; needs ``trials.csv``); ``control_draw``
+            numbers independent draws of it.
         clip_length: frames per item; 1 gives single frames (``image``), T > 1 clips (``frames``)
             for temporal models.
         clip_step: frames between the members of a clip (1: consecutive frames).
@@ -279,7 +166,8 @@ class FaceFramesDataModule(pl.LightningDataModule):
         split: dict | None = None,
         train_stride: int = 1,
         eval_stride: int = 1,
-        shuffle_train_labels: bool = False,
+        shuffle_train_labels: bool | str = False,
+        control_draw: int = 0,
         clip_length: int = 1,
         clip_step: int = 1,
         reference: str | None = None,
@@ -313,6 +201,7 @@ class FaceFramesDataModule(pl.LightningDataModule):
         if sampler not in ("shuffle", "balanced"):
             raise ConfigError(f"data.sampler must be 'shuffle' or 'balanced'; got {sampler!r}")
         self.clip_length = int(clip_length)
+        self.control = control_kind(shuffle_train_labels)
         self.reference = check_reference_kind(reference)
         if int(reference_frames) < 1:
             raise ConfigError(f"data.reference_frames must be >= 1; got {reference_frames}")
@@ -367,13 +256,10 @@ class FaceFramesDataModule(pl.LightningDataModule):
                     np.load(cache.path, mmap_mode="r"), self.hparams.reference_frames
                 )[None]
             elif self.reference == "trial":
-                if not (session.path / TRIALS_FILE).is_file():
-                    raise DataError(
-                        f"{session.path}: data.reference=trial needs {TRIALS_FILE} "
-                        "(onset,duration,trigger of every trial, sham trials too)"
-                    )
                 reference, reference_index = trial_references(
-                    np.load(cache.path, mmap_mode="r"), times, read_trials(session.path / TRIALS_FILE)
+                    np.load(cache.path, mmap_mode="r"),
+                    times,
+                    session_trials(session.path, "data.reference=trial"),
                 )
             self.sessions.append(
                 SessionFrames(session, cache.path, labels, times, reference, reference_index)
@@ -413,14 +299,21 @@ class FaceFramesDataModule(pl.LightningDataModule):
         return masks
 
     def _build_datasets(self) -> None:
-        rng = np.random.default_rng(int(self.hparams.seed) + 1)
+        rng = np.random.default_rng([int(self.hparams.seed) + 1, int(self.hparams.control_draw)])
         for stage in STAGES:
             idx, labs, starts = [], [], []
             stride = self.hparams.train_stride if stage == "train" else self.hparams.eval_stride
             for k, s in enumerate(self.sessions):
                 labels = s.labels
-                if stage == "train" and self.hparams.shuffle_train_labels and len(labels) > 1:
-                    labels = np.roll(labels, int(rng.integers(len(labels) // 4, 3 * len(labels) // 4 + 1)))
+                if stage == "train" and self.control == "shift":
+                    labels = shift_labels(labels, rng)
+                elif stage == "train" and self.control == "permute":
+                    labels = permute_trial_labels(
+                        labels,
+                        s.times,
+                        session_trials(s.session.path, "data.shuffle_train_labels=permute"),
+                        rng,
+                    )[0]
                 sel = np.flatnonzero(self.masks[s.name][stage] & (labels != IGNORE_INDEX))[::stride]
                 idx.append(np.stack([np.full(len(sel), k), sel], axis=1))
                 labs.append(labels[sel])

@@ -23,7 +23,8 @@ import torch
 from mouseemo.constants import EMOTIONS
 from mouseemo.data.clock_alignment import align_clocks
 from mouseemo.data.events import IGNORE_INDEX
-from mouseemo.data.face_datamodule import FaceFramesDataModule, SessionFrames, SessionFramesDataset
+from mouseemo.data.face_datamodule import FaceFramesDataModule
+from mouseemo.data.frame_dataset import SessionFrames, SessionFramesDataset
 from mouseemo.data.imaging import DFF_WINDOW_S, load_activity
 from mouseemo.data.splits import STAGES, save_splits
 from mouseemo.data.sync import resample

@@ -110,6 +110,16 @@ def read_trials(path: str | os.PathLike) -> Trials:
     return Trials(*(np.asarray(num[c], dtype=np.float64) for c in REQUIRED), extra=extra, source=str(path))
 
 
+def session_trials(folder: str | os.PathLike, what: str) -> Trials:
+    """The ``trials.csv`` of a session folder, for ``what`` (the setting that needs it, for the error)."""
+    path = Path(folder) / TRIALS_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{folder}: {what} needs {TRIALS_FILE} (onset,duration,trigger of every trial, sham trials too)"
+        )
+    return read_trials(path)
+
+
 def write_trials(path: str | os.PathLike, trials: Trials) -> None:
     """Write ``trials`` atomically (numbers to the microsecond, extra columns as they are)."""
     cols = list(trials.extra)

@@ -46,8 +46,9 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mouseemo.data.face_datamodule import ensure_dataset
+from mouseemo.data.label_controls import CONTROLS
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.experiments.report import SCORES, class_table, markdown_table, summarize, write_outputs
+from mouseemo.experiments.report import SCORES, class_table, summarize, track_tables, write_outputs
 from mouseemo.utils.configs import compose_model, model_options
 from mouseemo.utils.machine import results_header
 
@@ -61,22 +62,25 @@ def job_config(
     cfg: DictConfig,
     model_cfg: DictConfig,
     out_dir: str | Path,
-    shuffle: bool,
+    shuffle: bool | str,
     csv_only: bool = False,
     fold: int | None = None,
     label_source: str | None = None,
     outside: str | None = None,
+    draw: int = 0,
 ) -> DictConfig:
-    """``cfg`` with another model, run directory and label-shuffle setting: one benchmark job.
+    """``cfg`` with another model, run directory and label control: one benchmark job.
 
-    ``label_source`` (and ``outside``, the label of frames in no event window) replace
-    ``data.label_source`` (``data.outside``) when given.
+    ``shuffle`` is ``data.shuffle_train_labels`` (``False``, ``True``/``"shift"`` or ``"permute"``) and
+    ``draw`` its ``data.control_draw``. ``label_source`` (and ``outside``, the label of frames in no
+    event window) replace ``data.label_source`` (``data.outside``) when given.
     """
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         sub.model = model_cfg
         sub.paths.output_dir = str(out_dir)
-        sub.data.shuffle_train_labels = bool(shuffle)
+        sub.data.shuffle_train_labels = shuffle if isinstance(shuffle, str) else bool(shuffle)
+        sub.data.control_draw = int(draw)
         if fold is not None:
             sub.data.split.fold = int(fold)
         if label_source is not None:
@@ -167,6 +171,58 @@ def _fold_list(cfg: DictConfig) -> list[int | None]:
     return [int(f) for f in folds]
 
 
+def _controls(spec: DictConfig) -> list[tuple[str, int]]:
+    """The ``(control, draw)`` jobs run beside every model: ``benchmark.controls`` (``shift``,
+    ``permute``; default ``[shift]`` when ``shuffle_control`` is true) times ``control_draws`` draws."""
+    controls = spec.get("controls")
+    if controls is None:
+        controls = ["shift"] if spec.get("shuffle_control", True) else []
+    controls = [controls] if isinstance(controls, str) else list(controls)
+    if any(c not in CONTROLS for c in controls) or len(set(controls)) != len(controls):
+        raise ConfigError(
+            f"benchmark.controls must list distinct entries of {list(CONTROLS)}; got {controls}"
+        )
+    draws = spec.get("control_draws", 1)
+    if not isinstance(draws, int) or draws < 1:
+        raise ConfigError(f"benchmark.control_draws must be an integer >= 1; got {draws!r}")
+    return [(c, k) for c in controls for k in range(draws)]
+
+
+def _control_dir(name: str, control: str, draw: int) -> str:
+    if control == "shift":
+        return f"{name}_shuffle" + (str(draw) if draw else "")
+    return f"{name}_{control}{draw}"
+
+
+#: Models that read the stimulus onsets at test time (``reference=trial`` or a timing clock) cannot be
+#: in the track named ``log_free``.
+LOG_FREE = "log_free"
+
+
+def _tracks(spec: DictConfig, models: list[str], model_cfgs: dict[str, DictConfig]) -> dict[str, str]:
+    """Each model's track from ``benchmark.tracks`` (``{track: [models]}``), or ``{}`` when unset."""
+    tracks = spec.get("tracks") or {}
+    out: dict[str, str] = {}
+    for track, names in tracks.items():
+        for name in [names] if isinstance(names, str) else list(names):
+            if name in out:
+                raise ConfigError(f"benchmark.tracks puts {name} in two tracks ({out[name]}, {track})")
+            out[name] = str(track)
+    if not tracks:
+        return {}
+    missing = [m for m in models if m not in out]
+    if missing:
+        raise ConfigError(f"benchmark.tracks gives no track to {missing}; every model needs one")
+    for name in models:
+        m = model_cfgs[name]
+        if out[name] == LOG_FREE and (m.get("reference") == "trial" or m.get("rule") == "timing"):
+            raise ConfigError(
+                f"{name} reads the stimulus onsets at test time (reference=trial or a timing rule): it "
+                f"cannot be in the {LOG_FREE} track"
+            )
+    return {m: out[m] for m in models}
+
+
 def _fragment(cfg: DictConfig) -> tuple[Path | None, str]:
     """Where ``benchmark.markdown`` asks for a results fragment (relative to where the run was
     started), and the fragment's header: the command as typed, the seed, the machine, the date."""
@@ -214,7 +270,8 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
         model_cfgs[name] = compose_model(name)
         if name in overrides:
             model_cfgs[name] = OmegaConf.merge(model_cfgs[name], overrides[name])
-    controls = [False, True] if spec.get("shuffle_control", True) else [False]
+    controls: list[tuple[str, int]] = [("", 0), *_controls(spec)]
+    tracks = _tracks(spec, models, model_cfgs)
     classes = list(cfg.data.classes)
     out = Path(cfg.paths.output_dir)
     folds = _fold_list(cfg)
@@ -242,14 +299,15 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
             fold_dir = source_dir / f"fold_{fold}" if fold is not None else source_dir
             reference: tuple[str, dict, str | None] | None = None
             for name in models:
-                for shuffle in controls:
-                    run_dir = fold_dir / (f"{name}_shuffle" if shuffle else name)
-                    log.info("benchmark: %s%s%s%s", name, " (shuffled labels)" if shuffle else "",
+                for control, draw in controls:
+                    shuffle = bool(control)
+                    run_dir = fold_dir / (_control_dir(name, control, draw) if control else name)
+                    log.info("benchmark: %s%s%s%s", name, f" ({control} control {draw})" if control else "",
                              f", fold {fold}" if fold is not None else "",
                              f", {source} labels" if source else "")  # fmt: skip
                     sub = job_config(
-                        cfg, model_cfgs[name], run_dir, shuffle, fold=fold, label_source=source,
-                        outside=outside if source == "events" else None,
+                        cfg, model_cfgs[name], run_dir, control or False, fold=fold, label_source=source,
+                        outside=outside if source == "events" else None, draw=draw,
                     )  # fmt: skip
                     metrics = train(sub)
                     split, labels = _test_split(run_dir), _test_labels(run_dir)
@@ -259,7 +317,7 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
                         None not in (labels, reference[2]) and labels != reference[2]
                     ):
                         raise DataError(
-                            f"benchmark jobs {reference[0]} and {name}{' (shuffled labels)' if shuffle else ''} "
+                            f"benchmark jobs {reference[0]} and {name}{f' ({control} control)' if shuffle else ''} "
                             "were tested on different frames or labels; they must share data.seed, "
                             "data.split and the label source"
                         )
@@ -267,6 +325,9 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
                         "model": name,
                         "labels": source or "",
                         "shuffle": shuffle,
+                        "control": control,
+                        "draw": draw,
+                        "track": tracks.get(name, ""),
                         "fold": fold,
                         "metrics": metrics,
                         "test_animals": sorted({k.split("/")[0] for k in split}),
@@ -280,8 +341,10 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
     )]  # fmt: skip
     if is_rank_zero():
         write_outputs(out, rows, jobs, classes, *_fragment(cfg))
-        print("\nHOG vs learned, tested on held-out animals (shuffle_*: trained on shifted labels):\n")
-        print(markdown_table(rows))
+        print(
+            "\nTested on held-out animals (shuffle_*: trained on shifted labels; permute_*: on permuted trials):\n"
+        )
+        print(track_tables(rows))
         print("\nPer-class test F1" + (" (mean ± sd over folds)" if len(folds) > 1 else "") + ":\n")
         print(class_table(rows, classes))
         print(f"\nbenchmark written to {out / 'benchmark.csv'}")

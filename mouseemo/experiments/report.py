@@ -16,6 +16,8 @@ from mouseemo.viz.plots import plt, save_figure
 
 #: Test metrics reported per model (and, prefixed ``shuffle_``, for its label-shuffle control).
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
+#: Control columns of the tables (:mod:`mouseemo.data.label_controls`), where those controls ran.
+CONTROL_COLUMNS = ("shuffle_macro_f1", "permute_macro_f1", "permute_macro_f1_max", "control_macro_f1_max")
 
 
 def _mean(values: list[float]) -> float:
@@ -29,20 +31,41 @@ def _sd(values: list[float]) -> float:
     return float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
 
 
+def _max(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.max(vals)) if vals else float("nan")
+
+
+def _control(job: dict) -> str:
+    """The job's label control (``shift``, ``permute``; ``""`` for none); older job records only say
+    ``shuffle`` (the shift)."""
+    return job.get("control") or ("shift" if job.get("shuffle") else "")
+
+
 def summarize(jobs: list[dict], models: list[str], classes: list[str], labels: str = "") -> list[dict]:
     """One row per model: test scores as mean and sample sd over folds, its shuffle control's mean,
     per-class F1 (mean and sd over the folds whose test frames hold the class)."""
     rows = []
     for name in models:
         real = [j for j in jobs if j["model"] == name and not j["shuffle"]]
-        ctrl = [j for j in jobs if j["model"] == name and j["shuffle"]]
+        ctrl = [j for j in jobs if j["model"] == name and j["shuffle"] and _control(j) == "shift"]
+        perm = [j for j in jobs if j["model"] == name and j["shuffle"] and _control(j) == "permute"]
         row: dict[str, Any] = {"labels": labels, "model": name}
+        if any(j.get("track") for j in real):
+            row["track"] = real[0]["track"]
         for key in SCORES:
             vals = [j["metrics"].get(f"test/{key}") for j in real]
             row[key] = _mean(vals)
             row[f"{key}_std"] = _sd(vals)
         for key in SCORES:
             row[f"shuffle_{key}"] = _mean([j["metrics"].get(f"test/{key}") for j in ctrl])
+        if perm:  # several draws per fold: their mean, and the highest draw of any fold
+            f1s = [j["metrics"].get("test/macro_f1") for j in perm]
+            row["permute_macro_f1"] = _mean(f1s)
+            row["permute_macro_f1_max"] = _max(f1s)
+            row["permute_draws"] = len(perm)
+        if ctrl or perm:
+            row["control_macro_f1_max"] = _max([j["metrics"].get("test/macro_f1") for j in ctrl + perm])
         row["num_folds"] = len(real)
         row["num_test_frames"] = sum(j["num_test_frames"] for j in real)
         row["test_animals"] = " ".join(sorted({a for j in real for a in j["test_animals"]}))
@@ -88,12 +111,36 @@ def _cell(row: dict, col: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """Scores per model (and label source): mean ± sd over folds where there are several."""
+    """Scores per model (and label source): mean ± sd over folds where there are several; the
+    controls' macro-F1 (the shift's mean; the permutation's mean and highest draw; the highest of any
+    control job) where they ran."""
     lead = ["labels"] if any(r.get("labels") for r in rows) else []
-    cols = [*lead, "model", *SCORES, "shuffle_macro_f1", "num_folds", "num_test_frames", "wall_time_s"]
+    lead += ["track"] if any(r.get("track") for r in rows) else []
+    controls = [c for c in CONTROL_COLUMNS if any(c in r and not math.isnan(r[c]) for r in rows)]
+    cols = [*lead, "model", *SCORES, *controls, "num_folds", "num_test_frames", "wall_time_s"]
+    rows = [{c: r.get(c, float("nan")) for c in cols} | r for r in rows]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+#: How the tables name the tracks of ``benchmark.tracks``.
+TRACK_TITLES = {
+    "stimulus_locked": "Stimulus-locked track (the model is given each trial's onset)",
+    "log_free": "Log-free track (no onsets at test time)",
+}
+
+
+def track_tables(rows: list[dict]) -> str:
+    """One table per track (in the order they first appear), or one table when no track is set."""
+    tracks = list(dict.fromkeys(r.get("track", "") for r in rows))
+    if tracks == [""]:
+        return markdown_table(rows)
+    parts = []
+    for t in tracks:
+        title = TRACK_TITLES.get(t, t or "no track")
+        parts.append(f"### {title}\n\n" + markdown_table([r for r in rows if r.get("track", "") == t]))
+    return "\n\n".join(parts)
 
 
 def class_table(rows: list[dict], classes: list[str]) -> str:
@@ -129,10 +176,21 @@ def write_outputs(
     :func:`mouseemo.utils.machine.results_header`)."""
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "benchmark.csv") as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
         w.writeheader()
         w.writerows({k: format_value(v) for k, v in r.items()} for r in rows)
-    cols = ["labels", "model", "shuffle", "fold", *SCORES, "num_test_frames", "test_animals", "missing"]
+    cols = [
+        "labels",
+        "model",
+        "shuffle",
+        "control",
+        "draw",
+        "fold",
+        *SCORES,
+        "num_test_frames",
+        "test_animals",
+    ]
+    cols += ["missing"]
     cols += [f"f1_{c}" for c in classes] + ["wall_time_s"]
     with atomic_path(out / "benchmark_jobs.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -140,7 +198,8 @@ def write_outputs(
         for j in jobs:
             m = j["metrics"]
             w.writerow(
-                [j.get("labels", ""), j["model"], j["shuffle"], "" if j["fold"] is None else j["fold"]]
+                [j.get("labels", ""), j["model"], j["shuffle"], _control(j), j.get("draw", 0)]
+                + ["" if j["fold"] is None else j["fold"]]
                 + [format_value(m.get(f"test/{k}", float("nan"))) for k in SCORES]
                 + [j["num_test_frames"], " ".join(j["test_animals"]), " ".join(j["missing"])]
                 + [
@@ -160,11 +219,19 @@ def write_outputs(
         if sources
         else ""
     )
+    permute_note = (
+        " `permute_*`: the same model trained with each training session's trials permuted (labels move "
+        "with their trial and keep their phase): the mean over draws and folds, and the highest draw. "
+        "`control_macro_f1_max`: the highest macro-F1 of any control job of any fold."
+        if any("permute_macro_f1" in r for r in rows)
+        else ""
+    )
     text = (
         "# HOG vs learned expression classifiers\n\n"
         "Test scores on held-out animals; `shuffle_*` is the same model trained on circularly shifted "
-        f"labels (a control that should stay near chance, balanced accuracy {chance:.3f}).{spread}{labels_note}\n\n"
-        + markdown_table(rows)
+        f"labels (a control that should stay near chance, balanced accuracy {chance:.3f}).{spread}"
+        f"{labels_note}{permute_note}\n\n"
+        + track_tables(rows)
         + "\n\n## Per-class test F1\n\n"
         + class_table(rows, classes)
         + "\n"

@@ -208,9 +208,13 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._store = []
 
-    def training_step(self, batch: dict, batch_idx: int) -> None:
+    def batch_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(frames at the model's resolution, their features (B, D))`` of a batch."""
         images = self.images(batch)
-        feats = self.features(images)
+        return images, self.features(images)
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        images, feats = self.batch_features(batch)
         # A no-op step of Lightning's placeholder optimizer advances global_step: checkpoint callbacks
         # skip saving while it is unchanged.
         opt = self.optimizers()
@@ -316,9 +320,9 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
                 f"{type(self).__name__} has not been fitted: train it first or pass ckpt_path=... "
                 "of a fitted checkpoint"
             )
-        images = self.images(batch)
+        images, feats = self.batch_features(batch)
         self._check_frame_size(tuple(int(v) for v in images.shape[-2:]))
-        scores, preds = self._scores(self.features(images), batch_groups(batch))
+        scores, preds = self._scores(feats, batch_groups(batch))
         self.metrics[stage].update(preds, batch["label"])
         self._updated[stage] = True
         return scores, preds
