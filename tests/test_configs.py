@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from mouseemo.utils.configs import compose, config_dir
 
 CONF = config_dir()
+FACE_FREE = ("timing", "timing_phase", "pixel_change_trial", "pixel_change_session")
 
 
 def options(group: str) -> list[str]:
@@ -44,6 +45,8 @@ def test_option_composes(task, group, option, tmp_path):
     if (group, option) == ("logger", "tensorboard"):
         pytest.importorskip("tensorboard", reason="needs the [tensorboard] extra")
     extra = [f"data.root={tmp_path}/ds"] if option == "sessions" else []
+    if group == "model" and option in FACE_FREE:  # two-class rules (neutral vs one stimulus class)
+        extra.append("data.classes=[neutral,pain]")
     cfg = compose_cfg(task, [f"{group}={option}", *extra], tmp_path)
     assert cfg.data._target_.rsplit(".", 1)[-1] in ("FaceFramesDataModule", "FaceNeuralDataModule")
     assert cfg.model.classes == cfg.data.classes

@@ -49,6 +49,7 @@ from mouseemo.data.face_datamodule import ensure_dataset
 from mouseemo.data.label_controls import CONTROLS
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.experiments.report import SCORES, class_table, summarize, track_tables, write_outputs
+from mouseemo.experiments.window_score import window_metrics
 from mouseemo.utils.configs import compose_model, model_options
 from mouseemo.utils.machine import results_header
 
@@ -168,12 +169,22 @@ def _fold_list(cfg: DictConfig) -> list[int | None]:
         return list(range(len({s.animal for s in sessions})))
     if isinstance(folds, int):
         return [int(folds)]
+    folds = list(folds)
+    if any(isinstance(f, str) for f in folds):  # animals by name: the fold that holds each out
+        names = sorted({s.animal for s in ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))})
+        unknown = [f for f in folds if str(f) not in names]
+        if unknown:
+            raise ConfigError(
+                f"benchmark.folds names animal(s) {unknown} that are not in {cfg.data.root} ({names})"
+            )
+        return [names.index(str(f)) for f in folds]
     return [int(f) for f in folds]
 
 
 def _controls(spec: DictConfig) -> list[tuple[str, int]]:
     """The ``(control, draw)`` jobs run beside every model: ``benchmark.controls`` (``shift``,
-    ``permute``; default ``[shift]`` when ``shuffle_control`` is true) times ``control_draws`` draws."""
+    ``permute``; default ``[shift]`` when ``shuffle_control`` is true), the permutation in
+    ``control_draws`` independent draws (the shift draws its offsets per session already)."""
     controls = spec.get("controls")
     if controls is None:
         controls = ["shift"] if spec.get("shuffle_control", True) else []
@@ -185,7 +196,7 @@ def _controls(spec: DictConfig) -> list[tuple[str, int]]:
     draws = spec.get("control_draws", 1)
     if not isinstance(draws, int) or draws < 1:
         raise ConfigError(f"benchmark.control_draws must be an integer >= 1; got {draws!r}")
-    return [(c, k) for c in controls for k in range(draws)]
+    return [(c, k) for c in controls for k in range(draws if c == "permute" else 1)]
 
 
 def _control_dir(name: str, control: str, draw: int) -> str:
@@ -215,10 +226,17 @@ def _tracks(spec: DictConfig, models: list[str], model_cfgs: dict[str, DictConfi
         raise ConfigError(f"benchmark.tracks gives no track to {missing}; every model needs one")
     for name in models:
         m = model_cfgs[name]
-        if out[name] == LOG_FREE and (m.get("reference") == "trial" or m.get("rule") == "timing"):
+        if out[name] != LOG_FREE:
+            continue
+        if m.get("reference") == "trial" or m.get("rule") == "timing":
             raise ConfigError(
                 f"{name} reads the stimulus onsets at test time (reference=trial or a timing rule): it "
                 f"cannot be in the {LOG_FREE} track"
+            )
+        if m.get("neutral") in ("own", "subtract") and m.get("neutral_source", "baseline") == "baseline":
+            raise ConfigError(
+                f"{name} takes each session's neutral from its pre-stimulus frames (the stimulus log): in "
+                f"the {LOG_FREE} track give it model.neutral_source=reference (benchmark.model_overrides)"
             )
     return {m: out[m] for m in models}
 
@@ -292,6 +310,7 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
         raise ConfigError(f"benchmark.missing_classes must be 'warn' or 'error'; got {policy!r}")
     outside = spec.get("events_outside", "neutral")
 
+    sessions = ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))
     jobs: list[dict[str, Any]] = []
     for source in sources:
         source_dir = out / f"labels_{source}" if len(sources) > 1 else out
@@ -306,10 +325,14 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
                              f", fold {fold}" if fold is not None else "",
                              f", {source} labels" if source else "")  # fmt: skip
                     sub = job_config(
-                        cfg, model_cfgs[name], run_dir, control or False, fold=fold, label_source=source,
+                        cfg, model_cfgs[name], run_dir, "permute" if control == "permute" else shuffle, fold=fold, label_source=source,
                         outside=outside if source == "events" else None, draw=draw,
                     )  # fmt: skip
                     metrics = train(sub)
+                    metrics = {
+                        **metrics,
+                        **window_metrics(run_dir / "test_predictions.csv", sessions, classes),
+                    }
                     split, labels = _test_split(run_dir), _test_labels(run_dir)
                     if reference is None:
                         reference = (name, split, labels)

@@ -59,6 +59,10 @@ def summarize(jobs: list[dict], models: list[str], classes: list[str], labels: s
             row[f"{key}_std"] = _sd(vals)
         for key in SCORES:
             row[f"shuffle_{key}"] = _mean([j["metrics"].get(f"test/{key}") for j in ctrl])
+        windows = [j["metrics"].get("test/window_macro_f1") for j in real]
+        if any(v is not None for v in windows):  # sessions of trials: the stimulus phase of every trial
+            row["window_macro_f1"] = _mean(windows)
+            row["window_macro_f1_std"] = _sd(windows)
         if perm:  # several draws per fold: their mean, and the highest draw of any fold
             f1s = [j["metrics"].get("test/macro_f1") for j in perm]
             row["permute_macro_f1"] = _mean(f1s)
@@ -117,7 +121,8 @@ def markdown_table(rows: list[dict]) -> str:
     lead = ["labels"] if any(r.get("labels") for r in rows) else []
     lead += ["track"] if any(r.get("track") for r in rows) else []
     controls = [c for c in CONTROL_COLUMNS if any(c in r and not math.isnan(r[c]) for r in rows)]
-    cols = [*lead, "model", *SCORES, *controls, "num_folds", "num_test_frames", "wall_time_s"]
+    window = ["window_macro_f1"] if any("window_macro_f1" in r for r in rows) else []
+    cols = [*lead, "model", *SCORES, *window, *controls, "num_folds", "num_test_frames", "wall_time_s"]
     rows = [{c: r.get(c, float("nan")) for c in cols} | r for r in rows]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows]
@@ -219,6 +224,13 @@ def write_outputs(
         if sources
         else ""
     )
+    window_note = (
+        " `window_macro_f1`: macro-F1 on the frames at the stimulus phase of every trial, sham trials "
+        "included, where the trial's timing alone is at chance: only a model that tells a stimulus "
+        "trial from a sham trial scores there."
+        if any("window_macro_f1" in r for r in rows)
+        else ""
+    )
     permute_note = (
         " `permute_*`: the same model trained with each training session's trials permuted (labels move "
         "with their trial and keep their phase): the mean over draws and folds, and the highest draw. "
@@ -230,7 +242,7 @@ def write_outputs(
         "# HOG vs learned expression classifiers\n\n"
         "Test scores on held-out animals; `shuffle_*` is the same model trained on circularly shifted "
         f"labels (a control that should stay near chance, balanced accuracy {chance:.3f}).{spread}"
-        f"{labels_note}{permute_note}\n\n"
+        f"{labels_note}{window_note}{permute_note}\n\n"
         + track_tables(rows)
         + "\n\n## Per-class test F1\n\n"
         + class_table(rows, classes)

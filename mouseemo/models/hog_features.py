@@ -30,6 +30,11 @@ the session (:mod:`mouseemo.data.session_neutral`). ``neutral`` chooses how it i
   for scoring (per-session normalisation).
 * ``"training"``: the training animals' pooled neutral and prototypes for every animal (not how the
   paper treats a new animal).
+* ``"trial"`` (``hog_rf_trial``): features are the frame's HOG minus the HOG of its own trial's
+  pre-stimulus face (``data.reference=trial``): the face's change in shape since the stimulus.
+
+``neutral_source="reference"`` makes every session's neutral its reference (median) frame, so the
+model needs no stimulus log at test time (the log-free track of the tail-shock benchmark).
 
 How the choices compare is measured in ``docs/results.md``.
 
@@ -57,6 +62,11 @@ from mouseemo.models.outputs import EvalOutputsMixin
 from mouseemo.models.prototypes_io import hog_params
 from mouseemo.ops import hog
 
+#: ``model.neutral_source``: a session's neutral from its ``baseline`` frames (``events.csv``'s neutral
+#: windows, else the frames before its first stimulus: needs the stimulus log), or from its
+#: ``reference`` (median) frame alone (no stimulus log).
+NEUTRAL_SOURCES: tuple[str, ...] = ("baseline", "reference")
+
 #: ``model.resolution``: ``data`` frames as the datamodule delivers them (resized to
 #: ``data.image_size``), or ``native`` full-resolution crops read for the model.
 RESOLUTIONS: tuple[str, ...] = ("data", "native")
@@ -83,12 +93,25 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         neutral: str = "training",
         resolution: str = "data",
         neutral_frames: int = 300,
+        neutral_source: str = "baseline",
+        reference: str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.hog_kwargs = hog_params(**dict(hog or {}))
         if neutral not in self.neutral_modes:
             raise ConfigError(f"model.neutral must be one of {list(self.neutral_modes)}; got {neutral!r}")
+        if neutral_source not in NEUTRAL_SOURCES:
+            raise ConfigError(
+                f"model.neutral_source must be one of {list(NEUTRAL_SOURCES)}; got {neutral_source!r}"
+            )
+        if (neutral == "trial") != (reference == "trial") or (neutral == "trial" and resolution != "data"):
+            raise ConfigError(
+                "model.neutral=trial (HOG minus the HOG of the trial's pre-stimulus face) goes with "
+                f"model.reference=trial and resolution=data; got reference={reference}, resolution={resolution}"
+            )
+        self.neutral_source = neutral_source
+        self.reference = reference
         if resolution not in RESOLUTIONS:
             raise ConfigError(f"model.resolution must be one of {list(RESOLUTIONS)}; got {resolution!r}")
         if int(neutral_frames) < 1:
@@ -145,14 +168,16 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         """HOG of every session's own neutral: the mean over its baseline frames
         (:func:`~mouseemo.data.session_neutral.neutral_frames`), or the HOG of its reference (median)
         frame, with a warning, when it has none."""
-        if self.neutral_mode == "training":
+        if self.neutral_mode in ("training", "trial"):
             return
         dm = self._datamodule(f"neutral={self.neutral_mode}")
         for sf in dm.sessions:
             if sf.name in self.neutrals:
                 continue
             frames = self._session_frames(dm, sf)
-            idx = neutral_frames(sf.session, sf.times, self.neutral_frames)
+            idx = None
+            if self.neutral_source == "baseline":
+                idx = neutral_frames(sf.session, sf.times, self.neutral_frames)
             if idx is None:
                 ref = session_reference(frames, self.neutral_frames)
                 self.neutrals[sf.name] = self._hog_numpy(ref[None])[0]
@@ -209,9 +234,14 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
         self._store = []
 
     def batch_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(frames at the model's resolution, their features (B, D))`` of a batch."""
+        """``(frames at the model's resolution, their features (B, D))`` of a batch; with
+        ``neutral=trial`` the features are HOG minus the HOG of the item's trial reference."""
         images = self.images(batch)
-        return images, self.features(images)
+        if self.neutral_mode != "trial":
+            return images, self.features(images)
+        if "reference" not in batch:
+            raise ConfigError("model.neutral=trial needs data.reference=trial (each frame's trial reference)")
+        return images, self.features(images) - self.features(batch["reference"])
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         images, feats = self.batch_features(batch)
@@ -310,6 +340,11 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
     def forward(self, images: torch.Tensor, groups: Sequence[str] | None = None) -> torch.Tensor:
         """Per-frame scores (similarities or class probabilities) of ``(B, 1, H, W)`` frames of the
         sessions ``groups`` (``animal/session`` names; needed unless ``neutral=training``)."""
+        if self.neutral_mode == "trial":
+            raise ConfigError(
+                f"{type(self).__name__} with neutral=trial reads each frame against its trial's "
+                "pre-stimulus face: score it through a datamodule with data.reference=trial"
+            )
         return self._scores(self.features(images), groups)[0]
 
     def _eval_step(self, stage: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -356,7 +391,7 @@ class HogFeatureModule(EvalOutputsMixin, pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if "animal" not in batch:  # frames of a video outside any datamodule (mouseemo predict --ckpt)
             return self(batch["image"])
-        return self(self.images(batch), batch_groups(batch))
+        return self._scores(self.batch_features(batch)[1], batch_groups(batch))[0]
 
     def configure_optimizers(self) -> None:
         return None  # nothing to optimise: fitting is one pass over the features

@@ -85,10 +85,13 @@ class HogProtoLitModule(HogFeatureModule):
         neutral: str = "own",
         resolution: str = "data",
         neutral_frames: int = 300,
+        neutral_source: str = "baseline",
+        reference: str | None = None,
     ) -> None:
         super().__init__(
-            hog=hog, classes=classes, neutral=neutral, resolution=resolution, neutral_frames=neutral_frames
-        )
+            hog=hog, classes=classes, neutral=neutral, resolution=resolution, neutral_frames=neutral_frames,
+            neutral_source=neutral_source, reference=reference,
+        )  # fmt: skip
         self.save_hyperparameters(logger=False)
         if mode not in MODES:
             raise ConfigError(f"model.mode must be one of {list(MODES)}; got {mode!r}")

@@ -34,6 +34,7 @@ class HogRFLitModule(HogFeatureModule):
     """
 
     score_prefix = "prob"
+    neutral_modes = ("training", "subtract", "trial")
 
     def __init__(
         self,
@@ -49,10 +50,13 @@ class HogRFLitModule(HogFeatureModule):
         neutral: str = "subtract",
         resolution: str = "data",
         neutral_frames: int = 300,
+        neutral_source: str = "baseline",
+        reference: str | None = None,
     ) -> None:
         super().__init__(
-            hog=hog, classes=classes, neutral=neutral, resolution=resolution, neutral_frames=neutral_frames
-        )
+            hog=hog, classes=classes, neutral=neutral, resolution=resolution, neutral_frames=neutral_frames,
+            neutral_source=neutral_source, reference=reference,
+        )  # fmt: skip
         self.save_hyperparameters(logger=False)
         if num_components < 1 or num_trees < 1:
             raise ConfigError("model.num_components and model.num_trees must be >= 1")
