@@ -1,21 +1,19 @@
-"""Assemble ``docs/results.md`` from the fragments the benchmark scripts write.
+"""Assemble ``docs/results.md`` and ``docs/real-mice.md`` from the fragments the benchmark scripts write.
 
-Every measured table of mouseemo lives in ``docs/results.md``, and nothing in it is typed by hand.
-Each benchmark writes its table as a markdown fragment, ``docs/results/<name>.md``, whose first
-lines state the command, seed, machine and date it was measured with (the scripts in
-``benchmarks/`` do this with ``--markdown PATH``). This script joins an intro paragraph and the
-fragments into one page:
+Every measured table of mouseemo lives in ``docs/results.md``, except the real mice's, which have
+their own page ``docs/real-mice.md``; nothing in either is typed by hand. Each benchmark writes its
+table as a markdown fragment, ``docs/results/<name>.md``, whose first lines state the command, seed,
+machine and date it was measured with (the scripts in ``benchmarks/`` do this with ``--markdown
+PATH``). This script joins an intro and the fragments into each page:
 
-* the fragments named in :data:`SECTIONS` come first, in that order (the order of the guides:
-  benchmark, training, HOG, prediction, live, tail shock, correlates, joint encoder, throughput);
-  a fragment that does not exist yet is listed as "not yet measured", with the command that
-  measures it;
-* any other fragment in the folder follows, in alphabetical order of its name, so nothing a script
-  wrote is left out.
+* the fragments named in :data:`SECTIONS` come first, in that order, on their section's page; a
+  fragment that does not exist yet is listed as "not yet measured", with the command that measures it;
+* any other fragment in the folder follows on the results page, in alphabetical order of its name,
+  so nothing a script wrote is left out.
 
-The page is written to a temporary file beside it and renamed, so a reader never sees half of it.
+Each page is written to a temporary file beside it and renamed, so a reader never sees half of it.
 
-    python docs/make_results.py                 # docs/results/*.md -> docs/results.md
+    python docs/make_results.py     # docs/results/*.md -> docs/results.md and docs/real-mice.md
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ class Section:
     name: str
     title: str
     command: str
+    page: str = "results"  # results: docs/results.md | real_mice: docs/real-mice.md
 
 
 SECTIONS: tuple[Section, ...] = (
@@ -53,14 +52,23 @@ SECTIONS: tuple[Section, ...] = (
     Section("live", "`mouseemo live` latency", "python benchmarks/live.py --markdown docs/results/live.md"),
     Section(
         "tail_shock",
-        "Real mice: tail shock, leave one mouse out",
-        "python evaluate.py experiment=tail_shock data.root=data/tail_shock "
+        "Development mice: the recipe is chosen here",
+        "python evaluate.py experiment=tail_shock data.root=data/tail_shock_dev "
         "benchmark.markdown=docs/results/tail_shock.md",
+        "real_mice",
+    ),
+    Section(
+        "tail_shock_heldout",
+        "Kept-back mice: the fixed recipe, nothing chosen",
+        "python evaluate.py experiment=tail_shock_heldout data.root=data/tail_shock_all "
+        "benchmark.markdown=docs/results/tail_shock_heldout.md",
+        "real_mice",
     ),
     Section(
         "tail_shock_intensity",
-        "Real mice: per-stimulus readouts against shock current",
+        "Per-stimulus readouts against shock current",
         "python benchmarks/tail_shock_intensity.py --markdown docs/results/tail_shock_intensity.md",
+        "real_mice",
     ),
     Section(
         "correlates",
@@ -103,17 +111,62 @@ machines or dates are not comparable; rerun the baseline beside a change before 
 """
 
 
+REAL_MICE_INTRO = """\
+# Real mice: tail shock
+
+Pain against neutral on head-fixed mice of the public DER tail-shock set (see
+[the tail-shock guide](guides/tail-shock.md) for the data and the commands), leave one mouse out, on
+the face crop. As on the [results page](results.md), every table was written by the command that
+heads it, with its seed, machine and date; nothing is typed by hand.
+
+How to read the tables:
+
+* **Face-free rows come first.** `timing` returns the stimulus log's windows (the labels are those
+  windows, so it is perfect by construction); `timing_phase` calls pain at the same phase of every
+  trial, sham trials included, from the trial onsets alone; `pixel_change_trial` and
+  `pixel_change_session` are the mean pixel change from the trial's own pre-shock frames and from
+  the session's median frame. A learned model has shown something only where it beats them.
+* **Two tracks.** Stimulus-locked models are given each trial's onset (the `trial_*` models,
+  `hog_rf_trial`, `pixel_change_trial`); log-free models get no onset at test time (`cnn`,
+  `motion_cnn`, the HOG rows with the session's median face as neutral, `pixel_change_session`).
+* **`window_macro_f1`** scores only the frames at the stimulus phase of every trial, shock and sham:
+  there timing is at chance, and only telling a shock trial from a sham trial counts.
+* **Controls.** `shuffle_*` trains on circularly shifted labels; `permute_*` trains with each
+  training mouse's trials permuted, so labels keep their phase but move to other trials (mean over
+  draws and folds, and the highest draw). Both are tested on the real labels. The permutation keeps
+  every pain label inside a stimulus window, and most of the permuted pain labels still land on shock
+  trials, so a model that reads any response after the trigger keeps much of its score under it:
+  a high `permute_*` says the model's score does not depend on which trials were shocks.
+* **No selection on the test mice.** The recipe (epochs, stride, class weighting, crop, HOG cells) is
+  fixed in `conf/experiment/tail_shock.yaml`, chosen on the three development mice; the kept-back
+  table runs it unchanged on three other mice, each tested after training on the other five.
+"""
+
+
 def fragments(folder: Path) -> dict[str, Path]:
     """The fragments in ``folder`` by name (file stem)."""
     return {p.stem: p for p in sorted(folder.glob("*.md"))} if folder.is_dir() else {}
 
 
-def render(folder: Path) -> str:
-    """The whole page: the intro, the known sections in order, then any other fragment."""
+#: The pages and their intros: ``results`` also takes every fragment no section names.
+PAGES = {"results": INTRO, "real_mice": REAL_MICE_INTRO}
+
+
+def render(folder: Path, page: str = "results") -> str:
+    """A whole page: the intro, the known sections in order, then (on ``results``) any other fragment."""
     found = fragments(folder)
-    parts = [INTRO]
+    parts = [PAGES[page]]
+    if page == "results":
+        parts.append(
+            "Real mice (the tail-shock benchmark and its readouts) have [their own page](real-mice.md).\n"
+        )
+        for other in SECTIONS:
+            if other.page != page:
+                found.pop(other.name, None)
+    else:
+        found = {s.name: found[s.name] for s in SECTIONS if s.page == page and s.name in found}
     missing = []
-    for section in SECTIONS:
+    for section in [s for s in SECTIONS if s.page == page]:
         path = found.pop(section.name, None)
         if path is None:
             missing.append(section)
@@ -147,11 +200,17 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Assemble docs/results.md from docs/results/*.md.")
+    parser = argparse.ArgumentParser(
+        description="Assemble docs/results.md and docs/real-mice.md from docs/results/*.md."
+    )
     parser.add_argument("--fragments", type=Path, default=DOCS / "results", help="fragment folder")
     parser.add_argument("--out", type=Path, default=DOCS / "results.md", help="page to write")
+    parser.add_argument(
+        "--real-mice-out", type=Path, default=DOCS / "real-mice.md", help="the real-mice page to write"
+    )
     args = parser.parse_args(argv)
     write_atomic(args.out, render(args.fragments))
+    write_atomic(args.real_mice_out, render(args.fragments, "real_mice"))
     return 0
 
 
