@@ -84,11 +84,10 @@ def read_montage(path: Path) -> np.ndarray:
             raise ValueError(f"`montage` {str(path)!r} cannot be read as a video")
         fps = cap.get(cv2.CAP_PROP_FPS)
         frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
+        ok, frame = cap.read()
+        while ok:
             frames.append(frame)
+            ok, frame = cap.read()
     finally:
         cap.release()
     if not frames:

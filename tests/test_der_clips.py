@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mouseemo.data.video import VideoReader
+
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 3
 MARK = (64, 96, 16)  # row, column and side of a bright square in every tile (on mp4v's 8-pixel blocks)
@@ -53,15 +55,8 @@ def montage(tmp_path_factory) -> Path:
 
 
 def _read(path: Path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return np.stack(frames).mean(-1)
+    with VideoReader(path, timestamps=None) as vr:
+        return vr.read().astype(np.float64)
 
 
 def test_cuts_every_tile_into_the_shared_layout(der, montage, tmp_path):
