@@ -12,17 +12,31 @@ unseen clips, which need no prototype:
 * ``neutral_drop``: how far the similarity to the neutral prototype falls in the window below its
   pre-shock mean (from the same predict CSV).
 
-And the face-free rule beside them, on the same clips, windows and baseline: ``pixel_change``, the
-mean absolute gray-level change of the window's frames from the median of the trial's own pre-shock
-frames (``--baseline-s``). It reads no face; a readout that does not beat it has not shown that
-it reads an expression.
+And two face-free rules beside them, on the same clips, windows and crop (they read no face; a
+readout that does not beat them has not shown that it reads an expression):
+
+* ``pixel_change_trial``: the mean absolute gray-level change of the window's frames from the per-pixel
+  median of the trial's own pre-shock frames (the ``--baseline-s`` seconds before the onset);
+* ``pixel_change_session``: the same change from one reference per mouse, the per-pixel median of the
+  pre-shock frames (same ``--baseline-s`` seconds before each onset) of every trial clip of that mouse,
+  the prototype clips included. Sham (0 µA) trials enter it through their pre-shock frames only, like
+  every other trial: which trials are sham is the current, the stimulus log this readout is scored
+  against, so it is not used. The only stimulus information either pixel rule reads is each clip's
+  pain window (onset, duration) from ``events.csv``, as the per-trial readouts do.
+
+Every readout (``intensity``, ``departure``, ``neutral_drop`` and both pixel rules) reads the frames
+inside ``--crop X,Y,W,H`` (default ``8,32,60,52``, the head of the 232x140 clips; ``none``: the whole
+frame): prototypes are built from and clips are scored on the crop. The default HOG cell size on
+that crop (``--pixels-per-cell 6``) was picked on the three shared mice only (cells of 4, 6, 8, 12 and
+16 px; baselines of 1 and 2 s); other mice (``--src``) are scored with it unchanged.
 
 Printed: Spearman rho between each readout and the current (µA) over the unseen trials (sham trials
 included), per mouse and pooled over mice (raw values, and ranks within each mouse).
 
     python benchmarks/tail_shock_intensity.py --src ../shared/data/real/der_tail_shock
-    python benchmarks/tail_shock_intensity.py --proto-trials i4_t0,i4_t1,i3_t0 --pixels-per-cell 32
+    python benchmarks/tail_shock_intensity.py --proto-trials i4_t0,i4_t1,i3_t0 --pixels-per-cell 8
     python benchmarks/tail_shock_intensity.py --cross   # + another mouse's prototypes, file vs own neutral
+    python benchmarks/tail_shock_intensity.py --src /path/to/mice --crop none   # other mice, whole frame
 """
 
 from __future__ import annotations
@@ -37,8 +51,11 @@ import _harness
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
+from mouseemo.data.crop import Crop, parse_crop
+from mouseemo.data.events import read_events
 from mouseemo.data.tail_shock import find_mice, read_clip_table
 from mouseemo.data.video import VideoReader
+from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.pipeline import PredictOptions, predict_video
 from mouseemo.inference.prototypes import build_from_videos
@@ -47,6 +64,19 @@ from mouseemo.models.joint_metrics import macro_f1
 
 REPO = _harness.REPO
 DEFAULT_SRC = REPO.parent / "shared" / "data" / "real" / "der_tail_shock"
+DEFAULT_CROP = "8,32,60,52"
+
+
+def check_crop_arg(text: str, mice: list[Path]) -> Crop | None:
+    """``--crop`` as a crop (``None`` for ``none``), checked against the first clip of every mouse."""
+    try:
+        crop = None if text.strip().lower() == "none" else parse_crop(text)
+        for mouse in mice:
+            first = read_clip_table(mouse / "trials.csv")[0]["clip"]
+            VideoReader(mouse / first, crop=crop, timestamps=None).close()
+    except ConfigError as exc:
+        raise ConfigError(f"--crop {text!r}: {exc} (or none for the whole frame)") from None
+    return crop
 
 
 def _neutral_drop(csv_path: Path, onset: float, duration: float, baseline_s: float) -> float | None:
@@ -61,19 +91,48 @@ def _neutral_drop(csv_path: Path, onset: float, duration: float, baseline_s: flo
     return float(base.mean() - win.mean())
 
 
-def _pixel_change(video: Path, onset: float, duration: float, baseline_s: float) -> float | None:
-    """Mean absolute change of the window's frames from the median pre-shock frame (gray levels)."""
-    with VideoReader(video, timestamps=None) as vr:
-        frames = vr.read().astype(np.float32)
-        t = np.arange(len(frames)) / vr.clock().fps
-    base = frames[(t >= onset - baseline_s) & (t < onset)]
-    win = frames[(t >= onset) & (t < onset + duration)]
-    if not len(base) or not len(win):
+def _clip_frames(video: Path, crop: Crop | None) -> tuple[np.ndarray, np.ndarray]:
+    """Gray uint8 frames of ``video`` inside ``crop`` and their times (s, index / fps)."""
+    with VideoReader(video, crop=crop, timestamps=None) as vr:
+        frames = vr.read()
+        return frames, np.arange(len(frames)) / vr.clock().fps
+
+
+def pain_window(mouse: Path) -> tuple[float, float]:
+    """``(onset, duration)`` in seconds of the pain window in ``mouse``'s ``events.csv`` (each clip's clock)."""
+    events = read_events(mouse / "events.csv")
+    pain = [i for i, label in enumerate(events.label) if label == "pain"]
+    if not pain:
+        raise DataError(f"{mouse / 'events.csv'}: no pain window")
+    return float(events.onset[pain[0]]), float(events.duration[pain[0]])
+
+
+def split_frames(frames, t, onset: float, duration: float, baseline_s: float):
+    """``(pre-shock frames, window frames)``: the ``baseline_s`` seconds before ``onset`` and the window."""
+    return frames[(t >= onset - baseline_s) & (t < onset)], frames[(t >= onset) & (t < onset + duration)]
+
+
+def pixel_change(window: np.ndarray, reference: np.ndarray) -> float | None:
+    """Mean absolute gray-level change of the ``window`` frames from a ``reference`` frame."""
+    if not len(window) or reference is None:
         return None
-    return float(np.abs(win - np.median(base, axis=0)).mean())
+    return float(np.abs(window.astype(np.float32) - reference).mean())
 
 
-def build_prototypes(mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path) -> Path:
+def median_frame(frames: np.ndarray) -> np.ndarray | None:
+    """Per-pixel median of ``frames`` (``None`` when there are none)."""
+    return np.median(frames, axis=0).astype(np.float32) if len(frames) else None
+
+
+def session_reference(pre_shock: list[np.ndarray]) -> np.ndarray | None:
+    """A mouse's reference frame: the per-pixel median of the pre-shock frames of all its clips, whatever
+    their current (which trials are sham is not looked at)."""
+    return median_frame(np.concatenate(pre_shock)) if pre_shock else None
+
+
+def build_prototypes(
+    mouse: Path, proto_clips: list[str], hog: dict, k: int, out: Path, crop: Crop | None = None
+) -> Path:
     """``mouseemo prototypes`` on ``proto_clips`` of ``mouse``; the saved ``.npz``."""
     rows = read_clip_table(mouse / "trials.csv")
     missing = [c for c in proto_clips if c not in {r["clip"] for r in rows}]
@@ -81,7 +140,7 @@ def build_prototypes(mouse: Path, proto_clips: list[str], hog: dict, k: int, out
         raise SystemExit(f"{mouse}: prototype clip(s) {missing} are not in trials.csv")
     events = mouse / "events.csv"
     items = [VideoInput(mouse / c, events, f"{mouse.name}_{Path(c).stem}") for c in proto_clips]
-    protos = build_from_videos(items, hog=hog, mode="least-neutral", k=k, pool="groups")
+    protos = build_from_videos(items, crop=crop, hog=hog, mode="least-neutral", k=k, pool="groups")
     npz = out / f"{mouse.name}_prototypes.npz"
     protos.save(npz)
     return npz
@@ -99,22 +158,34 @@ def _frame_labels(csv_path: Path, onset: float, duration: float) -> tuple[np.nda
 
 
 def score_mouse(
-    mouse: Path, npz: Path, skip: list[str], out: Path, baseline_s: float, neutral: str = "prototypes"
+    mouse: Path,
+    npz: Path,
+    skip: list[str],
+    out: Path,
+    baseline_s: float,
+    neutral: str = "prototypes",
+    crop: Crop | None = None,
 ) -> list[dict]:
     """Readouts of every clip of ``mouse`` not in ``skip``, scored against the prototypes ``npz``
-    (``neutral``: the file's neutral, or each clip's own pre-shock frames); one dict per clip."""
+    (``neutral``: the file's neutral, or each clip's own pre-shock frames) inside ``crop``; one dict
+    per clip."""
     rows = read_clip_table(mouse / "trials.csv")
     events = mouse / "events.csv"
+    onset, duration = pain_window(mouse)
+    frames = {r["clip"]: _clip_frames(mouse / r["clip"], crop) for r in rows}
+    parts = {c: split_frames(f, t, onset, duration, baseline_s) for c, (f, t) in frames.items()}
+    session_ref = session_reference([pre for pre, _ in parts.values()])
     scorer = load_scorer(npz, None, "cpu", neutral=neutral)
     results = []
     for r in rows:
         if r["clip"] in skip:
             continue
         item = VideoInput(mouse / r["clip"], events, f"{mouse.name}_{Path(r['clip']).stem}_{neutral}")
-        opts = PredictOptions(plot=False, overwrite=True, departure_baseline_s=baseline_s)
+        opts = PredictOptions(plot=False, overwrite=True, departure_baseline_s=baseline_s, crop=crop)
         summary = predict_video(item, scorer, out, opts)
         stim = [s for s in summary["stimuli"] if s["label"] == "pain"][0]
         truth, pred = _frame_labels(out / f"{item.stem}.csv", stim["onset"], stim["duration"])
+        pre, window = parts[r["clip"]]
         results.append(
             {
                 "mouse": mouse.name,
@@ -125,7 +196,8 @@ def score_mouse(
                 "neutral_drop": _neutral_drop(
                     out / f"{item.stem}.csv", stim["onset"], stim["duration"], baseline_s
                 ),
-                "pixel_change": _pixel_change(item.video, stim["onset"], stim["duration"], baseline_s),
+                "pixel_change_trial": pixel_change(window, median_frame(pre)),
+                "pixel_change_session": pixel_change(window, session_ref),
                 "truth": truth,
                 "pred": pred,
             }
@@ -154,11 +226,12 @@ def cross_mouse(
     out: Path,
     baseline_s: float,
     report: _harness.Report,
+    crop: Crop | None = None,
 ) -> None:
     """Prototypes from another mouse: each mouse's clips scored with the next mouse's prototypes,
     against the file's neutral and against each clip's own pre-shock face. Prints rho and the
     frame-level pain-vs-neutral macro-F1 (windows of the 300/500 µA trials vs all pre-shock frames)."""
-    npz = {m.name: build_prototypes(m, proto, hog, k, out) for m in mice}
+    npz = {m.name: build_prototypes(m, proto, hog, k, out, crop) for m in mice}
     report.line("\nPrototypes from another mouse (each mouse scored with the next one's), all its trials\n")
     report.line("| scored mouse | prototypes of | neutral | rho intensity | frame macro-F1 pain vs neutral |")
     report.line("|---|---|---|---|---|")
@@ -166,7 +239,7 @@ def cross_mouse(
     for i, m in enumerate(mice):
         src = mice[(i + 1) % len(mice)]
         for neutral in ("prototypes", "own"):
-            res = score_mouse(m, npz[src.name], [], out, baseline_s, neutral)
+            res = score_mouse(m, npz[src.name], [], out, baseline_s, neutral, crop)
             pooled[neutral] += res
             rho = _rho([r["intensity"] for r in res], [r["current"] for r in res])
             report.line(f"| {m.name} | {src.name} | {neutral} | {rho:.2f} | {_macro_f1(res, 300):.3f} |")
@@ -190,13 +263,24 @@ def main(argv=None) -> int:
         default="i4_t0.mp4,i4_t1.mp4,i4_t2.mp4",
         help="clips each mouse's prototypes are built from (default: three 500 µA trials)",
     )
-    ap.add_argument("--pixels-per-cell", type=int, default=16, help="HOG cell size (the frames are 232x140)")
+    ap.add_argument(
+        "--pixels-per-cell",
+        type=int,
+        default=6,
+        help="HOG cell size (default 6: 10x8 cells on the default 60x52 crop; the whole frame is 232x140)",
+    )
     ap.add_argument("--k", type=int, default=10, help="least-neutral frames per pain prototype")
     ap.add_argument(
         "--baseline-s", type=float, default=2.0, help="pre-shock seconds of the departure baseline"
     )
     ap.add_argument(
         "--out", default=None, help="folder for prototypes and predictions (default: a temporary one)"
+    )
+    ap.add_argument(
+        "--crop",
+        default=DEFAULT_CROP,
+        metavar="X,Y,W,H|none",
+        help=f"region every readout reads (default {DEFAULT_CROP}: the head; none: the whole frame)",
     )
     ap.add_argument("--csv", default=None, help="also write the per-clip readouts here")
     ap.add_argument(
@@ -213,17 +297,23 @@ def main(argv=None) -> int:
         return 2
     proto = [c if c.endswith(".mp4") else f"{c}.mp4" for c in args.proto_trials.split(",") if c]
     hog = {"pixels_per_cell": args.pixels_per_cell}
+    try:
+        mice = find_mice(args.src)
+        crop = check_crop_arg(args.crop, mice)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         results = []
-        mice = find_mice(args.src)
         for mouse in mice:
-            npz = build_prototypes(mouse, proto, hog, args.k, out)
-            results += score_mouse(mouse, npz, proto, out, args.baseline_s)
+            npz = build_prototypes(mouse, proto, hog, args.k, out, crop)
+            results += score_mouse(mouse, npz, proto, out, args.baseline_s, crop=crop)
         if args.cross:
-            cross_mouse(mice, proto, hog, args.k, out, args.baseline_s, report)
-    readouts = ("pixel_change", "intensity", "departure", "neutral_drop")  # the face-free rule first
+            cross_mouse(mice, proto, hog, args.k, out, args.baseline_s, report, crop)
+    # the face-free rules first
+    readouts = ("pixel_change_trial", "pixel_change_session", "intensity", "departure", "neutral_drop")
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             fields = [f for f in results[0] if f not in ("truth", "pred")]
@@ -231,7 +321,7 @@ def main(argv=None) -> int:
             w.writeheader()
             w.writerows(results)
     report.line(f"\nSpearman rho, readout vs current, unseen trials (prototypes from {', '.join(proto)}; "
-          f"HOG {args.pixels_per_cell}-px cells)\n")  # fmt: skip
+          f"HOG {args.pixels_per_cell}-px cells; crop {args.crop})\n")  # fmt: skip
     report.line("| mouse | trials | " + " | ".join(readouts) + " |")
     report.line("|---|---|" + "---|" * len(readouts))
     mice = sorted({r["mouse"] for r in results})
