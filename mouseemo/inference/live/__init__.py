@@ -39,9 +39,15 @@ Temporal models see the last frames *scored* as their history: a dropped frame i
 from __future__ import annotations
 
 from mouseemo.inference.live.queue import DropOldestQueue
-from mouseemo.inference.live.session import LiveOptions, LiveSession, read_reference
+from mouseemo.inference.live.session import LiveOptions, LiveSession
 from mouseemo.inference.live.sinks import CsvSink
-from mouseemo.inference.live.sources import CameraSource, FrameSource, IterableSource, VideoFileSource
+from mouseemo.inference.live.sources import (
+    CameraSource,
+    FrameSource,
+    IterableSource,
+    VideoFileSource,
+    read_reference,
+)
 from mouseemo.inference.live.trigger import LiveFrame, Trigger
 
 #: Names of the optional Lab Streaming Layer module (:mod:`mouseemo.inference.live.lsl`), imported
