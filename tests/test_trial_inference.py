@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from mouseemo.data.face_datamodule import FaceFramesDataModule, FrameDataset
 from mouseemo.data.trials import read_trials, trials_from_onsets
 from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.inference.live import IterableSource, LiveOptions, LiveSession
+from mouseemo.inference.live import Every, IterableSource, LiveOptions, LiveSession
 from mouseemo.inference.scorers import load_scorer
 from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig, load_model
 from mouseemo.testing import untrained_checkpoint, write_session
@@ -64,7 +65,8 @@ def _training_scores(world):
 
 
 def _predict(world, out, *extra):
-    assert main(["predict", *extra, "--ckpt", str(world.ckpt), "--out", str(out), "--no-plot", "--quiet"]) == 0
+    args = ["predict", *extra, "--ckpt", str(world.ckpt), "--out", str(out), "--no-plot", "--quiet"]
+    assert main(args) == 0
 
 
 def test_predict_equals_the_model_on_training_items(world, tmp_path):
@@ -164,6 +166,9 @@ def test_live_schedule_and_triggers_equal_predict(world, tmp_path):
     expected = _scores(tmp_path / "m01_s01.csv")
     np.testing.assert_allclose(_live(world, {"onsets": ONSETS}), expected, atol=1e-5)
     np.testing.assert_allclose(_live(world, {}, fire=ONSETS), expected, atol=1e-5)
+    # every 1.5 s from 1.5 s: the same trials, and one at 6.0 s whose window the video ends in
+    periodic = _live(world, {"onsets": Every(1.5, first=1.5)})
+    np.testing.assert_allclose(periodic[:110], expected[:110], atol=1e-5)
 
 
 def test_live_trigger_from_another_thread_and_errors(world):
@@ -175,3 +180,22 @@ def test_live_trigger_from_another_thread_and_errors(world):
     fixed = LiveSession(IterableSource([]), scorer, LiveOptions(onsets=[2.0]))
     with pytest.raises(ConfigError, match="schedule"):
         fixed.trigger(3.0)
+
+
+def test_live_command_onset_flags(world, tmp_path, capsys, monkeypatch):
+    base = ["live", "--video", str(world.session / "face.mp4"), "--ckpt", str(world.ckpt), "--quiet",
+            "--as-fast-as-possible", "--no-drop", "--reference-s", "1"]  # fmt: skip
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "--onsets" in err and "--every" in err and "trial-locked" in err
+    monkeypatch.setitem(sys.modules, "pylsl", None)  # import fails
+    assert main([*base, "--lsl-markers", "stim"]) == 2
+    assert "--lsl-markers needs pylsl" in capsys.readouterr().err
+    assert main([*base, "--onsets", "1.5,x"]) == 2
+    assert "--onsets" in capsys.readouterr().err
+    plain = untrained_checkpoint(tmp_path / "cnn.ckpt", "cnn")
+    code = main(["live", "--video", str(world.session / "face.mp4"), "--ckpt", str(plain), "--every", "2"])
+    assert code == 2 and "trial-locked" in capsys.readouterr().err
+    out = tmp_path / "live.csv"
+    assert main([*base, "--every", "1.5", "--first", "1.5", "--csv", str(out)]) == 0
+    assert len(list(csv.DictReader(open(out)))) == 120

@@ -58,6 +58,7 @@ class TrialReferences:
         self.end: list[float] = []
         self.refs: list[np.ndarray | None] = []
         self.done: list[bool] = []
+        self._open: list[int] = []  # trials whose reference is not taken yet
         self.ring: deque[tuple[float, np.ndarray]] = deque()
         self.latest = -np.inf
         self.window_s = float(baseline_s or 0.0)
@@ -75,6 +76,7 @@ class TrialReferences:
         self.end.append(float(end))
         self.refs.append(None)
         self.done.append(False)
+        self._open.append(len(self.start) - 1)
         self.window_s = max(self.window_s, float(trigger) - float(start))
         if self.latest >= trigger:  # an onset added after frames past it were fed
             self._close(len(self.start) - 1)
@@ -101,13 +103,13 @@ class TrialReferences:
         sel = [f for t, f in self.ring if self.start[k] <= t < self.trigger[k]]
         self.refs[k] = baseline_median(np.stack(sel)) if sel else None
         self.done[k] = True
+        self._open.remove(k)
 
     def feed(self, frames: np.ndarray, times: np.ndarray) -> None:
         """Frames ``(b, H, W)`` uint8 at ``times`` ``(b,)``, later than every frame fed before."""
         for f, t in zip(frames, np.asarray(times, dtype=np.float64)):
-            for k in range(len(self.start)):
-                if not self.done[k] and self.trigger[k] <= t:
-                    self._close(k)
+            for k in [k for k in self._open if self.trigger[k] <= t]:
+                self._close(k)
             self.ring.append((float(t), f))
             self.latest = float(t)
             while self.ring and self.ring[0][0] < t - self.window_s:
@@ -115,9 +117,8 @@ class TrialReferences:
 
     def finish(self) -> None:
         """The stream ended: trials whose trigger no frame reached take the frames they have."""
-        for k in range(len(self.start)):
-            if not self.done[k] and self.start[k] <= self.latest:
-                self._close(k)
+        for k in [k for k in self._open if self.start[k] <= self.latest]:
+            self._close(k)
 
     def trial_of(self, times: np.ndarray) -> np.ndarray:
         """``(T,)`` int64: the trial each time falls in (the later one where two overlap), -1 in none."""

@@ -48,11 +48,12 @@ from mouseemo.inference.live.sources import (
     VideoFileSource,
     read_reference,
 )
+from mouseemo.inference.live.trials import Every, TrialGate
 from mouseemo.inference.live.trigger import LiveFrame, Trigger
 
 #: Names of the optional Lab Streaming Layer module (:mod:`mouseemo.inference.live.lsl`), imported
 #: when first asked for.
-_LSL = ("LslSink", "require_pylsl")
+_LSL = ("LslMarkers", "LslSink", "require_pylsl")
 
 
 def __getattr__(name: str):
@@ -67,12 +68,15 @@ __all__ = [
     "CameraSource",
     "CsvSink",
     "DropOldestQueue",
+    "Every",
     "FrameSource",
     "IterableSource",
     "LiveFrame",
     "LiveOptions",
     "LiveSession",
+    "LslMarkers",
     "LslSink",
+    "TrialGate",
     "Trigger",
     "VideoFileSource",
     "read_reference",

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +43,8 @@ class LiveOptions:
         status_s: seconds between status lines (``None``: none).
         warmup_max_bytes: the warm-up ends early (with a warning) once its frames hold this much
             memory, so a long ``reference_s`` cannot fill the memory.
-        onsets: trial-locked models: stimulus onsets, seconds since the first captured frame.
+        onsets: trial-locked models: stimulus onsets, seconds since the first captured frame (a
+            list, or :class:`~mouseemo.inference.live.trials.Every` for a periodic schedule).
         triggers: trial-locked models: accept :meth:`LiveSession.trigger` (``None``: when there
             are no ``onsets``); see :mod:`mouseemo.inference.live.trials`.
     """
@@ -58,7 +59,7 @@ class LiveOptions:
     stall_timeout_s: float = 5.0
     status_s: float | None = 1.0
     warmup_max_bytes: int = 1 << 30
-    onsets: Sequence[float] | None = None
+    onsets: Iterable[float] | None = None
     triggers: bool | None = None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -26,19 +26,22 @@ from mouseemo.errors import ConfigError
 from mouseemo.inference.trial_scorer import TrialReferences
 
 
-def schedule_onsets(
-    onsets: Sequence[float] | None, every: float | None, first: float, until: float
-) -> list[float]:
-    """A fixed schedule: ``onsets`` as given, or every ``every`` seconds from ``first`` up to ``until``."""
-    if onsets is not None and every is not None:
-        raise ConfigError("give `onsets` or `every`, not both")
-    if every is not None:
-        if not every > 0 or not np.isfinite(every):
-            raise ConfigError(f"`every` must be > 0; got {every}")
-        if first < 0:
+class Every:
+    """A periodic schedule: an onset every ``period`` seconds from ``first`` (seconds since the first
+    frame), without end; a :class:`TrialGate` takes its onsets as the frames reach them."""
+
+    def __init__(self, period: float, first: float = 0.0) -> None:
+        if not (np.isfinite(period) and period > 0):
+            raise ConfigError(f"`every` must be > 0; got {period}")
+        if not (np.isfinite(first) and first >= 0):
             raise ConfigError(f"`first` must be >= 0; got {first}")
-        return [float(t) for t in np.arange(first, until, every)]
-    return [float(t) for t in onsets or []]
+        self.period, self.first = float(period), float(first)
+
+    def __iter__(self) -> Iterator[float]:
+        k = 0
+        while True:
+            yield self.first + k * self.period
+            k += 1
 
 
 class TrialGate:
@@ -47,7 +50,7 @@ class TrialGate:
     Args:
         baseline_s: the model's pre-stimulus window (onsets alone start their trial this long before).
         onsets: a schedule, seconds since the first captured frame (checked as
-            :func:`~mouseemo.data.trials.trials_from_onsets` checks onsets).
+            :func:`~mouseemo.data.trials.trials_from_onsets` checks onsets), or :class:`Every`.
         triggers: accept :meth:`trigger` (frames then wait one pre-stimulus window).
         warn: called with warnings (a late trigger).
     """
@@ -55,14 +58,25 @@ class TrialGate:
     def __init__(
         self,
         baseline_s: float,
-        onsets: Sequence[float] = (),
+        onsets: Iterable[float] = (),
         triggers: bool = False,
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.baseline_s = float(baseline_s)
-        self.onsets = trials_from_onsets(onsets, self.baseline_s, "`onsets`").trigger.tolist()
-        if any(t < 0 for t in self.onsets):
-            raise ConfigError(f"`onsets` are seconds since the first frame, >= 0; got {min(self.onsets):g}")
+        if isinstance(onsets, Every):
+            if onsets.period < self.baseline_s:
+                raise ConfigError(
+                    f"`every` {onsets.period:g} s is shorter than the model's {self.baseline_s:g} s "
+                    "pre-stimulus window"
+                )
+            self.onsets: Iterator[float] = iter(onsets)
+        else:
+            listed = trials_from_onsets(list(onsets), self.baseline_s, "`onsets`").trigger.tolist()
+            if any(t < 0 for t in listed):
+                raise ConfigError(f"`onsets` are seconds since the first frame, >= 0; got {min(listed):g}")
+            self.onsets = iter(listed)
+        self._next = next(self.onsets, None)
+        self.t0 = 0.0
         self.triggers = bool(triggers)
         self.warn = warn or (lambda msg: None)
         self.refs: TrialReferences | None = None
@@ -82,8 +96,13 @@ class TrialGate:
 
     def _start(self, session_ref: np.ndarray, t0: float) -> None:
         self.refs = TrialReferences(session_ref, self.baseline_s)
-        for t in self.onsets:
-            self.refs.add_onset(t0 + t)
+        self.t0 = t0
+
+    def _schedule_until(self, t: float) -> None:
+        """Add the scheduled onsets up to ``t`` (capture clock)."""
+        while self._next is not None and self.t0 + self._next <= t:
+            self.refs.add_onset(self.t0 + self._next)
+            self._next = next(self.onsets, None)
 
     def _take_triggers(self) -> None:
         with self._lock:
@@ -103,7 +122,9 @@ class TrialGate:
             self._start(scorer._reference[0, 0].cpu().numpy(), t0)
         self._take_triggers()
         x = scorer.prepare(np.stack([g for _, _, g in items]))
-        self.refs.feed(x, np.array([t for _, t, _ in items]))
+        for (_, t, _), xi in zip(items, x):
+            self._schedule_until(t + self.baseline_s)  # the trials this frame may belong to
+            self.refs.feed(xi[None], np.array([t]))
         for item, xi in zip(items, x):
             self.pending.append((item, xi, warmup))
         return self._release(final=False)
@@ -113,6 +134,7 @@ class TrialGate:
         if self.refs is None:
             return []
         self._take_triggers()
+        self._schedule_until(self.refs.latest)
         self.refs.finish()
         return self._release(final=True)
 
@@ -134,4 +156,4 @@ class TrialGate:
         return [(items, w, np.stack(xs), torch.from_numpy(np.stack(rs))) for items, xs, rs, w in out]
 
 
-__all__ = ["TrialGate", "schedule_onsets"]
+__all__ = ["Every", "TrialGate"]
