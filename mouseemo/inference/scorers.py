@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from mouseemo.data.events import Events
-from mouseemo.data.trials import Trials
 from mouseemo.data.video import (
     Crop,
     reference_indices,
@@ -98,28 +97,16 @@ class Scorer:
         raise NotImplementedError
 
     def begin_video(
-        self,
-        vr,
-        num_frames: int | None = None,
-        *,
-        clock=None,
-        events: Events | None = None,
-        trials: Trials | None = None,
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None, trials=None
     ) -> None:
         """Called once per video before :meth:`stream`, with its open reader (cropped as scored), its
-        frame count when known, its clock, its events and its trials (``trials.csv``). Models that
-        need the whole session (a session reference frame, the video's own neutral, each trial's
-        pre-stimulus face) read it here. Per-video state is kept on the scorer: use
+        frame count when known, its clock, its events and its trials (a
+        :class:`~mouseemo.data.trials.Trials`). Models that need the whole session (a session
+        reference frame, the video's own neutral, each trial's pre-stimulus face) read it here. Per-video state is kept on the scorer: use
         :meth:`for_video` when one scorer serves several videos at once."""
 
     def for_video(
-        self,
-        vr,
-        num_frames: int | None = None,
-        *,
-        clock=None,
-        events: Events | None = None,
-        trials: Trials | None = None,
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None, trials=None
     ) -> Scorer:
         """A copy of this scorer prepared for one video (:meth:`begin_video`), so that videos scored
         in parallel threads never see each other's reference or neutral. Its :attr:`notes` hold

@@ -34,6 +34,11 @@ Session reference / own neutral
     file) skips the warm-up.
 
 Temporal models see the last frames *scored* as their history: a dropped frame is not in any window.
+
+Trial-locked models
+    Checkpoints trained with ``reference=trial`` compare each frame with its trial's pre-stimulus
+    face; the onsets come from ``LiveOptions.onsets`` (a schedule) or :meth:`LiveSession.trigger`,
+    and frames wait for their trial's reference (:mod:`mouseemo.inference.live.trials`).
 """
 
 from __future__ import annotations
