@@ -5,6 +5,7 @@ Example::
     mouseemo live --camera 0 --prototypes protos.npz --csv live.csv --summary live.json
     mouseemo live --camera 0 --prototypes protos.npz --neutral own --reference-s 20 --lsl mouse-face
     mouseemo live --video face.mp4 --ckpt best.ckpt --csv live.csv --duration 60
+    mouseemo live --camera 0 --ckpt trial_cnn.ckpt --every 30 --first 10 --csv live.csv  # trial-locked
 
 Frames go through a bounded queue to a scoring thread; when scoring falls behind, the oldest frames
 are dropped and counted (:mod:`mouseemo.inference.live`). A status line goes to stderr every second
@@ -27,6 +28,7 @@ from mouseemo.errors import ConfigError
 from mouseemo.inference.live import (
     CameraSource,
     CsvSink,
+    Every,
     LiveOptions,
     LiveSession,
     VideoFileSource,
@@ -70,6 +72,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reference",
         metavar="FILE",
         help="take the session reference / own neutral from this image or .npy of frames instead (no warm-up)",
+    )
+    p.add_argument(
+        "--onsets",
+        metavar="T1,T2,...",
+        help="trial-locked checkpoints (reference=trial): stimulus onsets, seconds since the first frame",
+    )
+    p.add_argument(
+        "--every",
+        type=finite_float,
+        default=None,
+        metavar="PERIOD",
+        help="trial-locked checkpoints: a stimulus every PERIOD seconds, from --first",
+    )
+    p.add_argument(
+        "--first",
+        type=finite_float,
+        default=0.0,
+        metavar="T0",
+        help="with --every: the first onset (default 0)",
+    )
+    p.add_argument(
+        "--lsl-markers",
+        metavar="NAME",
+        help="trial-locked checkpoints: stimulus onsets from this Lab Streaming Layer marker stream "
+        "(each sample an onset at its timestamp; needs pylsl); frames wait one pre-stimulus window",
     )
     p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="override the model's crop")
     p.add_argument("--margin", type=finite_float, default=None, help="similarity models: as in predict")
@@ -136,10 +163,40 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--margin must be >= 0; got {args.margin}")
     if args.as_fast_as_possible and args.video is None:
         raise ConfigError("--as-fast-as-possible applies to --video")
+    if sum(x is not None for x in (args.onsets, args.every, args.lsl_markers)) > 1:
+        raise ConfigError("give one of --onsets, --every and --lsl-markers")
+    if args.first != 0.0 and args.every is None:
+        raise ConfigError("--first applies to --every")
     outputs = _paths(args, "csv", "summary", "plot")
     check_distinct_paths({**_paths(args, "video", "prototypes", "ckpt", "reference"), **outputs})
     for option, path in outputs.items():
         prepare_out_file(path, args.overwrite, option)
+
+
+def _onsets(args: argparse.Namespace, scorer):
+    """The stimulus schedule of a trial-locked model (``None``: onsets come from triggers)."""
+    trial = getattr(scorer, "reference_kind", None) == "trial"
+    given = [f for f, v in (("--onsets", args.onsets), ("--every", args.every), ("--lsl-markers", args.lsl_markers))
+             if v is not None]  # fmt: skip
+    if not trial:
+        if given:
+            raise ConfigError(
+                f"{given[0]}: stimulus onsets are for trial-locked checkpoints (reference=trial)"
+            )
+        return None
+    if not given:
+        raise ConfigError(
+            f"{args.ckpt} is a trial-locked model (reference=trial): give the stimulus onsets with "
+            "--onsets, --every (and --first) or --lsl-markers"
+        )
+    if args.every is not None:
+        return Every(args.every, args.first)
+    if args.onsets is not None:
+        try:
+            return [float(v) for v in args.onsets.split(",")]
+        except ValueError:
+            raise ConfigError(f"--onsets must be seconds separated by commas; got {args.onsets!r}") from None
+    return None
 
 
 def _paths(args: argparse.Namespace, *names: str) -> dict[str, Path]:
@@ -150,11 +207,12 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     crop = parse_crop(args.crop)
     lsl = None
-    if args.lsl is not None:
+    if args.lsl is not None or args.lsl_markers is not None:
         from mouseemo.inference.live import lsl
 
-        lsl.require_pylsl()
+        lsl.require_pylsl("--lsl output" if args.lsl is not None else "--lsl-markers")
     scorer = load_scorer(args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral)
+    onsets = _onsets(args, scorer)
     reference = read_reference(args.reference) if args.reference is not None else None
     if reference is not None and not scorer.needs_reference:
         raise ConfigError(
@@ -176,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         stall_timeout_s=args.stall_timeout,
         status_s=None if args.quiet else 1.0,
+        onsets=onsets,
     )
     sinks, csv_sink = [], None
     try:
@@ -185,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
         if args.lsl is not None:
             sinks.append(lsl.LslSink(args.lsl, scorer.names, scorer.prefix, source.fps))
         session = LiveSession(source, scorer, opts, sinks=sinks, status=_status, warn=_warn)
+        if args.lsl_markers is not None:
+            sinks.append(lsl.LslMarkers(args.lsl_markers, session.trigger))  # closed with the sinks
     except BaseException:
         for s in sinks:
             s.close()

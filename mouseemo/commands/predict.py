@@ -60,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--events",
         action="append",
         metavar="EVENTS.csv",
-        help="events file, once per INPUT, for per-stimulus readouts (default: the session's events.csv)",
+        help="events file, once per INPUT, for per-stimulus readouts (default: the session's events.csv); "
+        "trial-locked checkpoints (reference=trial) also take their stimulus onsets from it, or from a "
+        "trials.csv (onset,duration,trigger) given here (default: the session's trials.csv)",
     )
     p.add_argument(
         "--margin",

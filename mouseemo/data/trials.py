@@ -130,6 +130,56 @@ def write_trials(path: str | os.PathLike, trials: Trials) -> None:
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
+def baseline_median(frames: np.ndarray) -> np.ndarray:
+    """A trial's pre-stimulus face: the pixel-wise median of its baseline frames, rounded.
+
+    Shape:
+        ``(T, H, W)`` uint8 -> ``(H, W)`` uint8.
+    """
+    return np.median(np.asarray(frames), axis=0).round().astype(np.uint8)
+
+
+def baseline_seconds(trials: list[Trials]) -> float | None:
+    """The pre-stimulus window of a protocol: the median ``trigger - onset`` over ``trials``."""
+    spans = [t.trigger - t.onset for t in trials if len(t)]
+    return float(np.median(np.concatenate(spans))) if spans else None
+
+
+def looks_like_trials(path: str | os.PathLike) -> bool:
+    """Whether the CSV at ``path`` has a ``trigger`` column (a ``trials.csv``, not an ``events.csv``)."""
+    try:
+        header = read_user_text(Path(path)).split("\n", 1)[0]
+    except (OSError, DataError):
+        return False
+    return "trigger" in (c.strip() for c in header.split(","))
+
+
+def trials_from_onsets(onsets, baseline_s: float, source: str = "onsets") -> Trials:
+    """Trials from stimulus onsets alone, as training saw them in a ``trials.csv``: trial ``k``
+    starts ``baseline_s`` before its onset (its trigger) and lasts until the next trial starts (the
+    last one, to the end of the recording).
+
+    Raises:
+        DataError: an onset that is not finite, onsets not in increasing order, or two onsets closer
+            than ``baseline_s`` (their pre-stimulus windows would overlap the trial before).
+    """
+    t = np.asarray(onsets, dtype=np.float64).reshape(-1)
+    if not np.isfinite(t).all():
+        raise DataError(f"{source}: onsets must be finite numbers; got {t[~np.isfinite(t)][:3].tolist()}")
+    if len(t) > 1 and (np.diff(t) <= 0).any():
+        k = int(np.flatnonzero(np.diff(t) <= 0)[0])
+        raise DataError(f"{source}: onsets must increase; {t[k + 1]:g} s follows {t[k]:g} s")
+    if len(t) > 1 and (np.diff(t) < baseline_s).any():
+        k = int(np.flatnonzero(np.diff(t) < baseline_s)[0])
+        raise DataError(
+            f"{source}: onsets {t[k]:g} s and {t[k + 1]:g} s are closer than the model's "
+            f"{baseline_s:g} s pre-stimulus window"
+        )
+    start = t - baseline_s
+    duration = np.append(np.diff(start), np.inf)
+    return Trials(start, duration, t.copy(), source=source)
+
+
 def trial_references(frames: np.ndarray, times: np.ndarray, trials: Trials) -> tuple[np.ndarray, np.ndarray]:
     """Each trial's pre-stimulus face and the reference row of every frame.
 
@@ -152,7 +202,7 @@ def trial_references(frames: np.ndarray, times: np.ndarray, trials: Trials) -> t
     for k in range(len(trials)):
         sel = np.flatnonzero(base[k])
         if len(sel):
-            refs.append(np.median(np.asarray(frames[sel]), axis=0).round().astype(np.uint8))
+            refs.append(baseline_median(frames[sel]))
             row[k + 1] = len(refs) - 1
     index = row[trials.index_of(times) + 1]
     return np.stack(refs), index

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mouseemo.constants import VIDEO_EXTENSIONS
 from mouseemo.data.session import Session, looks_like_session, read_manifest
+from mouseemo.data.trials import TRIALS_FILE
 from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.utils.io import safe_component
 
@@ -28,7 +29,9 @@ _GLOB_CHARS = "*?["
 
 @dataclass
 class VideoInput:
-    """One video: the file, its events file (if any), the output stem, session metadata.
+    """One video: the file, its events file (if any), the output stem, session metadata, and its
+    ``trials.csv`` (the session's, or one beside the video; ``None`` when ``--events`` was given,
+    which then sets the stimulus onsets of trial-locked models).
 
     The stem is cleaned to one path component (:func:`~mouseemo.utils.io.safe_component`).
     """
@@ -37,6 +40,7 @@ class VideoInput:
     events: Path | None
     stem: str
     meta: dict = field(default_factory=dict)
+    trials: Path | None = None
 
     def __post_init__(self) -> None:
         self.stem = safe_component(self.stem)
@@ -93,12 +97,19 @@ def session_input(
     if events is not None and not Path(events).is_file():
         raise DataError(f"events file not found: {events}")
     ev = Path(events) if events is not None else s.events_path
-    return VideoInput(video=s.video, events=ev, stem=f"{s.animal}_{s.session}", meta=s.meta)
+    trials = _trials_beside(s.video) if events is None else None
+    return VideoInput(video=s.video, events=ev, stem=f"{s.animal}_{s.session}", meta=s.meta, trials=trials)
+
+
+def _trials_beside(video: Path) -> Path | None:
+    path = video.with_name(TRIALS_FILE)
+    return path if path.is_file() else None
 
 
 def _file_input(path: Path, events: str | None, stem: str | None = None) -> VideoInput:
     vi = resolve_inputs([str(path)], [events] if events else None, need_events=False)[0]
-    return VideoInput(video=vi.video, events=vi.events, stem=stem or vi.stem)
+    trials = _trials_beside(vi.video) if events is None else None
+    return VideoInput(video=vi.video, events=vi.events, stem=stem or vi.stem, trials=trials)
 
 
 def _guarded(name: str, make, *args) -> list:

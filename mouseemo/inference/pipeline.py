@@ -39,7 +39,7 @@ import torch
 
 from mouseemo import __version__
 from mouseemo.data.crop import Crop
-from mouseemo.data.events import Events, read_events
+from mouseemo.data.events import Events
 from mouseemo.data.session import resolve_crop
 from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError, MouseemoError
@@ -50,6 +50,7 @@ from mouseemo.inference.nwb import write_predictions_nwb
 from mouseemo.inference.qc import StreamingQC, frame_stats
 from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
 from mouseemo.inference.scoring import stream_scores
+from mouseemo.inference.trial_scorer import stimulus_inputs
 from mouseemo.models.components.prototypes import stimulus_readouts
 from mouseemo.ops.similarity import minmax_scale
 from mouseemo.utils.io import atomic_path, dumps_json, inside, write_json_atomic
@@ -232,7 +233,9 @@ def predict_video(
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
     check_replaceable(out_dir, item.stem, opts)
-    events = read_events(item.events) if item.events is not None else None
+    events, trials = stimulus_inputs(item, scorer)  # trials: for trial-locked checkpoints
+    if opts.overlay_map and getattr(scorer, "reference_kind", None) == "trial":
+        raise ConfigError("`overlay_map` is not available for trial-locked models yet")
     # checkpoints: the session's own crop as the training datamodule used it
     crop = resolve_crop(opts.crop, scorer.crop, item.meta if scorer.kind == "checkpoint" else None)
     names = scorer.names
@@ -245,7 +248,8 @@ def predict_video(
         notes += clock.notes
         expected = len(t_all) if t_all is not None else vr.frame_count_hint
         # this video's own copy: parallel videos never share a reference or neutral
-        scorer = scorer.for_video(vr, len(t_all) if t_all is not None else None, clock=clock, events=events)
+        n_all = len(t_all) if t_all is not None else None
+        scorer = scorer.for_video(vr, n_all, clock=clock, events=events, trials=trials)
         notes += scorer.notes
         if on_start is not None:
             on_start(expected)

@@ -84,7 +84,7 @@ class PrototypeScorer(Scorer):
         )
 
     def begin_video(
-        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None, trials=None
     ) -> None:
         """With ``neutral="own"``: the video's own neutral face replaces the file's neutral prototype,
         and every emotion prototype is carried over as its change from the file's neutral

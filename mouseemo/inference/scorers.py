@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 #: Default confidence thresholds of the low-confidence QC check, per score kind.
 DEFAULT_MIN_CONFIDENCE = {"prob": 0.5, "similarity": 0.01}
 
-ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+#: ``score(frames)``; checkpoints comparing each frame with its own reference (trial-locked models)
+#: also take ``score(frames, reference)``, uint8 ``(b, H, W)`` references of the frames.
+ScoreFn = Callable[..., torch.Tensor]
 
 
 class Scorer:
@@ -95,22 +97,23 @@ class Scorer:
         raise NotImplementedError
 
     def begin_video(
-        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None, trials=None
     ) -> None:
         """Called once per video before :meth:`stream`, with its open reader (cropped as scored), its
-        frame count when known, its clock and its events. Models that need the whole session (a
-        session reference frame, the video's own neutral) read it here. Per-video state is kept on
-        the scorer: use :meth:`for_video` when one scorer serves several videos at once."""
+        frame count when known, its clock, its events and its trials (a
+        :class:`~mouseemo.data.trials.Trials`). Models that need the whole session (a session
+        reference frame, the video's own neutral, each trial's pre-stimulus face) read it here. Per-video state is kept on the scorer: use
+        :meth:`for_video` when one scorer serves several videos at once."""
 
     def for_video(
-        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None, trials=None
     ) -> Scorer:
         """A copy of this scorer prepared for one video (:meth:`begin_video`), so that videos scored
         in parallel threads never see each other's reference or neutral. Its :attr:`notes` hold
         warnings for that video's summary."""
         video_scorer = copy.copy(self)
         video_scorer.notes = []
-        video_scorer.begin_video(vr, num_frames, clock=clock, events=events)
+        video_scorer.begin_video(vr, num_frames, clock=clock, events=events, trials=trials)
         return video_scorer
 
     #: warnings about the current video (set by :meth:`for_video`)
@@ -210,11 +213,17 @@ class CheckpointScorer(Scorer):
 
     @classmethod
     def load(cls, path: str | Path, device, margin: float | None = None) -> CheckpointScorer:
+        """The scorer of checkpoint ``path``: a :class:`~mouseemo.inference.trial_scorer.TrialScorer`
+        for trial-locked models (``reference=trial``)."""
+        loaded = load_model(path, device)
+        if loaded.reference == "trial" and cls is CheckpointScorer:
+            from mouseemo.inference.trial_scorer import TrialScorer
 
-        return cls(load_model(path, device), device, margin)
+            return TrialScorer(loaded, device, margin)
+        return cls(loaded, device, margin)
 
     def begin_video(
-        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None
+        self, vr, num_frames: int | None = None, *, clock=None, events: Events | None = None, trials=None
     ) -> None:
         """Session-reference models: the reference of this video, as in training (one extra forward
         decoding pass, up to the last sampled frame)."""
@@ -229,7 +238,7 @@ class CheckpointScorer(Scorer):
         if self.reference_kind != "median":
             raise ConfigError(
                 f"this checkpoint compares frames with a {self.reference_kind!r} reference, which "
-                "scoring new videos does not provide yet; score it with `mouseemo evaluate`"
+                "needs the stimulus onsets: score it with `mouseemo predict` or `mouseemo live`"
             )
 
     @property
@@ -247,11 +256,14 @@ class CheckpointScorer(Scorer):
         ref = session_reference(resize_frames(pick, self.resize), self.reference_frames)
         self._reference = torch.from_numpy(ref)[None, None].to(self.device)
 
-    def _run(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, H, W)`` (or ``(B, T, H, W)`` for temporal models) -> scores ``(B, K)``."""
+    def _run(self, frames: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 ``(B, H, W)`` (or ``(B, T, H, W)`` for temporal models) -> scores ``(B, K)``; each
+        frame against ``reference`` ``(B, H, W)`` when given, else the video's session reference."""
         key = "frames" if self.clip_length > 1 else "image"
         batch = {key: frames.unsqueeze(-3)}
-        if self.reference_kind is not None:
+        if reference is not None:
+            batch["reference"] = reference.unsqueeze(1)
+        elif self.reference_kind is not None:
             ref = self._reference
             if ref is None or ref.shape[-2:] != frames.shape[-2:]:  # the size probe of check()
                 ref = torch.full((1, 1, *frames.shape[-2:]), 128, dtype=torch.uint8, device=frames.device)
@@ -299,13 +311,13 @@ class CheckpointScorer(Scorer):
         span = (t - 1) * step + 1  # frames from the clip's first member to its last
         history: list[torch.Tensor] = []
 
-        def score(x: torch.Tensor) -> torch.Tensor:
+        def score(x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
             past = history[0] if history else x[:1].expand(span - 1, *x.shape[1:])
             full = torch.cat([past, x])  # (span - 1 + b, H, W)
             # (b, T, H, W): frames i - (T-1) step, ..., i - step, i
             windows = full.unfold(0, span, 1)[..., ::step].permute(0, 3, 1, 2)
             history[:] = [full[-(span - 1) :].clone()]
-            return self._run(windows.contiguous())
+            return self._run(windows.contiguous(), reference)
 
         return score
 

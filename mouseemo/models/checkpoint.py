@@ -8,7 +8,9 @@ how frames were prepared for them. :class:`RecordConfig`, added to every trainer
   without the run directory;
 * ``data``: the preprocessing the model saw (``crop``, ``image_size``, ``classes``, and
   ``clip_length``/``clip_step``: frames per input of a temporal model, 1 for frame models;
-  ``reference``/``reference_frames``: the session reference frame the model compares with, if any);
+  ``reference``/``reference_frames``: the session reference frame the model compares with, if any;
+  ``trial_baseline_s``: for ``reference=trial``, the pre-stimulus window of the training trials,
+  the median ``trigger - onset`` of their ``trials.csv``, so new videos need only stimulus onsets);
 * ``version``: the mouseemo version that wrote it.
 
 :func:`load_model` rebuilds the module from that record and loads the weights, e.g. for
@@ -128,6 +130,13 @@ class RecordConfig(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
+        data = self.record.get("data")
+        if (
+            isinstance(data, dict)
+            and data.get("reference") == "trial"
+            and data.get("trial_baseline_s") is None
+        ):
+            data["trial_baseline_s"] = _trial_baseline_s(trainer)
         checkpoint[RECORD_KEY] = plain_data(self.record)
         for key in HYPER_PARAMETER_KEYS:
             if key in checkpoint:
@@ -136,6 +145,15 @@ class RecordConfig(pl.Callback):
 
     def state_dict(self) -> dict:
         return {}
+
+
+def _trial_baseline_s(trainer: pl.Trainer) -> float | None:
+    """The pre-stimulus window of the trials the datamodule read (``None`` without any)."""
+    from mouseemo.data.trials import TRIALS_FILE, baseline_seconds, read_trials
+
+    sessions = getattr(getattr(trainer, "datamodule", None), "sessions", None) or []
+    paths = [s.session.path / TRIALS_FILE for s in sessions if hasattr(s, "session")]
+    return baseline_seconds([read_trials(p) for p in paths if p.is_file()])
 
 
 @dataclass
@@ -156,6 +174,8 @@ class LoadedModel:
         reference: ``"median"`` when the model compares each frame with its session's reference
             frame (the median of ``reference_frames`` frames spread over the video), else ``None``.
         reference_frames: frames that median is taken over.
+        trial_baseline_s: for ``reference="trial"``: seconds before each stimulus onset whose frames
+            made the trial's reference in training (``None``: not recorded).
     """
 
     module: pl.LightningModule
@@ -169,6 +189,7 @@ class LoadedModel:
     clip_step: int = 1
     reference: str | None = None
     reference_frames: int = 300
+    trial_baseline_s: float | None = None
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -274,6 +295,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         clip_step=int(data.get("clip_step") or 1),
         reference=getattr(module, "reference", None),
         reference_frames=int(data.get("reference_frames") or 300),
+        trial_baseline_s=float(data["trial_baseline_s"]) if data.get("trial_baseline_s") else None,
     )
 
 

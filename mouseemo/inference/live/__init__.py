@@ -34,19 +34,31 @@ Session reference / own neutral
     file) skips the warm-up.
 
 Temporal models see the last frames *scored* as their history: a dropped frame is not in any window.
+
+Trial-locked models
+    Checkpoints trained with ``reference=trial`` compare each frame with its trial's pre-stimulus
+    face; the onsets come from ``LiveOptions.onsets`` (a schedule) or :meth:`LiveSession.trigger`,
+    and frames wait for their trial's reference (:mod:`mouseemo.inference.live.trials`).
 """
 
 from __future__ import annotations
 
 from mouseemo.inference.live.queue import DropOldestQueue
-from mouseemo.inference.live.session import LiveOptions, LiveSession, read_reference
+from mouseemo.inference.live.session import LiveOptions, LiveSession
 from mouseemo.inference.live.sinks import CsvSink
-from mouseemo.inference.live.sources import CameraSource, FrameSource, IterableSource, VideoFileSource
+from mouseemo.inference.live.sources import (
+    CameraSource,
+    FrameSource,
+    IterableSource,
+    VideoFileSource,
+    read_reference,
+)
+from mouseemo.inference.live.trials import Every, TrialGate
 from mouseemo.inference.live.trigger import LiveFrame, Trigger
 
 #: Names of the optional Lab Streaming Layer module (:mod:`mouseemo.inference.live.lsl`), imported
 #: when first asked for.
-_LSL = ("LslSink", "require_pylsl")
+_LSL = ("LslMarkers", "LslSink", "require_pylsl")
 
 
 def __getattr__(name: str):
@@ -61,12 +73,15 @@ __all__ = [
     "CameraSource",
     "CsvSink",
     "DropOldestQueue",
+    "Every",
     "FrameSource",
     "IterableSource",
     "LiveFrame",
     "LiveOptions",
     "LiveSession",
+    "LslMarkers",
     "LslSink",
+    "TrialGate",
     "Trigger",
     "VideoFileSource",
     "read_reference",

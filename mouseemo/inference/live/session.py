@@ -9,19 +9,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from mouseemo import __version__
 from mouseemo.data.crop import Crop, check_crop, to_gray
-from mouseemo.errors import DataError, Terminated
+from mouseemo.errors import ConfigError, DataError, Terminated
 from mouseemo.inference.live.queue import DropOldestQueue
-from mouseemo.inference.live.sources import Clock, FrameSource
+from mouseemo.inference.live.sources import Clock, FrameSource, read_reference  # noqa: F401 - kept importable here
+from mouseemo.inference.live.trials import TrialGate
 from mouseemo.inference.live.trigger import LiveFrame
 from mouseemo.inference.scorers import Scorer
 from mouseemo.utils.io import write_json_atomic
@@ -44,6 +43,10 @@ class LiveOptions:
         status_s: seconds between status lines (``None``: none).
         warmup_max_bytes: the warm-up ends early (with a warning) once its frames hold this much
             memory, so a long ``reference_s`` cannot fill the memory.
+        onsets: trial-locked models: stimulus onsets, seconds since the first captured frame (a
+            list, or :class:`~mouseemo.inference.live.trials.Every` for a periodic schedule).
+        triggers: trial-locked models: accept :meth:`LiveSession.trigger` (``None``: when there
+            are no ``onsets``); see :mod:`mouseemo.inference.live.trials`.
     """
 
     crop: Crop | None = None
@@ -56,6 +59,8 @@ class LiveOptions:
     stall_timeout_s: float = 5.0
     status_s: float | None = 1.0
     warmup_max_bytes: int = 1 << 30
+    onsets: Iterable[float] | None = None
+    triggers: bool | None = None
 
 
 @dataclass
@@ -110,6 +115,21 @@ class LiveSession:
         self._warned_slow = False
         self._waiting = False
         self._t0 = None
+        self.gate: TrialGate | None = None  # trial-locked models: frames wait for their reference
+        if getattr(scorer, "reference_kind", None) == "trial":
+            o = self.opts
+            trig = o.onsets is None if o.triggers is None else o.triggers
+            self.gate = TrialGate(scorer.require_baseline(), o.onsets or (), trig, self._warn)
+        elif self.opts.onsets is not None or self.opts.triggers:
+            raise ConfigError("`onsets` and `triggers` are for trial-locked models (reference=trial)")
+
+    def trigger(self, t: float | None = None) -> None:
+        """Mark a stimulus onset at capture time ``t`` (default now, :attr:`clock`) for a trial-locked
+        model; thread-safe. The frames of its pre-stimulus window must not be scored yet (see
+        :mod:`mouseemo.inference.live.trials`)."""
+        if self.gate is None:
+            raise ConfigError("trigger() marks stimulus onsets of trial-locked models (reference=trial)")
+        self.gate.trigger(self.clock() if t is None else float(t))
 
     # stopping
     def stop(self, reason: str) -> None:
@@ -179,9 +199,18 @@ class LiveSession:
         self.base_scorer.stream()(x.to(self.base_scorer.device))
 
     def _emit(self, scorer: Scorer, score_fn, items: list, warmup: bool) -> None:
-        x = torch.from_numpy(np.ascontiguousarray(scorer.prepare(np.stack([g for _, _, g in items]))))
+        if self.gate is None:
+            return self._emit_now(scorer, score_fn, items, warmup)
+        for run in self.gate.push(scorer, items, warmup, self.stats.first_capture):
+            self._emit_now(scorer, score_fn, *run)
+
+    def _emit_now(self, scorer: Scorer, score_fn, items: list, warmup: bool, x=None, refs=None) -> None:
+        if x is None:
+            x = scorer.prepare(np.stack([g for _, _, g in items]))
+        x = torch.from_numpy(np.ascontiguousarray(x))
         t_begin = self.clock()
-        s = score_fn(x.to(scorer.device))
+        ref = {} if refs is None else {"reference": refs.to(scorer.device)}
+        s = score_fn(x.to(scorer.device), **ref)
         labels = scorer.labels(s)
         s_np = s.float().cpu().numpy()
         t_done = self.clock()
@@ -239,6 +268,8 @@ class LiveSession:
                 self._check_rate()
             if scorer is None and warm:  # the source ended during the warm-up
                 scorer, score_fn = self._end_warmup(warm)
+            for run in self.gate.flush() if self.gate is not None else ():
+                self._emit_now(scorer, score_fn, *run)
         except BaseException as exc:  # noqa: BLE001 - handed to run()
             self.error = self.error or exc
             self.stop(f"scoring failed: {exc}")
@@ -453,25 +484,3 @@ def _signals_deferred() -> Iterator[None]:
         for sig, handler in old.items():
             if handler is not None:
                 signal.signal(sig, handler)
-
-
-def read_reference(path: str | os.PathLike) -> np.ndarray:
-    """Frames of a reference file: ``.npy`` (uint8 ``(H, W)``, ``(T, H, W)`` or BGR) or an image
-    (read as gray)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"`reference` {path}: no such file")
-    if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataError(f"`reference` {path}: not a readable .npy ({err})") from None
-    else:
-        arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if arr is None:
-            raise DataError(f"`reference` {path}: not a readable image")
-    if arr.dtype != np.uint8 or arr.ndim not in (2, 3, 4) or arr.size == 0:
-        raise DataError(
-            f"`reference` {path}: expected uint8 frames (H, W) or (T, H, W); got {arr.dtype} {arr.shape}"
-        )
-    return arr

@@ -152,3 +152,25 @@ class VideoFileSource(FrameSource):
 
     def describe(self) -> str:
         return f"video {self.path}" + ("" if self.realtime else " (as fast as possible)")
+
+
+def read_reference(path: str | os.PathLike) -> np.ndarray:
+    """Frames of a reference file: ``.npy`` (uint8 ``(H, W)``, ``(T, H, W)`` or BGR) or an image
+    (read as gray)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"`reference` {path}: no such file")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"`reference` {path}: not a readable .npy ({err})") from None
+    else:
+        arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if arr is None:
+            raise DataError(f"`reference` {path}: not a readable image")
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3, 4) or arr.size == 0:
+        raise DataError(
+            f"`reference` {path}: expected uint8 frames (H, W) or (T, H, W); got {arr.dtype} {arr.shape}"
+        )
+    return arr
