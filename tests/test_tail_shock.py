@@ -8,22 +8,23 @@ import numpy as np
 import pytest
 
 from mouseemo.cli import main
-from mouseemo.data.crop import to_gray
+from mouseemo.data.crop import CROP_PRESETS, parse_crop, to_gray
 from mouseemo.data.events import read_events
 from mouseemo.data.face_datamodule import FaceFramesDataModule
 from mouseemo.data.session import discover_sessions
 from mouseemo.data.tail_shock import build_mouse_session, build_tail_shock_sessions
 from mouseemo.data.trials import Trials, read_trials, trial_references
 from mouseemo.data.video import VideoReader
-from mouseemo.errors import DataError
+from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.departure import departure_readout
 from tests.helpers import TAIL_SHOCK_FPS as FPS
 from tests.helpers import fake_tail_shock_mouse
 
 
 def test_build_layout_and_offsets_on_fake_clips(tmp_path):
+    """``order="table"`` lays the clips as trials.csv lists them (the build before seeded orders)."""
     mouse = fake_tail_shock_mouse(tmp_path / "src")
-    (sess,) = build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(0, 500))
+    (sess,) = build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(0, 500), order="table")
     assert sess == tmp_path / "out" / "m1" / "tail_shock"
     assert sorted(p.name for p in sess.iterdir()) == ["events.csv", "face.avi", "session.json", "trials.csv"]
     ev = read_events(sess / "events.csv")
@@ -37,13 +38,15 @@ def test_build_layout_and_offsets_on_fake_clips(tmp_path):
     assert tr.column("current_uA") == ["0", "0", "500", "500"]
     meta = json.loads((sess / "session.json").read_text())
     assert meta["animal"] == "m1" and meta["fps"] == FPS and meta["num_frames"] == 80
+    assert meta["order"] == "table" and meta["seed"] is None
+    assert meta["clips"] == ["c0.mp4", "c1.mp4", "c2.mp4", "c3.mp4"]
     with VideoReader(sess / "face.avi") as vr:
         frames = vr.read()
     with VideoReader(mouse / "c2.mp4") as vr:
         clip = vr.read()
     np.testing.assert_array_equal(frames[40:60], clip)  # lossless: exactly the clip's gray frames
     # rerunnable: a second build replaces the session
-    build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(500,))
+    build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", currents=(500,), order="table")
     assert len(read_trials(sess / "trials.csv")) == 2
     assert [p.name for p in (tmp_path / "out" / "m1").iterdir()] == ["tail_shock"]
 
@@ -55,6 +58,83 @@ def test_build_command(tmp_path, capsys):
     assert code == 0
     assert "4 clips, 80 frames" in capsys.readouterr().out
     assert json.loads((tmp_path / "out/m1/tail_shock/session.json").read_text())["crop"] == [0, 0, 16, 16]
+
+
+SHAM_THEN_SHOCK = (0,) * 10 + (500,) * 10  # trials.csv lists every sham clip first
+
+
+def _build_ordered(tmp_path, out, **kw):
+    src = tmp_path / "src"
+    if not src.exists():
+        fake_tail_shock_mouse(src, currents=SHAM_THEN_SHOCK, frames=10)
+    (sess,) = build_tail_shock_sessions(src, tmp_path / out, currents=(0, 500), **kw)
+    return sess
+
+
+def test_random_order_is_seeded_and_interleaves(tmp_path):
+    a = _build_ordered(tmp_path, "a")  # the default: random, seed 0
+    b = _build_ordered(tmp_path, "b", order="random", seed=0)
+    c = _build_ordered(tmp_path, "c", seed=1)
+    assert (a / "trials.csv").read_bytes() == (b / "trials.csv").read_bytes()
+    assert (a / "events.csv").read_bytes() == (b / "events.csv").read_bytes()
+    order_a = read_trials(a / "trials.csv").column("clip")
+    order_c = read_trials(c / "trials.csv").column("clip")
+    assert sorted(order_a) == sorted(order_c) == sorted(f"c{i}.mp4" for i in range(20))
+    assert order_a != order_c
+    currents = read_trials(a / "trials.csv").column("current_uA")
+    assert currents != sorted(currents)  # the shams are not all first
+    assert "500" in currents[:10] and "0" in currents[10:]
+    meta = json.loads((a / "session.json").read_text())
+    assert meta["order"] == "random" and meta["seed"] == 0 and meta["clips"] == order_a
+    table = _build_ordered(tmp_path, "t", order="table")
+    assert read_trials(table / "trials.csv").column("clip") == [f"c{i}.mp4" for i in range(20)]
+
+
+def test_random_order_moves_the_windows_with_the_clips(tmp_path):
+    sess = _build_ordered(tmp_path, "out", seed=3)
+    tr = read_trials(sess / "trials.csv")
+    np.testing.assert_allclose(tr.onset, 0.5 * np.arange(20))  # each trial at its place in the session
+    with VideoReader(sess / "face.avi") as vr:
+        frames = vr.read()
+    times = np.arange(len(frames)) / FPS
+    events = read_events(sess / "events.csv")
+    labels = np.asarray(events.vocabulary)[events.frame_labels(times, outside="neutral")]
+    clip_of_frame = np.rint((frames.reshape(len(frames), -1).mean(1) - 40) / 10).astype(int)
+    assert list(clip_of_frame[::10]) == [int(c[1:-4]) for c in tr.column("clip")]
+    pain = labels == "pain"
+    assert pain.sum() == 10 * 2  # from 0.4 s to the end (0.5 s) of each 500 µA clip
+    assert set(clip_of_frame[pain]) == set(range(10, 20))  # every pain frame is a shock clip's
+    for t, clip in enumerate(tr.column("clip")):
+        window = slice(10 * t + 8, 10 * t + 10)  # 0.4 s after the clip's start, to its end
+        assert (labels[window] == "pain").all() == (int(clip[1:-4]) >= 10)
+
+
+def test_bad_order_or_seed(tmp_path):
+    fake_tail_shock_mouse(tmp_path / "src")
+    with pytest.raises(ConfigError, match="`order`"):
+        build_tail_shock_sessions(tmp_path / "src", tmp_path / "out", order="sorted")
+    for seed in (-1, 1.5, "0", True):
+        with pytest.raises(ConfigError, match="`seed`"):
+            build_mouse_session(tmp_path / "src" / "m1", tmp_path / "out", seed=seed)
+    assert not (tmp_path / "out").exists()
+    args = ["tail-shock", "build", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--seed", "-1"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_crop_presets():
+    assert parse_crop("der") == parse_crop(" DER ") == CROP_PRESETS["der"] == (8, 32, 60, 52)
+    assert parse_crop("none") is None
+    with pytest.raises(ConfigError, match="der"):
+        parse_crop("eye")
+
+
+def test_build_command_with_the_der_crop(tmp_path, capsys):
+    fake_tail_shock_mouse(tmp_path / "src", size=(232, 140), frames=2)
+    args = ["tail-shock", "build", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--crop", "der", "--seed", "5"]) == 0
+    meta = json.loads((tmp_path / "out/m1/tail_shock/session.json").read_text())
+    assert meta["crop"] == [8, 32, 60, 52] and meta["seed"] == 5 and meta["order"] == "random"
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
@@ -97,7 +177,9 @@ def _two_mice(tmp_path):
     """Fake mice m1 and m2 under ``tmp_path/src``, built (0 and 500 µA) into ``tmp_path/data``."""
     fake_tail_shock_mouse(tmp_path / "src", "m1")
     fake_tail_shock_mouse(tmp_path / "src", "m2")
-    sessions = build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500))
+    sessions = build_tail_shock_sessions(
+        tmp_path / "src", tmp_path / "data", currents=(0, 500), order="table"
+    )
     assert [s.parent.name for s in sessions] == ["m1", "m2"]
     return sessions
 
@@ -142,7 +224,7 @@ def test_real_clips_layout(real_data_dir, tmp_path):
     src = real_data_dir / "der_tail_shock" / "ECO_3_000_M"
     if not src.is_dir():
         pytest.skip("der_tail_shock clips are absent")
-    sess = build_mouse_session(src, tmp_path, currents=(0, 500))
+    sess = build_mouse_session(src, tmp_path, currents=(0, 500), order="table")
     tr = read_trials(sess / "trials.csv")
     assert tr.column("clip") == [f"i0_t{k}.mp4" for k in range(6)] + [f"i4_t{k}.mp4" for k in range(6)]
     np.testing.assert_allclose(tr.onset, 5.0 * np.arange(12))

@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+from mouseemo.data.crop import CROP_PRESETS, WHOLE_FRAME, Crop, parse_crop
 from mouseemo.errors import ConfigError
 from mouseemo.utils.io import remove_stale_temps
 
@@ -20,6 +21,30 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def crop_arg(text: str) -> Crop | str:
+    """An argparse ``type`` for ``--crop``: ``x,y,w,h`` or a preset name gives the crop, ``none``
+    gives ``"none"`` (the whole frame, said out, so it wins over a session's or a model's crop)."""
+    try:
+        crop = parse_crop(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("`crop` ", "")) from None
+    return WHOLE_FRAME if crop is None else crop
+
+
+def add_crop_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--crop`` of the commands that read session folders, all by one rule
+    (:func:`mouseemo.data.session.resolve_crop`); ``default`` says what no ``--crop`` means."""
+    presets = ", ".join(sorted(CROP_PRESETS))
+    parser.add_argument(
+        "--crop",
+        type=crop_arg,
+        default=None,
+        metavar="X,Y,W,H|NAME|none",
+        help=f"crop of the frames: x,y,w,h, a preset ({presets}) or none for the whole frame "
+        f"(default: {default})",
+    )
 
 
 #: Largest ``--batch-size`` a command takes: a step holds this many frames (or windows) at once.

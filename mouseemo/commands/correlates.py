@@ -41,7 +41,7 @@ from mouseemo.analysis.correlates_run import (
     parse_shifts,
     report,
 )
-from mouseemo.commands._args import batch_size, check_out_dir, finite_float
+from mouseemo.commands._args import add_crop_argument, batch_size, check_out_dir, finite_float
 from mouseemo.data.imaging import DFF_WINDOW_S, SIGNALS
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.traces import TRACE_KINDS
@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tail", choices=TAILS, default="greater", help="greater: excited neurons only")
     p.add_argument("--min-overlap", type=finite_float, default=10.0, metavar="S",
                    help="shortest acceptable camera/imaging overlap")  # fmt: skip
-    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="crop (default: the model's / session's)")
+    add_crop_argument(p, "the session's session.json crop, else the model's")
     p.add_argument("--pixels-per-cell", type=int, default=32, help="HOG cell size when building prototypes")
     p.add_argument("--n-frames", type=int, default=10, help="least-neutral frames per prototype")
     p.add_argument("--seed", type=int, default=0, help="draws the circular shifts")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mouseemo.commands._args import check_out_dir
+from mouseemo.commands._args import add_crop_argument, check_out_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "differs from neutral. Writes <stem>_frame<N>.png per frame and <stem>.explain.npz into --out."
         ),
     )
-    p.add_argument("video", metavar="VIDEO", type=Path, nargs="?", default=None, help="face video")
+    p.add_argument(
+        "video", metavar="VIDEO", type=Path, nargs="?", default=None, help="face video or session folder"
+    )
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--prototypes", metavar="PROTOS.npz", help="prototypes from `mouseemo prototypes`")
     model.add_argument("--ckpt", metavar="MODEL.ckpt", help="a checkpoint written by `mouseemo train`")
@@ -42,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ig-steps", type=int, default=32, metavar="N", help="integration steps for ig (32; at most 1000)"
     )
-    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="override the model's crop")
+    add_crop_argument(p, "a session folder's session.json crop, else the model's")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="do not list the files written")

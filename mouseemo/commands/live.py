@@ -22,9 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mouseemo.commands._args import check_distinct_paths, finite_float, prepare_out_file
-from mouseemo.data.crop import parse_crop
+from mouseemo.commands._args import add_crop_argument, check_distinct_paths, finite_float, prepare_out_file
 from mouseemo.errors import ConfigError
+from mouseemo.inference.inputs import resolve_inputs
 from mouseemo.inference.live import (
     CameraSource,
     CsvSink,
@@ -49,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", metavar="INDEX", help="OpenCV camera index (or a device path / stream URL)")
-    src.add_argument("--video", metavar="FILE", help="a video file, played at its own frame rate")
+    src.add_argument(
+        "--video",
+        metavar="FILE",
+        help="a video file or session folder (its face video), played at its own frame rate",
+    )
     model = p.add_mutually_exclusive_group(required=True)
     model.add_argument("--prototypes", metavar="PROTOS.npz", help="prototypes from `mouseemo prototypes`")
     model.add_argument("--ckpt", metavar="MODEL.ckpt", help="a checkpoint written by `mouseemo train`")
@@ -98,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="trial-locked checkpoints: stimulus onsets from this Lab Streaming Layer marker stream "
         "(each sample an onset at its timestamp; needs pylsl); frames wait one pre-stimulus window",
     )
-    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="override the model's crop")
+    add_crop_argument(p, "a session folder's session.json crop, else the model's")
     p.add_argument("--margin", type=finite_float, default=None, help="similarity models: as in predict")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--csv", metavar="FILE", help="one row per scored frame, appended as frames are scored")
@@ -205,7 +209,10 @@ def _paths(args: argparse.Namespace, *names: str) -> dict[str, Path]:
 
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
-    crop = parse_crop(args.crop)
+    video, session_meta = args.video, None
+    if video is not None and Path(video).is_dir():  # a session folder: its video and session.json
+        (item,) = resolve_inputs([video], None, need_events=False)
+        video, session_meta = item.video, item.meta
     lsl = None
     if args.lsl is not None or args.lsl_markers is not None:
         from mouseemo.inference.live import lsl
@@ -223,9 +230,10 @@ def run(args: argparse.Namespace) -> int:
         index = int(args.camera) if str(args.camera).isdigit() else args.camera
         source = CameraSource(index)
     else:
-        source = VideoFileSource(args.video, realtime=not args.as_fast_as_possible)
+        source = VideoFileSource(video, realtime=not args.as_fast_as_possible)
     opts = LiveOptions(
-        crop=crop,
+        crop=args.crop,
+        session_meta=session_meta,
         reference_s=args.reference_s,
         reference=reference,
         queue_size=args.queue_size,

@@ -26,8 +26,7 @@ import argparse
 import threading
 from pathlib import Path
 
-from mouseemo.commands._args import batch_size, check_out_dir, finite_float
-from mouseemo.data.crop import parse_crop
+from mouseemo.commands._args import add_crop_argument, batch_size, check_out_dir, finite_float
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
 from mouseemo.inference.nwb import require_nwb
@@ -55,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--prototypes", metavar="PROTOS.npz", help="prototypes from `mouseemo prototypes`")
     model.add_argument("--ckpt", metavar="MODEL.ckpt", help="a checkpoint written by `mouseemo train`")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="override the model's crop")
+    add_crop_argument(p, "a session folder's session.json crop, else the model's")
     p.add_argument(
         "--events",
         action="append",
@@ -128,14 +127,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--overlay-map draws on the overlay video: add --overlay")
     out_dir = Path(args.out)
     check_out_dir(out_dir)
-    crop = parse_crop(args.crop)
     if args.neutral_until_s is not None and args.neutral != "own":
         raise ConfigError("--neutral-until-s needs --neutral own")
     scorer = load_scorer(
         args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
     )
     opts = PredictOptions(
-        crop=crop,
+        crop=args.crop,
         batch_size=args.batch_size,
         plot=not args.no_plot,
         overlay=args.overlay,

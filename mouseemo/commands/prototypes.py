@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mouseemo.commands._args import batch_size, parse_size, prepare_out_file
-from mouseemo.data.crop import parse_crop
+from mouseemo.commands._args import add_crop_argument, batch_size, parse_size, prepare_out_file
 from mouseemo.errors import ConfigError
 from mouseemo.inference.inputs import resolve_inputs
 from mouseemo.inference.prototypes import build_from_videos
@@ -38,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="events file, once per VIDEO (default: the session folder's / the video's events.csv)",
     )
     p.add_argument("--out", required=True, metavar="PROTOS.npz", help="prototypes file to write")
-    p.add_argument("--crop", default=None, metavar="X,Y,W,H", help="crop applied to every frame")
+    add_crop_argument(p, "each session folder's session.json crop, else the whole frame")
     p.add_argument("--resize", default=None, metavar="H,W", help="resize cropped frames before HOG")
     p.add_argument("--n-frames", type=int, default=10, help="least-neutral frames per emotion (k)")
     p.add_argument("--mode", choices=MODES, default="least-neutral", help="how emotion prototypes are built")
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     items = resolve_inputs(args.videos, args.events, need_events=True)
     protos = build_from_videos(
         items,
-        crop=parse_crop(args.crop),
+        crop=args.crop,
         hog={
             "orientations": args.orientations,
             "pixels_per_cell": args.pixels_per_cell,

@@ -14,7 +14,14 @@ import argparse
 from pathlib import Path
 
 from mouseemo.commands._args import check_out_dir, finite_float
-from mouseemo.data.tail_shock import DEFAULT_CURRENTS, describe, plan_tail_shock_sessions, write_sessions
+from mouseemo.data.crop import CROP_PRESETS
+from mouseemo.data.tail_shock import (
+    DEFAULT_CURRENTS,
+    ORDERS,
+    describe,
+    plan_tail_shock_sessions,
+    write_sessions,
+)
 from mouseemo.errors import ConfigError
 
 
@@ -39,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b = sub.add_parser(
         "build",
         help="lay the clips of the chosen currents end to end into <out>/<mouse>/tail_shock/",
-        description="Write face.avi (lossless FFV1, gray), events.csv (the windows of clips with a "
+        description="Write face.avi (lossless FFV1, gray; the clips in a seeded random order by default), events.csv (the windows of clips with a "
         "current above 0, moved to the clip's place), trials.csv (every clip) and session.json per mouse. "
         "Everything is checked before anything is written, and the sessions are renamed into place "
         "together. Rerunning replaces the sessions an earlier build wrote; anything else needs --overwrite.",
@@ -56,7 +63,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="currents (µA) whose clips are used (default: %(default)s)",
     )
     b.add_argument(
-        "--crop", default=None, metavar="X,Y,W,H", help="crop stored in session.json (default: none)"
+        "--crop",
+        default=None,
+        metavar="X,Y,W,H|NAME",
+        help="crop stored in session.json, as x,y,w,h or a preset name ("
+        + ", ".join(f"{k}: {','.join(map(str, v))}" for k, v in sorted(CROP_PRESETS.items()))
+        + ", the DER clips' head) (default: none)",
+    )
+    b.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="random",
+        help="lay each mouse's clips in a seeded random order, so sham and shock trials interleave, or in "
+        "trials.csv order (default: %(default)s)",
+    )
+    b.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random order (with the mouse's name; default: %(default)s)",
     )
     b.add_argument("--fps", type=finite_float, default=None, help="frame rate (default: the clips')")
     b.add_argument(
@@ -73,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(out)
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be > 0; got {args.fps}")
-    plans = plan_tail_shock_sessions(args.src, out, args.currents, args.crop, args.fps, args.overwrite)
+    plans = plan_tail_shock_sessions(
+        args.src, out, args.currents, args.crop, args.fps, args.overwrite, order=args.order, seed=args.seed
+    )
     sessions = write_sessions(plans)
     print(describe(sessions))
     return 0

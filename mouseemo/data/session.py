@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from mouseemo.constants import EMOTION_INDEX, VIDEO_EXTENSIONS
-from mouseemo.data.crop import parse_crop
+from mouseemo.data.crop import Crop, parse_crop
 from mouseemo.data.video import VideoReader
-from mouseemo.errors import DataError
+from mouseemo.errors import ConfigError, DataError
 from mouseemo.utils.io import read_user_json, read_user_text
 
 
@@ -195,18 +195,35 @@ def read_truth_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return cols
 
 
-def resolve_crop(crop=None, model_crop=None, meta: dict | None = None):
-    """The crop a session's frames are scored with: ``crop`` (the user's), else the model's, else
-    the ``crop`` of the session's ``session.json`` (``meta``; pass it for models whose training
-    cropped each session by its own, as the training datamodules do), else ``None``.
+def resolve_crop(
+    crop=None, model_crop=None, meta: dict | None = None, *, model: str = "the model", source: str = ""
+) -> Crop | None:
+    """The crop a session's frames are read with, by one rule for every command: ``crop`` (the
+    user's; ``"none"``: the whole frame), else the ``crop`` of the session's ``session.json``
+    (``meta``), else the model's (``model_crop``: a checkpoint's or a prototypes file's), else
+    ``None`` (the whole frame).
 
-    Each may be ``"x,y,w,h"``, a 4-sequence or ``None``; the result is a crop tuple or ``None``.
+    Each may be ``"x,y,w,h"``, a preset name (:data:`~mouseemo.data.crop.CROP_PRESETS`), a
+    4-sequence or ``None``; the result is a crop tuple or ``None``. A plain video file has no
+    ``meta``: its crop is the user's, else the model's.
+
+    Raises:
+        ConfigError: no ``crop`` is given and the session's crop and the model's differ (named
+            ``model``, in ``source``): the frames would not be those the model was built on, so
+            the user chooses.
     """
-
-    for candidate in (crop, model_crop, (meta or {}).get("crop")):
-        if candidate is not None and len(candidate):
-            return parse_crop(candidate)
-    return None
+    if crop is not None and len(crop):
+        return parse_crop(crop)
+    session_crop = (meta or {}).get("crop")
+    session_crop = parse_crop(session_crop) if session_crop is not None and len(session_crop) else None
+    model_crop = parse_crop(model_crop) if model_crop is not None and len(model_crop) else None
+    if session_crop is not None and model_crop is not None and session_crop != model_crop:
+        where = f"{source}: " if source else ""
+        raise ConfigError(
+            f"{where}the session's crop {list(session_crop)} (session.json) differs from the crop "
+            f"{list(model_crop)} of {model}: give `crop` to choose one (`crop` none: the whole frame)"
+        )
+    return session_crop if session_crop is not None else model_crop
 
 
 def session_times(session: Session, num_frames: int) -> np.ndarray:

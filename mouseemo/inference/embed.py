@@ -117,7 +117,7 @@ def paired_session(session: Session, module, cache_dir: str | Path | None = None
     window = int(rec["window"])
     lag_s = float(rec.get("lag_s") or 0.0)
     size = tuple(int(v) for v in rec["image_size"]) if rec.get("image_size") else None
-    crop = resolve_crop(None, rec.get("crop"), session.meta)
+    crop = resolve_crop(None, rec.get("crop"), session.meta, model="the checkpoint", source=str(session.path))
     cache_dir = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "mouseemo-cache"
     cache = FrameCache.get_or_build(session.video, cache_dir, crop, size)
     times = session_times(session, len(cache))

@@ -72,9 +72,9 @@ def resolve_inputs(paths: Sequence[str], events: Sequence[str] | None, need_even
         p = Path(raw)
         if p.is_dir():
             s = Session.open(p)
-            video, ev, stem = s.video, s.events_path, f"{s.animal}_{s.session}"
+            video, ev, stem, meta = s.video, s.events_path, f"{s.animal}_{s.session}", s.meta
         elif p.is_file():
-            video, stem = p, p.stem
+            video, stem, meta = p, p.stem, {}
             beside = p.with_name("events.csv")
             ev = beside if beside.is_file() else None
         else:
@@ -85,7 +85,7 @@ def resolve_inputs(paths: Sequence[str], events: Sequence[str] | None, need_even
                 raise DataError(f"events file not found: {ev}")
         if need_events and ev is None:
             raise ConfigError(f"{p}: no events file; give `events` (one events.csv per video)")
-        out.append(VideoInput(video=video, events=ev, stem=stem))
+        out.append(VideoInput(video=video, events=ev, stem=stem, meta=meta))
     return out
 
 

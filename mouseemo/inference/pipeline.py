@@ -83,8 +83,10 @@ class PredictOptions:
     """How :func:`predict_video` runs.
 
     Attributes:
-        crop: ``(x, y, w, h)`` overriding the model's crop (``None``: the model's; for checkpoints
-            whose training crop was per session, the session's ``session.json`` crop).
+        crop: ``(x, y, w, h)`` (or a preset name) overriding the session's and the model's crop,
+            ``"none"`` for the whole frame; ``None``: the session's ``session.json`` crop, else the
+            model's (:func:`mouseemo.data.session.resolve_crop`, which refuses a session and a model
+            whose crops differ).
         batch_size: frames per chunk (decoded, moved to the device and scored together).
         depth: chunks the decoding thread may run ahead (``None``: as many as fit in
             :data:`~mouseemo.inference.scoring.AHEAD_BYTES`, 1 to 4).
@@ -101,7 +103,7 @@ class PredictOptions:
             (``None``: no departure readout).
     """
 
-    crop: Crop | None = None
+    crop: Crop | str | None = None
     batch_size: int = 256
     depth: int | None = None
     plot: bool = True
@@ -236,8 +238,7 @@ def predict_video(
     events, trials = stimulus_inputs(item, scorer)  # trials: for trial-locked checkpoints
     if opts.overlay_map and getattr(scorer, "reference_kind", None) == "trial":
         raise ConfigError("`overlay_map` is not available for trial-locked models yet")
-    # checkpoints: the session's own crop as the training datamodule used it
-    crop = resolve_crop(opts.crop, scorer.crop, item.meta if scorer.kind == "checkpoint" else None)
+    crop = resolve_crop(opts.crop, scorer.crop, item.meta, model=str(scorer.path), source=str(item.video))
     names = scorer.names
     notes: list[str] = []
     with VideoReader(item.video, crop=crop) as vr:

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from mouseemo.constants import EMOTIONS
-from mouseemo.data.crop import parse_crop
+from mouseemo.data.crop import Crop
 from mouseemo.data.events import Events, read_events
-from mouseemo.data.session import Session
+from mouseemo.data.session import Session, resolve_crop
 from mouseemo.data.video import VideoReader, resize_frames
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.inputs import VideoInput
@@ -135,6 +135,18 @@ def _check_selected(acc: _VideoFeatures, events: Events, item: VideoInput) -> di
     return windows
 
 
+def _one_crop(items: Sequence[VideoInput], crop) -> Crop | None:
+    """The crop of every video (:func:`~mouseemo.data.session.resolve_crop`): the prototypes file
+    keeps one, so videos whose session folders hold different crops need ``crop``."""
+    if not items:
+        return resolve_crop(crop)
+    crops = {str(item.video): resolve_crop(crop, None, item.meta) for item in items}
+    if len(set(crops.values())) > 1:
+        listed = ", ".join(f"{v}: {list(c) if c else None}" for v, c in crops.items())
+        raise ConfigError(f"the videos' crops differ ({listed}); a prototypes file has one crop: give `crop`")
+    return next(iter(crops.values()))
+
+
 def build_from_videos(
     items: Sequence[VideoInput],
     crop=None,
@@ -151,7 +163,9 @@ def build_from_videos(
 
     Args:
         items: inputs from :func:`~mouseemo.inference.inputs.resolve_inputs` (each needs an events file).
-        crop: ``(x, y, w, h)`` for every video, or ``None``.
+        crop: ``(x, y, w, h)`` (or a preset name) for every video, ``"none"`` for the whole frame;
+            ``None``: each session folder's ``session.json`` crop (the whole frame for a plain
+            video file). Every video must end up with the same crop: the file keeps one.
         hog: HOG parameters (:func:`mouseemo.models.prototypes_io.hog_params`).
         mode, k, drop_first_trial: how emotion prototypes are chosen.
         pool: ``"groups"``: prototypes per video, averaged; ``"frames"``: all videos' frames pooled.
@@ -164,7 +178,7 @@ def build_from_videos(
     if pool not in ("groups", "frames"):
         raise ConfigError(f"pool must be 'groups' or 'frames'; got {pool!r}")
     hog = hog_params(**(hog or {}))
-    crop = parse_crop(crop)
+    crop = _one_crop(items, crop)
     device = torch.device(device)
     accs, frame_size = [], None
     for item in items:
@@ -257,12 +271,13 @@ def session_prototypes(
     device: torch.device | str = "cpu",
     batch_size: int = 256,
 ) -> Prototypes:
-    """The session's own prototypes from its ``events.csv`` (neutral from the baseline)."""
+    """The session's own prototypes from its ``events.csv`` (neutral from the baseline), with
+    ``crop``, else the session's ``session.json`` crop."""
     if session.events_path is None:
         raise DataError(
             f"{session.path}: no events.csv to build prototypes from; give `prototypes` or `ckpt`"
         )
-    item = VideoInput(session.video, session.events_path, f"{session.animal}_{session.session}")
+    item = VideoInput(session.video, session.events_path, f"{session.animal}_{session.session}", session.meta)
     return build_from_videos([item], crop=crop, hog=hog, mode=mode, k=k, device=device, chunk_size=batch_size)
 
 

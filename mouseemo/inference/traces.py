@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mouseemo.data.crop import WHOLE_FRAME
 from mouseemo.data.session import Session, resolve_crop
 from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
@@ -99,7 +100,7 @@ def traces_from_prototypes(
     if trace == "intensity" and "neutral" not in protos.names:
         raise ConfigError("`trace`=intensity needs a 'neutral' prototype; use `trace`=similarity")
     scorer = PrototypeScorer(protos, "", device)
-    crop = resolve_crop(crop, protos.crop)
+    crop = resolve_crop(crop, protos.crop, session.meta, model="the prototypes", source=str(session.path))
     score = None
     if trace == "intensity":
         neutral = protos.names.index("neutral")
@@ -135,7 +136,7 @@ def traces_from_checkpoint(
             "prototype checkpoint (a joint encoder is exported with `mouseemo embed`)"
         )
     scorer = CheckpointScorer(loaded, device)
-    crop = resolve_crop(crop, loaded.crop, session.meta)
+    crop = resolve_crop(crop, loaded.crop, session.meta, model=str(ckpt), source=str(session.path))
     source = f"{session.video} (crop {list(crop) if crop else None})"
     t, scores = _score_session(session, scorer, crop, batch_size, source)
     if scores.shape[1] != len(loaded.score_names):
@@ -200,7 +201,8 @@ def face_traces(
     ``ckpt`` or ``prototypes``; with none, prototypes are built from the session's ``events.csv``
     (HOG cells of ``pixels_per_cell``, ``n_frames`` least-neutral frames per prototype).
 
-    ``crop`` overrides the model's (and the session's) crop.
+    ``crop`` overrides the session's and the model's crop (``"none"``: the whole frame; see
+    :func:`~mouseemo.data.session.resolve_crop`).
     """
     if traces:
         return traces_from_csv(traces)
@@ -211,7 +213,7 @@ def face_traces(
         protos = Prototypes.load(prototypes)
         info = {"prototypes_file": str(prototypes)}
     else:
-        crop = resolve_crop(crop, None, session.meta)
+        crop = resolve_crop(crop, None, session.meta) or WHOLE_FRAME  # the prototypes' crop, said out
         protos = session_prototypes(
             session, crop=crop, hog={"pixels_per_cell": pixels_per_cell}, k=n_frames,
             device=device, batch_size=batch_size,

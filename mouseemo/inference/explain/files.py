@@ -11,6 +11,7 @@ from mouseemo.errors import ConfigError
 from mouseemo.inference.explain.frames import MAX_FRAMES, MAX_IG_STEPS, parse_frame_ranges
 from mouseemo.inference.explain.maps import hog_prototypes_of, prototype_maps
 from mouseemo.inference.explain.video import Explanation, explain_video
+from mouseemo.inference.inputs import resolve_inputs
 from mouseemo.models.prototypes_io import Prototypes
 
 
@@ -140,7 +141,8 @@ def run_explain(
     overwrite: bool = False,
     ig_steps: int = 32,
 ) -> list:
-    """``mouseemo explain``: maps of ``frames`` of ``video`` written into ``out_dir``, or, with
+    """``mouseemo explain``: maps of ``frames`` of ``video`` (a file or session folder) written into
+    ``out_dir``, or, with
     prototypes and no video, the prototype-difference maps alone. Returns the files written."""
     from mouseemo.inference.explain.attribution import CHECKPOINT_METHODS, require_captum
     from mouseemo.inference.scorers import load_scorer
@@ -159,8 +161,10 @@ def run_explain(
     if frames is None:
         raise ConfigError("give `frames` (e.g. 10,20,100-120) to explain frames of a video")
     parse_frame_ranges(frames)  # its errors before the model is loaded
+    # a session folder: its face video, named as predict names it, and its session.json crop
+    (item,) = resolve_inputs([str(video)], None, need_events=False)
     scorer = load_scorer(prototypes, ckpt, device)
     if hog_prototypes_of(scorer) is None:
         require_captum()  # before any decoding
-    result = explain_video(video, scorer, frames, method, crop, ig_steps)
-    return write_explanation(result, out_dir, Path(video).stem, overwrite)
+    result = explain_video(item.video, scorer, frames, method, crop, ig_steps, meta=item.meta)
+    return write_explanation(result, out_dir, item.stem, overwrite)

@@ -75,10 +75,13 @@ def explain_video(
     method: str | None = None,
     crop=None,
     ig_steps: int = 32,
+    meta: dict | None = None,
 ) -> Explanation:
     """Maps of ``frames`` of ``video`` for the model behind ``scorer`` (:func:`load_scorer`).
 
     ``frames`` is a list such as ``"10,20,100-120"`` (:func:`parse_frame_ranges`) or the indices.
+    The frames are cropped by :func:`mouseemo.data.session.resolve_crop`: ``crop``, else the crop of
+    ``meta`` (the ``session.json`` of the session the video belongs to), else the model's.
 
     Raises:
         DataError: a missing or undecodable video; frames past its end.
@@ -91,7 +94,7 @@ def explain_video(
     if not isinstance(frames, str):
         frames = ",".join(str(int(i)) for i in np.unique(np.asarray(frames, dtype=np.int64)))
     ranges = parse_frame_ranges(frames)
-    crop = resolve_crop(crop, scorer.crop, None)
+    crop = resolve_crop(crop, scorer.crop, meta, model=str(scorer.path), source=str(video))
     with VideoReader(video, crop=crop) as vr:
         scorer.check(vr.height, vr.width, source=f"{video} (crop {list(crop) if crop else None})")
         hint = vr.frame_count_hint  # the container's word: counted by decoding only when past it

@@ -17,6 +17,7 @@ import torch
 
 from mouseemo import __version__
 from mouseemo.data.crop import Crop, check_crop, to_gray
+from mouseemo.data.session import resolve_crop
 from mouseemo.errors import ConfigError, DataError, Terminated
 from mouseemo.inference.live.queue import DropOldestQueue
 from mouseemo.inference.live.sources import Clock, FrameSource, read_reference  # noqa: F401 - kept importable here
@@ -33,7 +34,10 @@ class LiveOptions:
     """How a :class:`LiveSession` runs (see ``mouseemo live --help``).
 
     Attributes:
-        crop: ``(x, y, w, h)`` of the source's frames (``None``: the model's crop, or full frames).
+        crop: ``(x, y, w, h)`` of the source's frames (or a preset name; ``"none"``: the whole
+            frame). ``None``: the crop of ``session_meta``, else the model's, else the whole frame
+            (:func:`mouseemo.data.session.resolve_crop`).
+        session_meta: the ``session.json`` of the session folder the source plays, if any.
         reference_s: seconds of warm-up frames the session reference / own neutral is taken from.
         reference: frames ``(T, H, W)`` or one frame ``(H, W)`` to take it from instead (no warm-up).
         queue_size: frames waiting for the scorer at most (the oldest is dropped).
@@ -49,7 +53,8 @@ class LiveOptions:
             are no ``onsets``); see :mod:`mouseemo.inference.live.trials`.
     """
 
-    crop: Crop | None = None
+    crop: Crop | str | None = None
+    session_meta: dict | None = None
     reference_s: float = 10.0
     reference: np.ndarray | None = None
     queue_size: int = 1
@@ -184,7 +189,13 @@ class LiveSession:
         """Check the frame size and set the crop (before capture when the source states its frame
         size, else on the first frame; again if a frame of another size arrives)."""
         h, w = first.shape[:2]
-        self.crop = self.opts.crop if self.opts.crop is not None else self.base_scorer.crop
+        self.crop = resolve_crop(
+            self.opts.crop,
+            self.base_scorer.crop,
+            self.opts.session_meta,
+            model=str(self.base_scorer.path),
+            source=self.source.describe(),
+        )
         check_crop(self.crop, h, w, self.source.describe())
         self.frame_size = (h, w)
         ch, cw = (self.crop[3], self.crop[2]) if self.crop else (h, w)
