@@ -184,3 +184,22 @@ def test_log_free_track_refuses_a_stimulus_locked_model(moving_sessions, tmp_pat
 def test_built_trials_are_read(moving_sessions):
     tr = read_trials(moving_sessions / "m1" / "tail_shock" / "trials.csv")
     assert len(tr) == 4
+
+
+def test_checkpoints_record_the_sessions_crop(tmp_path):
+    """A model trained on sessions cropped by their session.json records that crop, so a plain video
+    scored later is cropped the same way; an explicit data.crop=none records the whole frame."""
+    from types import SimpleNamespace
+
+    from mouseemo.models.checkpoint import RECORD_KEY, RecordConfig
+
+    moving_mouse(tmp_path / "src", "m1")
+    moving_mouse(tmp_path / "src", "m2", seed=1)
+    build_tail_shock_sessions(tmp_path / "src", tmp_path / "data", currents=(0, 500), crop=(4, 2, 40, 28))
+    for crop, recorded in ((None, [4, 2, 40, 28]), ("none", "none"), ("0,0,16,16", "0,0,16,16")):
+        dm = _dm(tmp_path / "data", crop=crop)
+        ckpt = {}
+        RecordConfig({"data": {"crop": crop}}).on_save_checkpoint(SimpleNamespace(datamodule=dm), None, ckpt)
+        assert ckpt[RECORD_KEY]["data"]["crop"] == recorded
+        size = dm.datasets["train"][0]["image"].shape[-2:]
+        assert tuple(size) == ((28, 40) if crop is None else (32, 48) if crop == "none" else (16, 16))

@@ -127,8 +127,8 @@ class FaceFramesDataModule(pl.LightningDataModule):
         label_source: ``"truth"``, ``"events"`` or ``"auto"``.
         outside: label of frames in no event window with ``label_source="events"`` (``"ignore"`` or a
             class name).
-        crop: ``"x,y,w,h"`` applied before resizing; ``None`` uses a crop stored in each
-            ``session.json`` (key ``crop``) or the full frame.
+        crop: ``"x,y,w,h"`` (or a preset) applied before resizing; ``None`` uses a crop stored in each
+            ``session.json`` (key ``crop``) or the full frame; ``"none"`` the full frame.
         image_size: ``[H, W]`` the frames are resized to (area interpolation), or ``None``.
         split: :class:`SplitSpec` fields.
         train_stride: use every n-th training frame (neighbours are near-duplicates).
@@ -186,7 +186,10 @@ class FaceFramesDataModule(pl.LightningDataModule):
         if not root:
             raise ConfigError("data.root is not set: pass data.root=/path/to/dataset")
         self.root = Path(root)
-        self.crop = parse_crop(crop) if crop is not None else None
+        whole = (
+            isinstance(crop, str) and crop.strip().lower() == "none"
+        )  # the whole frame, whatever session.json says
+        self.crop = "none" if whole else (parse_crop(crop) if crop is not None else None)
         self.image_size = tuple(int(v) for v in image_size) if image_size is not None else None
         split = dict(split or {})
         if split.get("seed") is None:  # null: the split follows the run's seed

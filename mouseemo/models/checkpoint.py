@@ -137,6 +137,8 @@ class RecordConfig(pl.Callback):
             and data.get("trial_baseline_s") is None
         ):
             data["trial_baseline_s"] = _trial_baseline_s(trainer)
+        if isinstance(data, dict) and data.get("crop") is None:  # the sessions' own crop (session.json)
+            data["crop"] = _sessions_crop(trainer)
         checkpoint[RECORD_KEY] = plain_data(self.record)
         for key in HYPER_PARAMETER_KEYS:
             if key in checkpoint:
@@ -154,6 +156,19 @@ def _trial_baseline_s(trainer: pl.Trainer) -> float | None:
     sessions = getattr(getattr(trainer, "datamodule", None), "sessions", None) or []
     paths = [s.session.path / TRIALS_FILE for s in sessions if hasattr(s, "session")]
     return baseline_seconds([read_trials(p) for p in paths if p.is_file()])
+
+
+def _sessions_crop(trainer: pl.Trainer) -> list[int] | None:
+    """The crop every session of the datamodule was read with (their ``session.json``'s), when they
+    share one; ``None`` otherwise, so a video scored later is cropped only as its user says."""
+    dm = getattr(trainer, "datamodule", None)
+    sessions = getattr(dm, "sessions", None) or []
+    crop_for = getattr(dm, "_crop_for", None)
+    if not sessions or crop_for is None:
+        return None
+    crops = {crop_for(s.session) for s in sessions if hasattr(s, "session")}
+    (crop,) = crops if len(crops) == 1 else (None,)
+    return list(crop) if crop is not None else None
 
 
 @dataclass
