@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mouseemo.data.face_datamodule import ensure_dataset
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.experiments.collapse import collapse_of_file
 from mouseemo.experiments.report import SCORES, class_table, markdown_table, summarize, write_outputs
 from mouseemo.utils.configs import compose_model, model_options
 from mouseemo.utils.machine import results_header
@@ -271,6 +272,7 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
                         "metrics": metrics,
                         "test_animals": sorted({k.split("/")[0] for k in split}),
                         "missing": _missing_classes(metrics, classes),
+                        "collapse": collapse_of_file(run_dir / "test_predictions.csv"),
                         "num_test_frames": int(np.asarray(metrics.get("test/confusion_matrix", [[0]])).sum()),
                     }
                     _check_fold_classes(job, classes, policy)
