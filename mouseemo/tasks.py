@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.experiments.baseline import run_baseline
 from mouseemo.experiments.benchmark import is_rank_zero, run_benchmark
+from mouseemo.experiments.collapse import collapse_of
 from mouseemo.experiments.report import SCORES
 from mouseemo.models.callbacks import is_weight_averaging
 from mouseemo.models.checkpoint import (
@@ -225,8 +226,15 @@ def train(cfg: DictConfig) -> dict:
     metrics = _finish(cfg, model, trainer, metrics, t0)
     _close_loggers(trainer)
     if trainer.is_global_zero:
-        _print_summary(metrics)
+        _print_summary(metrics, _collapse_note(model))
     return metrics
+
+
+def _collapse_note(model: pl.LightningModule) -> str:
+    """``"one class: neutral (99%)"`` when the test predictions collapsed onto one class, else ``""``."""
+    classes = list(getattr(model, "classes", []))
+    preds = [r[5] for r in getattr(model, "test_rows", None) or []]
+    return collapse_of(classes[p] if p < len(classes) else p for p in preds).note()
 
 
 def _refuse_benchmark(cfg: DictConfig) -> None:
@@ -257,7 +265,7 @@ def evaluate(cfg: DictConfig) -> dict:
     metrics = _finish(cfg, model, trainer, metrics, t0)
     _close_loggers(trainer)
     if trainer.is_global_zero:
-        _print_summary(metrics)
+        _print_summary(metrics, _collapse_note(model))
     return metrics
 
 
@@ -300,10 +308,11 @@ def check_checkpoint_matches(ckpt_path: str | Path, model: pl.LightningModule) -
         )
 
 
-def _print_summary(metrics: dict) -> None:
+def _print_summary(metrics: dict, note: str = "") -> None:
     keys = ("test/accuracy", "test/balanced_accuracy", "test/macro_f1")
     keys += ("test/retrieval_top5", "test/ve_population", "test/knn_f1_embedding")  # joint encoder
     keys = [k for k in keys if k in metrics]
     if keys:
-        print("test: " + "  ".join(f"{k.split('/')[1]}={metrics[k]:.3f}" for k in keys))
+        flag = f"  [collapsed: {note}]" if note else ""
+        print("test: " + "  ".join(f"{k.split('/')[1]}={metrics[k]:.3f}" for k in keys) + flag)
     print(json.dumps({k: metrics[k] for k in ("best_ckpt", "wall_time_s") if k in metrics}))

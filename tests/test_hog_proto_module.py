@@ -40,7 +40,11 @@ def small(dataset, run_dir, model, *extra):
 
 def test_hog_proto_train_test_evaluate(dataset, tmp_path):
     run = tmp_path / "train"
-    metrics = tasks.train(compose_cfg("train", small(dataset, run, "hog_proto", "model.k=5"), tmp_path))
+    metrics = tasks.train(
+        compose_cfg(
+            "train", small(dataset, run, "hog_proto", "model.mode=least-neutral", "model.k=5"), tmp_path
+        )
+    )
     # the gratings' orientation is the class: prototypes separate them on a held-out animal
     assert metrics["test/balanced_accuracy"] > 0.9
     for key in ("val/macro_f1", "test/accuracy", "test/macro_f1", "test/f1_pain", "test/confusion_matrix"):

@@ -37,7 +37,8 @@ def trained(tmp_path_factory):
     overrides = [
         "model=hog_proto", f"data.root={root}", "data.synthesize=null", "data.image_size=[48,64]",
         "data.label_source=events", "data.batch_size=64", "data.train_stride=1", "data.eval_stride=1",
-        "model.hog.pixels_per_cell=[16,16]", "model.k=5", "trainer.enable_progress_bar=false",
+        "model.hog.pixels_per_cell=[16,16]", "model.mode=least-neutral", "model.k=5",
+        "trainer.enable_progress_bar=false",
         "++baseline=null", f"paths.output_dir={run}",
     ]  # fmt: skip
     metrics = tasks.train(compose_cfg("train", overrides, tmp))

@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from mouseemo.experiments.benchmark import TrainFn, is_rank_zero, job_config
+from mouseemo.experiments.collapse import collapse_of_file
 from mouseemo.experiments.report import SCORES, format_value
 from mouseemo.utils.configs import compose_model
 
@@ -39,9 +40,11 @@ def run_baseline(cfg: DictConfig, metrics: dict, train: TrainFn) -> dict | None:
         sub.callbacks = {k: v for k, v in (sub.get("callbacks") or {}).items() if k != "model_summary"}
     base = train(sub)
     rows = [{"model": _model_name(cfg.model) + " (this run)"}, {"model": f"{name} (baseline)"}]
-    for row, m in zip(rows, (metrics, base)):
+    for row, m, run in zip(rows, (metrics, base), (Path(cfg.paths.output_dir), out)):
         for key in SCORES:
             row[key] = float(m.get(f"test/{key}", float("nan")))
+        verdict = collapse_of_file(run / "test_predictions.csv")
+        row["note"] = f"collapsed: {verdict.note()}" if verdict and verdict.collapsed else ""
     cols = ["model", *SCORES]
     width = max(len(r["model"]) for r in rows)
     if not is_rank_zero():
@@ -49,7 +52,8 @@ def run_baseline(cfg: DictConfig, metrics: dict, train: TrainFn) -> dict | None:
     print("\nsame split, held-out test frames:")
     print(f"{'':{width}}  " + "  ".join(f"{c:>17}" for c in SCORES))
     for r in rows:
-        print(f"{r['model']:{width}}  " + "  ".join(f"{format_value(r[c]):>17}" for c in cols[1:]))
+        cells = "  ".join(f"{format_value(r[c]):>17}" for c in cols[1:])
+        print(f"{r['model']:{width}}  {cells}" + (f"  [{r['note']}]" if r["note"] else ""))
     return base
 
 

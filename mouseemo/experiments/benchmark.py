@@ -48,6 +48,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mouseemo.data.face_datamodule import ensure_dataset
 from mouseemo.data.label_controls import CONTROLS
 from mouseemo.errors import ConfigError, DataError
+from mouseemo.experiments.collapse import collapse_of_file
 from mouseemo.experiments.report import SCORES, class_table, summarize, track_tables, write_outputs
 from mouseemo.experiments.window_score import window_metrics
 from mouseemo.utils.configs import compose_model, model_options
@@ -355,6 +356,7 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
                         "metrics": metrics,
                         "test_animals": sorted({k.split("/")[0] for k in split}),
                         "missing": _missing_classes(metrics, classes),
+                        "collapse": collapse_of_file(run_dir / "test_predictions.csv"),
                         "num_test_frames": int(np.asarray(metrics.get("test/confusion_matrix", [[0]])).sum()),
                     }
                     _check_fold_classes(job, classes, policy)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mouseemo.experiments.collapse import folds_note
 from mouseemo.utils.io import atomic_path, write_text_atomic
 from mouseemo.viz.plots import plt, save_figure
 
@@ -76,6 +77,7 @@ def summarize(jobs: list[dict], models: list[str], classes: list[str], labels: s
         absent = {c for j in real for c in j["missing"]}
         row["missing_test_classes"] = " ".join(c for c in classes if c in absent)
         row["wall_time_s"] = int(round(sum(j["metrics"].get("wall_time_s", 0.0) for j in real)))
+        row["collapsed"] = folds_note([j.get("collapse") for j in real])  # predicts one class
         for c in classes:  # undefined (empty) where the test frames hold no such class
             vals = [j["metrics"].get(f"test/f1_{c}") for j in real if c not in j["missing"]]
             row[f"f1_{c}"] = _mean(vals)
@@ -109,6 +111,8 @@ def mean_sd(mean: float, sd: float) -> str:
 
 
 def _cell(row: dict, col: str) -> str:
+    if col == "model" and row.get("collapsed"):  # a row that predicts one class is marked
+        return f"{row['model']} ({row['collapsed']})"
     if f"{col}_std" in row:
         return mean_sd(row[col], row[f"{col}_std"])
     return format_value(row[col])

@@ -9,11 +9,12 @@ are comparable.
 
 Both read the datamodules' batches unchanged (``image`` uint8 ``(B,1,H,W)``, ``label``, ``t_cam``,
 ``frame``, ``animal``, ``session``). With ``resolution="data"`` HOG sees the frames as the datamodule
-delivers them, i.e. resized to ``data.image_size``: choose ``pixels_per_cell`` for that size (12 px at
-72 x 96 and 16 px at 96 x 128 both give 6 x 8 cells). With ``resolution="native"`` the module reads the
-same frames (same crop, same indices) at full resolution
-(:meth:`~mouseemo.data.face_datamodule.FaceFramesDataModule.session_frames`), so the paper's 32-px
-cells see full 240 x 320 crops while the networks keep their small frames
+delivers them, i.e. resized to ``data.image_size``: choose ``pixels_per_cell`` for that size (the
+configs' 24 px give 3 x 4 cells at 72 x 96; finer cells read each animal's camera position more than
+its expression, and a held-out animal is called neutral throughout: ``benchmarks/hog_collapse.py``).
+With ``resolution="native"`` the module reads the same frames (same crop, same indices) at full
+resolution (:meth:`~mouseemo.data.face_datamodule.FaceFramesDataModule.session_frames`), so the
+paper's 32-px cells see full 240 x 320 crops while the networks keep their small frames
 (``conf/model/hog_proto_paper.yaml``).
 
 **Each session's own neutral.** The paper reads a new animal's expressions as changes from *its own*
