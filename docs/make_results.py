@@ -66,8 +66,15 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section(
         "tail_shock_intensity",
-        "Per-stimulus readouts against shock current",
+        "Per-stimulus readouts against shock current (development mice; settings chosen here)",
         "python benchmarks/tail_shock_intensity.py --markdown docs/results/tail_shock_intensity.md",
+        "real_mice",
+    ),
+    Section(
+        "tail_shock_intensity_heldout",
+        "Per-stimulus readouts on the kept-back mice, settings unchanged",
+        "python benchmarks/tail_shock_intensity.py --src data/der_kept_back "
+        "--markdown docs/results/tail_shock_intensity_heldout.md",
         "real_mice",
     ),
     Section(
