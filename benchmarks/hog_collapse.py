@@ -1,8 +1,8 @@
 """Why HOG rows collapse onto one class: the evidence, before and after a change of HOG settings.
 
-For each HOG model (``--models``) and each setting (``before``: the HOG settings mouseemo used to
-ship, 12-px cells on the 72 x 96 frames, least-neutral prototypes, pure forest leaves; ``after``: the config defaults; more with ``--setting
-NAME=OVERRIDE,...``), it fits the model on one split of a cohort (``--experiment`` picks its data;
+For each HOG model (``--models``) and each setting (``before``: what mouseemo used to ship, 12-px
+cells on the 72 x 96 frames, least-neutral prototypes, pure forest leaves; ``after``: the config
+defaults; more with ``--setting "NAME=OVERRIDE ..."``), it fits the model on one split of a cohort (``--experiment`` picks its data;
 ``--fold`` holds out one animal), tests it on the held-out animal and prints:
 
 * balanced accuracy, and whether the row collapsed (:mod:`mouseemo.experiments.collapse`: one class
@@ -60,8 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--labels", default="truth", help="label source: truth or events")
     p.add_argument("--models", nargs="+", default=["hog_proto", "hog_rf"], help="HOG model configs")
-    p.add_argument("--setting", action="append", default=[], metavar="NAME=OV1,OV2",
-                   help="another setting: a name and comma-separated Hydra overrides")  # fmt: skip
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=OV1 OV2",
+                   help="another setting: a name and space-separated Hydra overrides (quoted)")  # fmt: skip
     p.add_argument("--only", nargs="+", default=None, help="run only these settings (names)")
     p.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
     return p.parse_args(argv)
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     settings = dict(SETTINGS)
     for s in args.setting:
         name, _, over = s.partition("=")
-        settings[name] = [o for o in over.split(",") if o]
+        settings[name] = over.split()
     if args.only:
         settings = {k: v for k, v in settings.items() if k in args.only}
     out = Path(args.out or tempfile.mkdtemp(prefix="hog_collapse_"))

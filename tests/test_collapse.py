@@ -73,3 +73,24 @@ def test_folds_note():
     c, ok = collapse_of(["pain"] * 20), collapse_of(["pain", "neutral"])
     assert folds_note([ok, None]) == "" and folds_note([]) == ""
     assert folds_note([c, ok, None]) == "one class: pain in 1/3 folds"
+
+
+def test_the_train_printout_flags_a_collapsed_model(capsys):
+    from types import SimpleNamespace
+
+    from mouseemo.tasks import _collapse_note, _print_summary
+
+    def model(preds):
+        rows = [("m01", "s01", i, i / 20, 0, p, 0.5, 0.5) for i, p in enumerate(preds)]
+        return SimpleNamespace(classes=CLASSES, test_rows=rows)
+
+    metrics = {"test/accuracy": 0.9, "test/balanced_accuracy": 0.5, "test/macro_f1": 0.47}
+    _print_summary(metrics, _collapse_note(model([0] * 40)))
+    assert (
+        "balanced_accuracy=0.500  macro_f1=0.470  [collapsed: one class: neutral (100%)]"
+        in capsys.readouterr().out
+    )
+    _print_summary(metrics, _collapse_note(model([0, 1] * 20)))
+    out = capsys.readouterr().out
+    assert "macro_f1=0.470\n" in out and "collapsed" not in out
+    assert _collapse_note(SimpleNamespace(classes=CLASSES, test_rows=[])) == ""
