@@ -143,7 +143,9 @@ How to read the tables:
   draws and folds, and the highest draw). Both are tested on the real labels. The permutation keeps
   every pain label inside a stimulus window, and most of the permuted pain labels still land on shock
   trials, so a model that reads any response after the trigger keeps much of its score under it:
-  a high `permute_*` says the model's score does not depend on which trials were shocks.
+  a high `permute_*` says the model's score does not depend on which trials were shocks. The
+  timing rows' controls test nothing: their input is the log or the trial's phase, which no label
+  control changes.
 * **No selection on the test mice.** The recipe (epochs, stride, class weighting, crop, HOG cells) is
   fixed in `conf/experiment/tail_shock.yaml`, chosen on the three development mice; the kept-back
   table runs it unchanged on three other mice, each tested after training on the other five.
