@@ -58,6 +58,13 @@ SECTIONS: tuple[Section, ...] = (
         "real_mice",
     ),
     Section(
+        "tail_shock_tile",
+        "Development mice, whole 232x140 tile (the second condition)",
+        "python evaluate.py experiment=tail_shock data.root=data/tail_shock_dev data.crop=none "
+        "data.image_size=[72,120] benchmark.markdown=docs/results/tail_shock_tile.md",
+        "real_mice",
+    ),
+    Section(
         "tail_shock_heldout",
         "Kept-back mice: the fixed recipe, nothing chosen",
         "python evaluate.py experiment=tail_shock_heldout data.root=data/tail_shock_all "

@@ -200,7 +200,7 @@ def write_outputs(
         "test_animals",
     ]
     cols += ["missing"]
-    cols += [f"f1_{c}" for c in classes] + ["wall_time_s"]
+    cols += [f"f1_{c}" for c in classes] + ["window_macro_f1", "wall_time_s"]
     with atomic_path(out / "benchmark_jobs.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
@@ -215,7 +215,7 @@ def write_outputs(
                     "" if c in j["missing"] else format_value(float(m.get(f"test/f1_{c}", float("nan"))))
                     for c in classes
                 ]
-                + [m.get("wall_time_s", "")]
+                + [format_value(float(m.get("test/window_macro_f1", float("nan")))), m.get("wall_time_s", "")]
             )
     chance = 1.0 / max(len(classes), 1)
     folds = max((r["num_folds"] for r in rows), default=1)
