@@ -201,5 +201,6 @@ def test_checkpoints_record_the_sessions_crop(tmp_path):
         ckpt = {}
         RecordConfig({"data": {"crop": crop}}).on_save_checkpoint(SimpleNamespace(datamodule=dm), None, ckpt)
         assert ckpt[RECORD_KEY]["data"]["crop"] == recorded
+        assert dm.frames_crop() == {None: (4, 2, 40, 28), "none": None}.get(crop, (0, 0, 16, 16))
         size = dm.datasets["train"][0]["image"].shape[-2:]
         assert tuple(size) == ((28, 40) if crop is None else (32, 48) if crop == "none" else (16, 16))

@@ -241,6 +241,12 @@ class FaceFramesDataModule(pl.LightningDataModule):
     def _crop_for(self, session: Session):
         return resolve_crop(self.crop, None, session.meta)
 
+    def frames_crop(self):
+        """The crop every session's frames were read with (``data.crop``, else their session.json's)
+        when they share one; ``None`` for whole frames or crops that differ between sessions."""
+        crops = {self._crop_for(s.session) for s in self.sessions}
+        return next(iter(crops)) if len(crops) == 1 else None
+
     def setup(self, stage: str | None = None) -> None:
         if self._prepared:
             return

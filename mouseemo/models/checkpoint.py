@@ -162,12 +162,7 @@ def _sessions_crop(trainer: pl.Trainer) -> list[int] | None:
     """The crop every session of the datamodule was read with (their ``session.json``'s), when they
     share one; ``None`` otherwise, so a video scored later is cropped only as its user says."""
     dm = getattr(trainer, "datamodule", None)
-    sessions = getattr(dm, "sessions", None) or []
-    crop_for = getattr(dm, "_crop_for", None)
-    if not sessions or crop_for is None:
-        return None
-    crops = {crop_for(s.session) for s in sessions if hasattr(s, "session")}
-    (crop,) = crops if len(crops) == 1 else (None,)
+    crop = dm.frames_crop() if hasattr(dm, "frames_crop") else None
     return list(crop) if crop is not None else None
 
 

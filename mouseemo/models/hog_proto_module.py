@@ -201,7 +201,7 @@ class HogProtoLitModule(HogFeatureModule):
             names=[pooled.names[i] for i in order],
             hog=self.hog_kwargs,
             frame_size=self.frame_size,
-            crop=getattr(dm, "crop", None),
+            crop=dm.frames_crop() if hasattr(dm, "frames_crop") else None,
             resize=None if self.resolution == "native" else getattr(dm, "image_size", None),
             mode=hp.mode,
             k=hp.k,
