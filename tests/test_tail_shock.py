@@ -252,12 +252,12 @@ def test_tail_shock_benchmark_end_to_end(real_data_dir, tmp_path):
     src = real_data_dir / "der_tail_shock"
     if not src.is_dir():
         pytest.skip("der_tail_shock clips are absent")
-    build_tail_shock_sessions(src, tmp_path / "data")
+    build_tail_shock_sessions(src, tmp_path / "data", crop="der")
     code = run(
         "evaluate",
         [
             "experiment=tail_shock", f"data.root={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
-            "benchmark.models=[trial_cnn]", "benchmark.folds=[0]", "logger=none",
+            "benchmark.models=[trial_cnn]", "benchmark.folds=[0]", "logger=none", "benchmark.controls=[shift]",
         ],
     )  # fmt: skip
     assert code == 0
