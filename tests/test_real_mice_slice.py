@@ -35,7 +35,7 @@ def test_one_fold_on_the_face(face_sessions, tmp_path):
             "experiment=tail_shock", f"data.root={face_sessions}", f"paths.log_dir={tmp_path / 'logs'}",
             f"benchmark.models=[{','.join(models)}]", "benchmark.folds=[ECO_5_0RR_F]", "logger=none",
             "benchmark.tracks={stimulus_locked:[timing_phase],log_free:[pixel_change_session,cnn]}",
-            "benchmark.control_draws=1", "trainer.max_epochs=2", "data.train_stride=8",
+            "benchmark.control_draws=1",  # the recipe's training, one draw of the permutation
         ],
     )  # fmt: skip
     assert code == 0
