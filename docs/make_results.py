@@ -156,6 +156,25 @@ How to read the tables:
 * **No selection on the test mice.** The recipe (epochs, stride, class weighting, crop, HOG cells) is
   fixed in `conf/experiment/tail_shock.yaml`, chosen on the three development mice; the kept-back
   table runs it unchanged on three other mice, each tested after training on the other five.
+
+What the tables show, as of the runs below (read the tables for the numbers):
+
+* **Stimulus-locked track.** On the development mice `trial_cnn` beats `pixel_change_trial`, by less
+  than the margin the project set itself (five points of macro-F1). On the kept-back mice it ties
+  the pixel change overall and falls behind it at the stimulus phase. On these data the
+  trial-locked face models have not shown more than the movement since the stimulus.
+* **Log-free track.** `cnn` (development) and `motion_cnn` (kept-back) beat the pixel change from the
+  session's median frame by a wide margin and every HOG row, and at the stimulus phase they tell
+  shock trials from sham ones better than it; on the kept-back mice they stay below the project's
+  goal, `cnn` calls every frame neutral on two of them, and one mouse (`ECO_3_00B_M`) defeats every
+  learned model.
+* **Controls.** The circular shift stays near chance for most models and folds, not all: a shift of
+  nearly whole trials keeps the labels' phase. No learned model keeps the permutation control near
+  chance (see the controls bullet above for why).
+* **HOG.** `hog_proto` calls nearly every frame neutral on the face crop (marked in the tables);
+  `hog_rf` with the session's median face is the best HOG row of the log-free track.
+* **Readouts.** Graded by current within each mouse, `departure` matches `pixel_change_trial` on the
+  kept-back mice and `intensity` falls behind both.
 """
 
 
