@@ -163,11 +163,11 @@ What the tables show, as of the runs below (read the tables for the numbers):
   than the margin the project set itself (five points of macro-F1). On the kept-back mice it ties
   the pixel change overall and falls behind it at the stimulus phase. On these data the
   trial-locked face models have not shown more than the movement since the stimulus.
-* **Log-free track.** `cnn` (development) and `motion_cnn` (kept-back) beat the pixel change from the
-  session's median frame by a wide margin and every HOG row, and at the stimulus phase they tell
-  shock trials from sham ones better than it; on the kept-back mice they stay below the project's
-  goal, `cnn` calls every frame neutral on two of them, and one mouse (`ECO_3_00B_M`) defeats every
-  learned model.
+* **Log-free track.** `motion_cnn` beats the pixel change from the session's median frame by a wide
+  margin and every HOG row on both cohorts, and at the stimulus phase it tells shock trials from sham
+  ones better than the pixel change; on the kept-back mice it stays below the project's goal, `cnn`
+  calls every frame neutral on two of them, and one mouse (`ECO_3_00B_M`) defeats every learned
+  model.
 * **Controls.** The circular shift stays near chance for most models and folds, not all: a shift of
   nearly whole trials keeps the labels' phase. No learned model keeps the permutation control near
   chance (see the controls bullet above for why).
