@@ -9,10 +9,11 @@ from mouseemo.models.components.backbones import TorchvisionBackbone
 from mouseemo.models.components.cnn import SmallCNN
 from mouseemo.models.components.temporal import CausalConvBlock, TemporalConvNet
 from tests.helpers import check_clip_input_errors
-from tests.test_configs import compose_cfg, options
+from tests.test_configs import FACE_FREE, compose_cfg, options
 
-# frame classifiers with a `net`; the HOG models have none, the joint encoder is tested in test_joint.py
-LEARNED = [m for m in options("model") if not m.startswith("hog") and m != "joint"]
+# frame classifiers with a `net`; the HOG models and the face-free rules have none, the joint encoder
+# is tested in test_joint.py
+LEARNED = [m for m in options("model") if not m.startswith("hog") and m != "joint" and m not in FACE_FREE]
 
 
 def test_every_learned_model_config_is_covered():
