@@ -199,3 +199,17 @@ def test_live_command_onset_flags(world, tmp_path, capsys, monkeypatch):
     out = tmp_path / "live.csv"
     assert main([*base, "--every", "1.5", "--first", "1.5", "--csv", str(out)]) == 0
     assert len(list(csv.DictReader(open(out)))) == 120
+
+
+def test_a_clip_table_beside_a_video_is_no_trial_table(tmp_path):
+    """A folder of trial clips holds a trials.csv listing its clips (clip,current_uA): a plain video
+    there takes no onsets from it, while a table of trials (onset,duration,trigger) is used."""
+    from mouseemo.inference.inputs import _trials_beside
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    (tmp_path / "trials.csv").write_text("clip,current_uA\nclip.mp4,500\n")
+    assert _trials_beside(video, only_trial_tables=True) is None
+    assert _trials_beside(video) == tmp_path / "trials.csv"  # a session's own trials.csv is always read
+    (tmp_path / "trials.csv").write_text("onset,duration,trigger\n0,5,2\n")
+    assert _trials_beside(video, only_trial_tables=True) == tmp_path / "trials.csv"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mouseemo.constants import VIDEO_EXTENSIONS
 from mouseemo.data.session import Session, looks_like_session, read_manifest
-from mouseemo.data.trials import TRIALS_FILE
+from mouseemo.data.trials import REQUIRED, TRIALS_FILE
 from mouseemo.errors import ConfigError, DataError, MouseemoError
 from mouseemo.utils.io import safe_component
 
@@ -101,14 +101,27 @@ def session_input(
     return VideoInput(video=s.video, events=ev, stem=f"{s.animal}_{s.session}", meta=s.meta, trials=trials)
 
 
-def _trials_beside(video: Path) -> Path | None:
+def _trials_beside(video: Path, only_trial_tables: bool = False) -> Path | None:
+    """The ``trials.csv`` beside ``video``; with ``only_trial_tables`` (a plain video file, not a
+    session) only when it is a table of trials (``onset,duration,trigger``): a folder of clips may hold
+    a ``trials.csv`` of another kind (a clip table), which says nothing about this video's onsets."""
     path = video.with_name(TRIALS_FILE)
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    if only_trial_tables:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                header = {c.strip() for c in fh.readline().split(",")}
+        except OSError:
+            return None
+        if not set(REQUIRED) <= header:
+            return None
+    return path
 
 
 def _file_input(path: Path, events: str | None, stem: str | None = None) -> VideoInput:
     vi = resolve_inputs([str(path)], [events] if events else None, need_events=False)[0]
-    trials = _trials_beside(vi.video) if events is None else None
+    trials = _trials_beside(vi.video, only_trial_tables=True) if events is None else None
     return VideoInput(video=vi.video, events=vi.events, stem=stem or vi.stem, trials=trials)
 
 
