@@ -204,3 +204,19 @@ def test_checkpoints_record_the_sessions_crop(tmp_path):
         assert dm.frames_crop() == {None: (4, 2, 40, 28), "none": None}.get(crop, (0, 0, 16, 16))
         size = dm.datasets["train"][0]["image"].shape[-2:]
         assert tuple(size) == ((28, 40) if crop is None else (32, 48) if crop == "none" else (16, 16))
+
+
+def test_permute_control_without_trials_stops_before_any_job(tmp_path):
+    from mouseemo.hydra_entry import run
+
+    root = tmp_path / "synthetic"
+    code = run(
+        "evaluate",
+        [
+            "experiment=benchmark", f"data.root={root}", f"paths.log_dir={tmp_path / 'logs'}", "logger=none",
+            "+data.synthesize={num_mice:2,minutes:0.2,seed:3}", "benchmark.models=[cnn]",
+            "benchmark.controls=[permute]", "benchmark.label_sources=[events]",
+        ],
+    )  # fmt: skip
+    assert code == 2
+    assert not list((tmp_path / "logs").rglob("metrics.json"))  # no job ran

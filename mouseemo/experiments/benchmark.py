@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mouseemo.data.face_datamodule import ensure_dataset
 from mouseemo.data.label_controls import CONTROLS
+from mouseemo.data.trials import TRIALS_FILE
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.experiments.collapse import collapse_of_file
 from mouseemo.experiments.report import SCORES, class_table, summarize, track_tables, write_outputs
@@ -312,6 +313,12 @@ def run_benchmark(cfg: DictConfig, train: TrainFn) -> dict:
     outside = spec.get("events_outside", "neutral")
 
     sessions = ensure_dataset(cfg.data.root, cfg.data.get("synthesize"))
+    no_trials = [f"{s.animal}/{s.session}" for s in sessions if not (s.path / TRIALS_FILE).is_file()]
+    if any(c == "permute" for c, _ in controls) and no_trials:  # before any job runs
+        raise ConfigError(
+            f"benchmark.controls includes permute, which swaps labels between trials, but session(s) "
+            f"{no_trials[:3]} have no {TRIALS_FILE}: drop permute or give every session its trials"
+        )
     jobs: list[dict[str, Any]] = []
     for source in sources:
         source_dir = out / f"labels_{source}" if len(sources) > 1 else out
