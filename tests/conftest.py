@@ -13,6 +13,14 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# pytest-xdist runs the suite in several worker processes: share the cores between them instead of
+# letting every worker's torch, OpenMP and the command-line runs it starts use all of them
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _THREADS)
+
 
 def _real_data_dir() -> Path | None:
     env = os.environ.get("MOUSEEMO_REAL_DATA")

@@ -168,7 +168,8 @@ def check_command(words: list[str], where: str, tmp_path: Path) -> None:
             assert (ROOT / words[1]).is_file(), f"{where}: no {words[1]}"
         if head == "pytest":
             for w in words[1:]:
-                assert w.startswith("-") or w in ("slow", "gpu") or (ROOT / w).exists(), f"{where}: {w}"
+                marks = ("slow", "gpu", "not slow", "not gpu")
+                assert w.startswith("-") or w in marks or w.isdigit() or (ROOT / w).exists(), f"{where}: {w}"
     else:
         pytest.fail(f"{where}: unknown command {head!r}: teach tests/test_docs.py how to check it")
 
