@@ -387,13 +387,20 @@ def test_gradcam_of_a_trained_cnn_is_class_specific_unlike_random_weights_or_a_m
 def test_integrated_gradients_of_a_trained_cnn_against_random_weights(trained_cnn):
     """Integrated gradients (zero baseline, positive part) follow the input's edges: a trained CNN's
     maps sit on the action units more than their area share, but only a little more than those of
-    the randomised network (0.03-0.10 per emotion on the measured run)."""
+    the randomised network. Measured for training seeds 0, 1, 2, 3 (per emotion: pleasure, disgust,
+    malaise, pain, passive_fear, active_fear):
+
+    * own share / area: smallest per seed 1.59 2.09 1.91 2.06 -> > 1.4;
+    * own share minus the randomised network's: seed 0 .062 .102 .046 .032 .041 .065; seed 1 .137
+      .121 .124 .074 .071 .094; seed 2 .126 .126 .086 .098 .053 .059; seed 3 .120 .142 .108 .104 .043
+      .088 (means .058 .104 .091 .101) -> each > 0.01, mean > 0.03.
+    """
     pytest.importorskip("captum")
     rows, text = _cnn_sanity_rows(trained_cnn, "ig")
     good = [r for r in rows if r["acc"] >= 0.8]
     assert len(good) >= 5, text
     for r in good:
-        assert r["trained"]["own"] > 1.5 * r["area"] and r["trained"]["own"] > r["random"]["own"], text
+        assert r["trained"]["own"] > 1.4 * r["area"] and r["trained"]["own"] > r["random"]["own"] + 0.01, text
     assert np.mean([r["trained"]["own"] - r["random"]["own"] for r in good]) > 0.03, text
 
 
