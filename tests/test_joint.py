@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,56 @@ def test_knn_decode_and_macro_f1():
     assert jm.macro_f1(y[1::2], np.zeros(75, int)) < 0.3
 
 
+def _windows(rng, m, sessions, latent_face, hog_dim=60, tower_dim=16, extra=None):
+    """Windows of ``sessions`` (``{name: neurons}``, padded to the widest) as the joint module's held-out
+    metrics take them: each session's activity is a linear read-out of a few HOG-visible face latents,
+    plus (``extra``) of latents only the face tower's features carry, plus noise."""
+    width = max(sessions.values())
+    rows = {k: [] for k in ("names", "t", "hog", "face_feat", "neural_mean")}
+    for g, n in sessions.items():
+        a = rng.standard_normal((m, 4))  # what HOG sees (HOG PCs find it)
+        b = rng.standard_normal((m, 3))  # what only the tower's features see
+        hog_x = a @ latent_face["hog"] + 0.3 * rng.standard_normal((m, hog_dim))
+        tower = b @ latent_face["tower"] + 0.3 * rng.standard_normal((m, tower_dim))
+        y = a @ latent_face[g]["a"] + (b @ latent_face[g]["b"] if extra else 0) + rng.standard_normal((m, n))
+        rows["neural_mean"].append(np.pad(y, ((0, 0), (0, width - n))))
+        rows["names"].append(np.full(m, g))
+        rows["t"].append(np.arange(m) * 0.4)
+        rows["hog"].append(hog_x)
+        rows["face_feat"].append(tower)
+    out = {k: np.concatenate(v) for k, v in rows.items()}
+    out["zf"] = out["zn"] = rng.standard_normal((len(out["t"]), 8))
+    out["label"] = rng.integers(0, 7, len(out["t"]))
+    return out
+
+
+def test_head_adds_what_only_the_face_tower_sees_to_reduced_rank_ridge():
+    """The predictive head (readout refitted on the training windows) is reduced-rank ridge (RRR) from
+    HOG principal components plus a correction from the face tower's features. When the tower's
+    features carry activity that HOG does not, the head explains clearly more held-out variance than
+    RRR (increment 0.332, 0.318, 0.337 for data seeds 0, 1, 2: threshold 0.15, half of it); when
+    they carry nothing more (a tower that learnt nothing, or from misaligned pairs) the correction
+    is declined on the validation windows and the head stays within 0.01 of RRR (0.0001, 0.0000,
+    -0.0001)."""
+    from hydra.utils import instantiate
+
+    module = instantiate(compose_cfg("train", JOINT, Path(".")).model)
+    sessions = {"m01/s01": 30, "m02/s01": 24}
+    for g, n in sessions.items():
+        module.add_session(g, n)
+    rng = np.random.default_rng(0)
+    latent = {"hog": rng.standard_normal((4, 60)), "tower": rng.standard_normal((3, 16))}
+    for g, n in sessions.items():
+        latent[g] = {"a": 0.5 * rng.standard_normal((4, n)), "b": 0.6 * rng.standard_normal((3, n))}
+    inc = {}
+    for extra in (True, False):
+        train, val, test = (_windows(rng, m, sessions, latent, extra=extra) for m in (400, 100, 150))
+        out = module.held_out_metrics(train, test, val)
+        inc[extra] = out["ve_population"] - out["ve_population_rrr"]
+    assert inc[True] > 0.15, inc
+    assert abs(inc[False]) < 0.01, inc
+
+
 # --------------------------------------------------------------------------------------------------
 # The pipeline on a small synthetic cohort (2 animals, different neuron counts)
 # --------------------------------------------------------------------------------------------------
@@ -233,7 +284,6 @@ def test_quick_run_writes_metrics_and_a_self_describing_checkpoint(quick_run):
                 "ve_population_rrr", "knn_f1_embedding", "knn_f1_activity"):  # fmt: skip
         assert f"test/{key}" in saved and f"test/{key}_shuffle" in saved, key
         assert np.isfinite(saved[f"test/{key}"])
-    assert 0 <= saved["test/retrieval_top1"] <= saved["test/retrieval_top5"] <= 1
     # even one short epoch decodes emotions from the neural embedding better than with shuffled labels
     assert saved["test/knn_f1_embedding"] > saved["test/knn_f1_embedding_shuffle"]
     assert saved["test/knn_f1_activity"] > saved["test/knn_f1_activity_shuffle"]
@@ -256,46 +306,58 @@ def control_world(tmp_path_factory):
     )
 
 
-def test_misaligned_training_control_falls_to_chance_and_the_real_model_beats_it(control_world, tmp_path):
-    """The training-time control: the same model trained on activity shifted against the
-    camera (47 s: not a multiple of the stimulus schedule, which a 60 s shift partly re-aligns),
-    evaluated on the true alignment. Unlike the evaluation-time shuffles it can fail: a model
-    that learned the face-neural relation beats it, a model exploiting a shortcut would not."""
-    real = _train(control_world, tmp_path / "real", "trainer.max_epochs=2")
-    ctrl = _train(control_world, tmp_path / "ctrl", "trainer.max_epochs=2", "data.misalign_s=47")
+@pytest.fixture(scope="module")
+def control_runs(control_world, tmp_path_factory):
+    """The model (2 epochs, seed 42) and the training-time control: the same model trained on activity
+    shifted against the camera (47 s: not a multiple of the stimulus schedule, which a 60 s shift
+    partly re-aligns), both evaluated on the true alignment."""
+    base = tmp_path_factory.mktemp("joint_control_runs")
+    real = _train(control_world, base / "real", "trainer.max_epochs=2")
+    ctrl = _train(control_world, base / "ctrl", "trainer.max_epochs=2", "data.misalign_s=47")
+    return real, ctrl
+
+
+def test_misaligned_training_control_falls_to_chance_and_the_real_model_beats_it(control_runs):
+    """Unlike the evaluation-time shuffles the trained control can fail: a model that learned the
+    face-neural relation beats it, a model exploiting a shortcut would not. Retrieval is measured
+    against chance (a random ranking's hit rate, about 1/N times the windows within the tolerance):
+    top-1 excess over chance 0.117, 0.089, 0.064 for training seeds 42, 1, 2 (threshold 0.04)."""
+    real, ctrl = control_runs
     for key in ("retrieval_top1", "ve_population", "knn_f1_embedding"):
         assert real[f"test/{key}"] > ctrl[f"test/{key}"] + 0.03, (key, real, ctrl)
+    assert real["test/retrieval_top1"] > real["test/retrieval_top1_chance"] + 0.04, real
     # the control is at chance on the true alignment
     assert ctrl["test/retrieval_top1"] <= ctrl["test/retrieval_top1_chance"] + 0.05
     assert ctrl["test/ve_population"] < 0.02 and ctrl["test/ve_population_rrr"] < 0.02
     assert ctrl["test/knn_f1_embedding"] < 0.3  # 7 classes
-    # the predictive head (its readout refitted on the training windows) explains at least as much of
-    # the held-out activity as ridge regression from HOG principal components, on the same blocks
-    assert real["test/ve_population"] >= real["test/ve_population_ridge"], real
 
 
-@pytest.mark.slow
-def test_joint_encoder_beats_every_shuffle_control(neural_data, tmp_path):
-    """A seeded run of a few epochs: every held-out metric beats its shuffle control."""
-    metrics = _train(neural_data, tmp_path / "run", "trainer.max_epochs=6")
-    for key in ("retrieval_top1", "retrieval_top5", "ve_population", "ve_neuron_median", "ve_population_ridge",
-                "ve_population_rrr", "knn_f1_embedding", "knn_f1_activity"):  # fmt: skip
-        assert metrics[f"test/{key}"] > metrics[f"test/{key}_shuffle"], (key, metrics)
-    assert metrics["test/retrieval_top1"] > metrics["test/retrieval_top1_chance"]
-    # the checkpoint evaluates to the same numbers
-    ev = tasks.evaluate(
-        compose_cfg(
-            "evaluate",
-            [
-                *JOINT,
-                f"data.root={neural_data}",
-                f"paths.output_dir={tmp_path / 'ev'}",
-                f"ckpt_path={metrics['best_ckpt']}",
-            ],
-            tmp_path,
-        )  # fmt: skip
-    )
-    assert ev["test/retrieval_top5"] == pytest.approx(metrics["test/retrieval_top5"], abs=1e-6)
+def test_joint_encoder_beats_every_shuffle_control(control_runs):
+    """Every held-out metric beats its evaluation-time shuffle (one side of each test recording
+    rolled by half its length) by 0.01 or more (smallest excess 0.038, 0.084, 0.020 for training
+    seeds 42, 1, 2)."""
+    real, _ = control_runs
+    keys = [k[: -len("_shuffle")] for k in real if k.startswith("test/") and k.endswith("_shuffle")]
+    assert len(keys) >= 9, keys
+    for key in keys:
+        assert real[key] > real[f"{key}_shuffle"] + 0.01, (key, real)
+
+
+def test_checkpoint_re_evaluates_to_the_same_numbers(control_runs, control_world, tmp_path):
+    """``evaluate`` of the saved checkpoint reproduces every test metric of the training run."""
+    real, _ = control_runs
+    ckpt = real["best_ckpt"]
+    overrides = [
+        *JOINT,
+        f"data.root={control_world}",
+        f"paths.output_dir={tmp_path / 'ev'}",
+        f"ckpt_path={ckpt}",
+    ]
+    ev = tasks.evaluate(compose_cfg("evaluate", overrides, tmp_path))
+    keys = [k for k in real if k.startswith("test/")]
+    assert len(keys) > 20
+    for key in keys:
+        assert ev[key] == pytest.approx(real[key], abs=1e-6), (key, ev[key], real[key])
 
 
 def test_embed_exports_per_imaging_frame(quick_run, neural_data, tmp_path):
