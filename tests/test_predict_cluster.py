@@ -14,11 +14,11 @@ import pytest
 
 from mouseemo.cli import main
 from mouseemo.errors import ConfigError
+from mouseemo.inference.batch import Result
 from mouseemo.inference.inputs import InputFailure, VideoInput, resolve_inputs
 from mouseemo.inference.pipeline import PredictOptions
 from mouseemo.inference.prototypes import build_from_videos
 from mouseemo.inference.shards import merge_summaries, parse_shard, shard_entries, split_shards, write_record
-from mouseemo.inference.batch import Result
 from tests.helpers import label_frames, write_session, write_video
 
 SIZE = (64, 96)
@@ -30,7 +30,9 @@ def run_cli(*args) -> int:
 
 def outputs(folder: Path) -> dict[str, bytes]:
     """The visible files of an output folder (not the hidden records and logs), by name."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,9 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     session = write_session(root / "data", animal="m01", num_frames=120, size=SIZE, seed=1)
     protos = root / "protos.npz"
-    build_from_videos(resolve_inputs([str(session)], None, True), hog={"pixels_per_cell": 16}, k=5).save(protos)
+    build_from_videos(resolve_inputs([str(session)], None, True), hog={"pixels_per_cell": 16}, k=5).save(
+        protos
+    )
     videos = root / "videos"
     videos.mkdir()
     for k, n in enumerate((60, 90, 40, 75)):
@@ -77,7 +81,9 @@ def test_shard_entries_cover_inputs_and_failures_go_to_shard_zero(tmp_path):
     entries = [VideoInput(tmp_path / f"v{i}.avi", None, f"v{i}") for i in range(5)]
     entries.insert(2, InputFailure("missing.avi", "video not found"))
     parts = [shard_entries(entries, k, 3) for k in range(3)]
-    assert sorted(e.stem for p in parts for e in p if isinstance(e, VideoInput)) == [f"v{i}" for i in range(5)]
+    assert sorted(e.stem for p in parts for e in p if isinstance(e, VideoInput)) == [
+        f"v{i}" for i in range(5)
+    ]
     assert [sum(isinstance(e, InputFailure) for e in p) for p in parts] == [1, 0, 0]
 
 
@@ -112,7 +118,12 @@ def test_shards_then_merge_equal_one_run(world, tmp_path, capsys):
     one, many = tmp_path / "one", tmp_path / "many"
     assert run_cli(videos, "--prototypes", protos, "--out", one, "--quiet", "--no-plot") == 0
     for k in range(3):
-        assert run_cli(videos, "--prototypes", protos, "--out", many, "--quiet", "--no-plot", "--shard", f"{k}/3") == 0
+        assert (
+            run_cli(
+                videos, "--prototypes", protos, "--out", many, "--quiet", "--no-plot", "--shard", f"{k}/3"
+            )
+            == 0
+        )
     assert not (many / "summary.csv").exists()  # merging is its own step
     assert run_cli(videos, "--prototypes", protos, "--out", many, "--no-plot", "--merge-only") == 0
     assert "4 done, 0 failed, 0 missing" in capsys.readouterr().out
@@ -128,20 +139,32 @@ def test_local_executor_end_to_end_and_rerun_does_nothing(world, tmp_path, capsy
     root, protos, videos = world
     one, many = tmp_path / "one", tmp_path / "many"
     assert run_cli(videos, "--prototypes", protos, "--out", one, "--quiet") == 0
-    args = [videos, "--prototypes", protos, "--out", many, "--executor", "local", "--jobs", "2", "--cpus-per-task", "1"]
+    args = [
+        videos,
+        "--prototypes",
+        protos,
+        "--out",
+        many,
+        "--executor",
+        "local",
+        "--jobs",
+        "2",
+        "--cpus-per-task",
+        "1",
+    ]
     assert run_cli(*args) == 0
     out = capsys.readouterr().out
     assert "submitted 2 local job(s) for 4 video(s)" in out and "4 done, 0 failed, 0 missing" in out
     got, want = outputs(many), outputs(one)
     assert all(got[n] == want[n] for n in want if n.endswith(".csv"))
-    assert sorted(n for n in got if n.endswith(".json")) == sorted([*(n for n in want if n.endswith(".json")), "summary.json"])
+    assert sorted(n for n in got if n.endswith(".json")) == sorted(
+        [*(n for n in want if n.endswith(".json")), "summary.json"]
+    )
     assert (many / ".submitit").is_dir() and not any(Path.cwd().glob("[0-9]*_0_log.out"))
-    stamp = {n: (many / n).stat().st_mtime_ns for n in got}
-    assert run_cli(*args) == 0  # all finished: no job is submitted
+    before = {n: (many / n).stat().st_mtime_ns for n in got if not n.startswith("summary.")}
+    assert run_cli(*args) == 0  # all finished: no job is submitted, no output is rewritten
     assert "submitted" not in capsys.readouterr().out
-    assert {n: (many / n).stat().st_mtime_ns for n in got if n != "summary.csv" and n != "summary.json"} == {
-        n: t for n, t in stamp.items() if not n.startswith("summary.")
-    }
+    assert {n: (many / n).stat().st_mtime_ns for n in before} == before
 
 
 def test_merge_lists_failed_and_missing_videos(world, tmp_path):
@@ -149,7 +172,21 @@ def test_merge_lists_failed_and_missing_videos(world, tmp_path):
     out = tmp_path / "out"
     broken = tmp_path / "broken.avi"
     broken.write_bytes(b"not a video")
-    assert run_cli(videos / "v0.avi", broken, tmp_path / "nothing.avi", "--prototypes", protos, "--out", out, "--quiet", "--shard", "0/1") == 2
+    assert (
+        run_cli(
+            videos / "v0.avi",
+            broken,
+            tmp_path / "nothing.avi",
+            "--prototypes",
+            protos,
+            "--out",
+            out,
+            "--quiet",
+            "--shard",
+            "0/1",
+        )
+        == 2
+    )
     entries = [
         VideoInput(videos / "v0.avi", None, "v0"),
         VideoInput(broken, None, "broken"),
@@ -157,7 +194,9 @@ def test_merge_lists_failed_and_missing_videos(world, tmp_path):
         VideoInput(videos / "v2.avi", None, "v2"),  # never ran
         InputFailure(str(tmp_path / "nothing.avi"), "video not found: nothing.avi"),
     ]
-    rows = merge_summaries(entries, out, PredictOptions(), reasons={"v1": "its job 123 ended without finishing"})
+    rows = merge_summaries(
+        entries, out, PredictOptions(), reasons={"v1": "its job 123 ended without finishing"}
+    )
     assert [(r["stem"], r["status"]) for r in rows] == [
         ("v0", "done"), ("broken", "failed"), ("v1", "missing"), ("v2", "missing"), ("", "failed"),
     ]  # fmt: skip
@@ -167,7 +206,9 @@ def test_merge_lists_failed_and_missing_videos(world, tmp_path):
     assert text[0].startswith("stem,video,status,frames,fps,duration_s,truncated,warnings,fraction_")
     assert text[1].startswith(f"v0,{videos / 'v0.avi'},done,60,") and ",missing," in text[3]
     # a later record wins: the broken video, once fixed and done, is done
-    write_record(out, "later", [Result(name=str(broken), stem="broken", status="failed", message="interrupted")])
+    write_record(
+        out, "later", [Result(name=str(broken), stem="broken", status="failed", message="interrupted")]
+    )
     assert merge_summaries(entries[1:2], out, PredictOptions())[0]["status"] == "missing"
 
 
@@ -189,6 +230,7 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
+@pytest.mark.slow  # two rounds of job processes (each imports torch)
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the job's process through /proc")
 def test_killed_job_leaves_complete_outputs_and_rerun_finishes(world, tmp_path, monkeypatch):
     """SIGKILL a job's process while it writes a video; only complete outputs remain, the merge lists
@@ -202,7 +244,20 @@ def test_killed_job_leaves_complete_outputs_and_rerun_finishes(world, tmp_path, 
         write_video(long / f"w{k}.avi", label_frames(np.arange(n) % 7, SIZE, seed=k), 20.0, "MJPG")
     one, out = tmp_path / "one", tmp_path / "out"
     assert run_cli(long, "--prototypes", protos, "--out", one, "--quiet") == 0
-    args = [long, "--prototypes", protos, "--out", out, "--executor", "local", "--jobs", "1", "--batch-size", "8", "--quiet"]
+    args = [
+        long,
+        "--prototypes",
+        protos,
+        "--out",
+        out,
+        "--executor",
+        "local",
+        "--jobs",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
 
     submit = submitit.LocalExecutor.submit_array
 
@@ -236,5 +291,7 @@ def test_killed_job_leaves_complete_outputs_and_rerun_finishes(world, tmp_path, 
     assert run_cli(*args) == 0
     got, want = outputs(out), outputs(one)
     assert all(got[n] == want[n] for n in want if n.endswith(".csv"))
-    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]  # the killed job's temporary files are gone
+    assert not [
+        p.name for p in out.iterdir() if ".tmp" in p.name
+    ]  # the killed job's temporary files are gone
     assert json.loads((out / "summary.json").read_text())["counts"] == {"done": 3, "failed": 0, "missing": 0}

@@ -146,7 +146,13 @@ def run(args: argparse.Namespace) -> int:
         args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
     )
     results = predict_inputs(
-        args.inputs, scorer, out_dir, _options(args), events=args.events, workers=args.workers, quiet=args.quiet
+        args.inputs,
+        scorer,
+        out_dir,
+        _options(args),
+        events=args.events,
+        workers=args.workers,
+        quiet=args.quiet,
     )
     if not args.quiet:
         print(format_table(results, out_dir))

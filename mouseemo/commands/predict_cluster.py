@@ -56,13 +56,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="split the unfinished videos over --jobs jobs submitted with submitit (local: processes on "
         "this machine; slurm: a job array), wait, and merge the summaries into <out>/summary.csv/.json",
     )
-    g.add_argument("--jobs", type=int, metavar="N", help="with --executor: number of jobs (local default: cores / --cpus-per-task)")
-    g.add_argument("--cpus-per-task", type=int, metavar="C", help="with --executor: cores per job, also its torch/OpenCV threads (default: local cores / --jobs, slurm 2)")
-    g.add_argument("--gpus-per-node", type=int, metavar="G", help="with --executor: GPUs per job (default: slurm 0, local the GPUs this machine shows)")
-    g.add_argument("--time-min", type=int, metavar="MIN", help="with --executor: time limit per job in minutes (default: slurm 240, local none)")
-    g.add_argument("--mem-gb", type=float, metavar="GB", help="with --executor slurm: memory per job (default 16)")
+    g.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with --executor: number of jobs (local default: cores / --cpus-per-task)",
+    )
+    g.add_argument(
+        "--cpus-per-task",
+        type=int,
+        metavar="C",
+        help="with --executor: cores per job, also its torch/OpenCV threads (default: local cores / --jobs, slurm 2)",
+    )
+    g.add_argument(
+        "--gpus-per-node",
+        type=int,
+        metavar="G",
+        help="with --executor: GPUs per job (default: slurm 0, local the GPUs this machine shows)",
+    )
+    g.add_argument(
+        "--time-min",
+        type=int,
+        metavar="MIN",
+        help="with --executor: time limit per job in minutes (default: slurm 240, local none)",
+    )
+    g.add_argument(
+        "--mem-gb", type=float, metavar="GB", help="with --executor slurm: memory per job (default 16)"
+    )
     g.add_argument("--partition", metavar="NAME", help="with --executor slurm: the partition")
-    g.add_argument("--slurm-array-parallelism", type=int, metavar="M", help="with --executor slurm: jobs running at once (default 256)")
+    g.add_argument(
+        "--slurm-array-parallelism",
+        type=int,
+        metavar="M",
+        help="with --executor slurm: jobs running at once (default 256)",
+    )
     g.add_argument(
         "--slurm-extra",
         action="append",
@@ -83,7 +110,15 @@ def wants_many(args: argparse.Namespace) -> bool:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """ConfigError for many-job flags that do not go together."""
-    modes = [f for f, on in (("--shard", args.shard), ("--executor", args.executor), ("--merge-only", args.merge_only)) if on]
+    modes = [
+        f
+        for f, on in (
+            ("--shard", args.shard),
+            ("--executor", args.executor),
+            ("--merge-only", args.merge_only),
+        )
+        if on
+    ]
     if len(modes) > 1:
         raise ConfigError(f"{' and '.join(modes)} do not go together: give one")
     if args.shard:
@@ -96,7 +131,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--gpus-per-node must be >= 0; got {args.gpus_per_node}")
     if args.mem_gb is not None and not args.mem_gb > 0:
         raise ConfigError(f"--mem-gb must be > 0; got {args.mem_gb}")
-    given = [n for n in ("jobs", "cpus_per_task", "gpus_per_node", "time_min", *_SLURM_ONLY) if getattr(args, n)]
+    given = [
+        n for n in ("jobs", "cpus_per_task", "gpus_per_node", "time_min", *_SLURM_ONLY) if getattr(args, n)
+    ]
     if given and not args.executor:
         raise ConfigError(f"--{given[0].replace('_', '-')} needs --executor local or slurm")
     slurm = [n for n in _SLURM_ONLY if getattr(args, n)]
@@ -166,7 +203,9 @@ def _executor(args, folder: Path, num_jobs: int, threads: int):
         )
         return ex
     if shutil.which("sbatch") is None:
-        raise ConfigError("--executor slurm: sbatch not found (run it on a SLURM login node; on a workstation use --executor local)")
+        raise ConfigError(
+            "--executor slurm: sbatch not found (run it on a SLURM login node; on a workstation use --executor local)"
+        )
     ex = submitit.SlurmExecutor(folder=folder / "%A_%a")
     extra = dict(item.split("=", 1) for item in args.slurm_extra or [])
     params = dict(
@@ -194,7 +233,11 @@ def _check_not_running(folder: Path, executor: str) -> None:
         return
     alive = [i for i in ids if _alive(folder, record.get("executor"), i)]
     if alive:
-        how = f"scancel {' '.join(sorted({i.split('_')[0] for i in alive}))}" if record.get("executor") == "slurm" else f"kill {' '.join(alive)}"
+        how = (
+            f"scancel {' '.join(sorted({i.split('_')[0] for i in alive}))}"
+            if record.get("executor") == "slurm"
+            else f"kill {' '.join(alive)}"
+        )
         raise ConfigError(
             f"{len(alive)} job(s) of an earlier run still write into {folder.parent}: wait for them, or stop them ({how})"
         )
@@ -233,8 +276,14 @@ def _submit_and_wait(args, entries, model: dict, opts: PredictOptions) -> dict[s
     jobs_opts = replace(opts, cancel=None)
     fns = [
         ShardJob(
-            [todo[i] for i in g], model, args.device, str(out_dir), jobs_opts,
-            tag=f"{stamp}-job{j:03d}-of-{len(groups)}", workers=args.workers, threads=threads,
+            [todo[i] for i in g],
+            model,
+            args.device,
+            str(out_dir),
+            jobs_opts,
+            tag=f"{stamp}-job{j:03d}-of-{len(groups)}",
+            workers=args.workers,
+            threads=threads,
         )  # fmt: skip
         for j, g in enumerate(groups)
     ]
@@ -242,7 +291,10 @@ def _submit_and_wait(args, entries, model: dict, opts: PredictOptions) -> dict[s
     jobs = ex.submit_array(fns)
     (folder / _RUNNING).write_text(json.dumps({"executor": args.executor, "jobs": [j.job_id for j in jobs]}))
     if not args.quiet:
-        print(f"submitted {len(jobs)} {args.executor} job(s) for {len(todo)} video(s); logs in {folder}", flush=True)
+        print(
+            f"submitted {len(jobs)} {args.executor} job(s) for {len(todo)} video(s); logs in {folder}",
+            flush=True,
+        )
     try:
         _wait(jobs, args.quiet, 0.2 if args.executor == "local" else 5.0)
     except KeyboardInterrupt:
@@ -285,9 +337,15 @@ def _cancel(jobs, executor: str) -> None:
         while time.monotonic() < end and not all(j.done() for j in jobs):
             time.sleep(0.1)
     if failed:
-        print(f"mouseemo: could not cancel job(s) {' '.join(failed)}: run scancel {' '.join(failed)}", file=sys.stderr)
+        print(
+            f"mouseemo: could not cancel job(s) {' '.join(failed)}: run scancel {' '.join(failed)}",
+            file=sys.stderr,
+        )
     else:
-        print(f"mouseemo: cancelled {len(jobs)} job(s); finished videos are kept, the same command does the rest", file=sys.stderr)
+        print(
+            f"mouseemo: cancelled {len(jobs)} job(s); finished videos are kept, the same command does the rest",
+            file=sys.stderr,
+        )
 
 
 __all__ = ["add_arguments", "check_arguments", "run_many", "wants_many"]

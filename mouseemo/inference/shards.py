@@ -69,7 +69,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-def split_shards(videos: Sequence[str | os.PathLike], num_shards: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
+def split_shards(
+    videos: Sequence[str | os.PathLike], num_shards: int, sizes: Sequence[int] | None = None
+) -> list[list[int]]:
     """Indices into ``videos`` for each of ``num_shards`` shards (each list ascending).
 
     Largest first (ties by path), each video goes to the shard with the fewest bytes so far (ties:
@@ -160,7 +162,9 @@ def write_record(out_dir: str | Path, tag: str, results: Sequence[Result]) -> li
         {"name": r.name, "stem": r.stem, "status": r.status, "message": r.message, "time": now}
         for r in results
     ]
-    write_json_atomic(Path(out_dir) / RECORDS_DIR / f"{tag}.json", {"mouseemo_version": __version__, "videos": rows})
+    write_json_atomic(
+        Path(out_dir) / RECORDS_DIR / f"{tag}.json", {"mouseemo_version": __version__, "videos": rows}
+    )
     return rows
 
 
@@ -189,7 +193,9 @@ def summary_paths(out_dir: str | Path) -> tuple[Path, Path]:
 _HEAD = ["stem", "video", "status", "frames", "fps", "duration_s", "truncated", "warnings"]
 
 
-def check_summary_free(entries: Sequence[VideoInput | InputFailure], out_dir: str | Path, overwrite: bool) -> None:
+def check_summary_free(
+    entries: Sequence[VideoInput | InputFailure], out_dir: str | Path, overwrite: bool
+) -> None:
     """ConfigError when the merged summary would replace a video's outputs, or files mouseemo did
     not write (unless ``overwrite``)."""
     for e in entries:
@@ -203,7 +209,9 @@ def check_summary_free(entries: Sequence[VideoInput | InputFailure], out_dir: st
         return
     for path, ours in ((csv_path, _ours_csv), (json_path, _ours_json)):
         if (path.exists() or path.is_symlink()) and (path.is_symlink() or not ours(path)):
-            raise ConfigError(f"refusing to replace {path}: mouseemo did not write it (set `overwrite` to replace it)")
+            raise ConfigError(
+                f"refusing to replace {path}: mouseemo did not write it (set `overwrite` to replace it)"
+            )
 
 
 def _ours_csv(path: Path) -> bool:
@@ -219,7 +227,9 @@ def _ours_json(path: Path) -> bool:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(record, dict) and record.get("kind") == "predict-summary" and "mouseemo_version" in record
+    return (
+        isinstance(record, dict) and record.get("kind") == "predict-summary" and "mouseemo_version" in record
+    )
 
 
 def merge_summaries(
@@ -260,7 +270,11 @@ def merge_summaries(
                 fraction_per_label=fractions,
                 message="",
             )
-        elif record.get("status") == "failed" and record.get("message") not in ("", "interrupted") and e.stem not in reasons:
+        elif (
+            record.get("status") == "failed"
+            and record.get("message") not in ("", "interrupted")
+            and e.stem not in reasons
+        ):
             row.update(status="failed", message=record["message"])
         else:
             why = reasons.get(e.stem) or (
@@ -293,7 +307,9 @@ def _write_summary(out_dir: Path, rows: list[dict], names: list[str]) -> None:
     write_text_atomic(csv_path, buf.getvalue())
     write_text_atomic(
         json_path,
-        dumps_json({"kind": "predict-summary", "mouseemo_version": __version__, "counts": counts, "videos": rows}),
+        dumps_json(
+            {"kind": "predict-summary", "mouseemo_version": __version__, "counts": counts, "videos": rows}
+        ),
     )
 
 
