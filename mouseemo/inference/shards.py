@@ -56,8 +56,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     k, n = (int(m.group(1)), int(m.group(2))) if m else (-1, 0)
     if not m or n < 1 or k >= n:
         raise ConfigError(
-            f"`shard` must be K/N with 0 <= K < N (K counts from 0, as $SLURM_ARRAY_TASK_ID with "
-            f"--array=0-<N-1>); got {text!r}"
+            f"`shard` must be K/N with 0 <= K < N (K counts from 0, like $SLURM_ARRAY_TASK_ID in an "
+            f"array 0 to N-1); got {text!r}"
         )
     return k, n
 
