@@ -1,8 +1,8 @@
 """``mouseemo predict`` over many jobs: one job against ``--executor local --jobs N`` on the same videos.
 
-Eight synthetic videos (``mouseemo synth``'s face, one minute at ``--size``, looped to ``--seconds``
-and re-encoded; cached in ``--cache``) are predicted with prototypes twice, each in a fresh process
-timed from launch to exit:
+Eight copies of a synthetic video (``mouseemo synth``'s face, one minute at ``--size``, looped to
+``--seconds`` and re-encoded as in ``benchmarks/predict.py``; cached in ``--cache``) are predicted
+with prototypes twice, each in a fresh process timed from launch to exit:
 
 * ``one job``: ``mouseemo predict VIDEOS --prototypes P --out A`` with one thread
   (``OMP_NUM_THREADS=1``);
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import _harness
+from predict import make_video
 
 REPO = _harness.REPO
 
@@ -38,38 +39,19 @@ def make_videos(
     cache: Path, seconds: float, size: tuple[int, int], fps: float, count: int
 ) -> tuple[Path, Path]:
     """``count`` copies of a ``seconds``-long synthetic face video (in one folder) and prototypes."""
-    import cv2
-
-    from mouseemo.data.synthetic import generate_dataset
-    from mouseemo.data.video import VideoReader
     from mouseemo.inference.inputs import resolve_inputs
     from mouseemo.inference.prototypes import build_from_videos
 
     h, w = size
-    root = cache / f"synth_{h}x{w}"
-    session = root / "m01" / "s01"
-    if not (session / "face.mp4").is_file():
-        print(f"rendering a one-minute synthetic session at {h}x{w} ...", flush=True)
-        generate_dataset(root, num_mice=1, minutes=1.0, seed=3, size=(h, w), fps=fps, imaging=False)
+    video, session = make_video(cache, seconds / 60, size, fps)  # the looped face of benchmarks/predict.py
     protos = cache / f"protos_{h}x{w}.npz"
     if not protos.is_file():
         build_from_videos(resolve_inputs([str(session)], None, need_events=True)).save(protos)
     folder = cache / f"videos_{h}x{w}_{seconds:g}s_{count}"
     if not folder.is_dir():
-        with VideoReader(session / "face.mp4", timestamps=None) as vr:
-            loop = vr.read()
-        total = int(round(seconds * fps))
         tmp = Path(tempfile.mkdtemp(dir=cache))
-        print(f"writing {count} videos of {total} frames ...", flush=True)
-        first = tmp / "face00.mp4"
-        vw = cv2.VideoWriter(str(first), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h), True)
-        for i in range(total):
-            j = i % (2 * len(loop))  # forwards then backwards: no jump at the seam
-            f = loop[j] if j < len(loop) else loop[2 * len(loop) - 1 - j]
-            vw.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
-        vw.release()
-        for k in range(1, count):
-            shutil.copyfile(first, tmp / f"face{k:02d}.mp4")
+        for k in range(count):
+            shutil.copyfile(video, tmp / f"face{k:02d}.mp4")
         os.replace(tmp, folder)
     return folder, protos
 

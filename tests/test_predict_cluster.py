@@ -28,6 +28,11 @@ def run_cli(*args) -> int:
     return main(["predict", *[str(a) for a in args]])
 
 
+def local_jobs(inputs, protos, out, jobs: int, *extra) -> list:
+    """Arguments of `mouseemo predict` over ``jobs`` local jobs."""
+    return [inputs, "--prototypes", protos, "--out", out, "--executor", "local", "--jobs", str(jobs), *extra]
+
+
 def outputs(folder: Path) -> dict[str, bytes]:
     """The visible files of an output folder (not the hidden records and logs), by name."""
     return {
@@ -139,19 +144,7 @@ def test_local_executor_end_to_end_and_rerun_does_nothing(world, tmp_path, capsy
     root, protos, videos = world
     one, many = tmp_path / "one", tmp_path / "many"
     assert run_cli(videos, "--prototypes", protos, "--out", one, "--quiet") == 0
-    args = [
-        videos,
-        "--prototypes",
-        protos,
-        "--out",
-        many,
-        "--executor",
-        "local",
-        "--jobs",
-        "2",
-        "--cpus-per-task",
-        "1",
-    ]
+    args = local_jobs(videos, protos, many, 2, "--cpus-per-task", "1")
     assert run_cli(*args) == 0
     out = capsys.readouterr().out
     assert "submitted 2 local job(s) for 4 video(s)" in out and "4 done, 0 failed, 0 missing" in out
@@ -244,20 +237,7 @@ def test_killed_job_leaves_complete_outputs_and_rerun_finishes(world, tmp_path, 
         write_video(long / f"w{k}.avi", label_frames(np.arange(n) % 7, SIZE, seed=k), 20.0, "MJPG")
     one, out = tmp_path / "one", tmp_path / "out"
     assert run_cli(long, "--prototypes", protos, "--out", one, "--quiet") == 0
-    args = [
-        long,
-        "--prototypes",
-        protos,
-        "--out",
-        out,
-        "--executor",
-        "local",
-        "--jobs",
-        "1",
-        "--batch-size",
-        "8",
-        "--quiet",
-    ]
+    args = local_jobs(long, protos, out, 1, "--batch-size", "8", "--quiet")
 
     submit = submitit.LocalExecutor.submit_array
 
