@@ -13,7 +13,7 @@ It checks that every per-video CSV is byte-identical between the two, and prints
 their ratio (N jobs / one job; the goal is <= 0.6 for 2 jobs on 2 cores). On a shared machine,
 the load average before and after is printed too.
 
-    python benchmarks/predict_cluster.py                    # 8 videos of 3 minutes, 2 jobs
+    python benchmarks/predict_cluster.py                    # 8 videos of 8 minutes, 2 jobs
     python benchmarks/predict_cluster.py --seconds 60 --jobs 2
 """
 
@@ -68,7 +68,9 @@ def timed(args: list[str]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=180.0, help="length of each video (default 180)")
+    p.add_argument(
+        "--seconds", type=float, default=480.0, help="length of each video in seconds (default 480)"
+    )
     p.add_argument("--videos", type=int, default=8, help="number of videos (default 8)")
     p.add_argument("--jobs", type=int, default=2, help="jobs of the many-job run (default 2)")
     p.add_argument("--size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="frame size")

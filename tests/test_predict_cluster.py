@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mouseemo.cli import main
+from mouseemo.commands import predict_cluster
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import Result
 from mouseemo.inference.inputs import InputFailure, VideoInput, resolve_inputs
@@ -215,6 +216,21 @@ def test_merge_refuses_foreign_summary(world, tmp_path, capsys):
     assert (out / "summary.csv").read_text() == "my notes\n"
 
 
+def wait_until_writing(out: Path, stem: str, old: frozenset = frozenset(), timeout: float = 120) -> None:
+    """Return once a temporary file of ``stem``'s outputs (not one of ``old``) holds data: the video
+    is part-written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in out.iterdir() if out.is_dir() else []:
+            try:
+                if p.name.startswith(f".{stem}.mouseemo-") and p.name not in old and p.stat().st_size > 0:
+                    return
+            except FileNotFoundError:  # renamed meanwhile
+                pass
+        time.sleep(0.01)
+    pytest.fail(f"{stem} never started")
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -244,13 +260,7 @@ def test_killed_job_leaves_complete_outputs_and_rerun_finishes(world, tmp_path, 
     def submit_and_kill(self, fns):
         jobs = submit(self, fns)
         controller = int(jobs[0].job_id)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # kill once the long video is part-written
-            if any(p.name.startswith(".w1.mouseemo-") and p.stat().st_size > 0 for p in out.iterdir()):
-                break
-            time.sleep(0.01)
-        else:
-            pytest.fail("the long video never started")
+        wait_until_writing(out, "w1")  # kill once the long video is part-written
         for pid in _children(controller):
             os.kill(pid, signal.SIGKILL)
         return jobs
@@ -268,6 +278,24 @@ def test_killed_job_leaves_complete_outputs_and_rerun_finishes(world, tmp_path, 
             assert visible[f"{stem}.csv"] == (one / f"{stem}.csv").read_bytes()
     assert "w1.json" not in visible
     monkeypatch.setattr(submitit.LocalExecutor, "submit_array", submit)
+
+    # Ctrl-C on the submitting command while its job writes the long video: the job is cancelled
+    wait = predict_cluster._wait
+
+    def interrupted(jobs, quiet, poll_s):
+        wait_until_writing(out, "w1", old=left)  # not the killed job's temporary files
+        raise KeyboardInterrupt
+
+    left = frozenset(p.name for p in out.iterdir())
+
+    monkeypatch.setattr(predict_cluster, "_wait", interrupted)
+    assert run_cli(*args) == 130
+    (controller,) = json.loads((out / ".submitit" / "running.json").read_text())["jobs"]
+    with pytest.raises(ProcessLookupError):  # the job was stopped, not left running
+        os.kill(int(controller), 0)
+    assert "w1.json" not in outputs(out) and "w1.csv" not in outputs(out)
+    monkeypatch.setattr(predict_cluster, "_wait", wait)
+
     assert run_cli(*args) == 0
     got, want = outputs(out), outputs(one)
     assert all(got[n] == want[n] for n in want if n.endswith(".csv"))
