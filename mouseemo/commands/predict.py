@@ -26,6 +26,9 @@ import argparse
 import threading
 from pathlib import Path
 
+import torch
+
+from mouseemo.commands import predict_cluster
 from mouseemo.commands._args import add_crop_argument, batch_size, check_out_dir, finite_float
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
@@ -112,6 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="redo videos whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bars, skip lines or final table")
+    predict_cluster.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -129,10 +133,34 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(out_dir)
     if args.neutral_until_s is not None and args.neutral != "own":
         raise ConfigError("--neutral-until-s needs --neutral own")
+    predict_cluster.check_arguments(args)
+    model = dict(
+        prototypes=args.prototypes, ckpt=args.ckpt, margin=args.margin, neutral=args.neutral,
+        neutral_until_s=args.neutral_until_s,
+    )  # fmt: skip
+    if predict_cluster.wants_many(args):
+        if args.executor:
+            load_scorer(device=torch.device("cpu"), **model)  # a bad model is one error here, not one per job
+        return predict_cluster.run_many(args, model, _options(args))
     scorer = load_scorer(
         args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
     )
-    opts = PredictOptions(
+    results = predict_inputs(
+        args.inputs,
+        scorer,
+        out_dir,
+        _options(args),
+        events=args.events,
+        workers=args.workers,
+        quiet=args.quiet,
+    )
+    if not args.quiet:
+        print(format_table(results, out_dir))
+    return 2 if any(r.status == "failed" for r in results) else 0
+
+
+def _options(args: argparse.Namespace) -> PredictOptions:
+    return PredictOptions(
         crop=args.crop,
         batch_size=args.batch_size,
         plot=not args.no_plot,
@@ -143,9 +171,3 @@ def run(args: argparse.Namespace) -> int:
         cancel=threading.Event(),
         overwrite=args.overwrite,
     )
-    results = predict_inputs(
-        args.inputs, scorer, out_dir, opts, events=args.events, workers=args.workers, quiet=args.quiet
-    )
-    if not args.quiet:
-        print(format_table(results, out_dir))
-    return 2 if any(r.status == "failed" for r in results) else 0

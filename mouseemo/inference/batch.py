@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mouseemo.errors import ConfigError, MouseemoError, for_user
-from mouseemo.inference.inputs import InputFailure, expand_inputs
+from mouseemo.inference.inputs import InputFailure, VideoInput, expand_inputs
 from mouseemo.inference.pipeline import Cancelled, PredictOptions, is_finished, predict_video
 from mouseemo.inference.scorers import Scorer
 from mouseemo.utils.io import remove_stale_temps
@@ -83,9 +83,13 @@ def predict_inputs(
         ConfigError: two videos would write the same stem; ``events`` does not match ``inputs``.
     """
     out_dir = Path(out_dir)
-    if out_dir.is_dir():
-        remove_stale_temps(out_dir)  # left by a run that was killed
     entries = expand_inputs(inputs, events, exclude=out_dir)
+    check_stems(entries, out_dir)
+    return predict_entries(entries, scorer, out_dir, opts, workers=workers, quiet=quiet)
+
+
+def check_stems(entries: Sequence[VideoInput | InputFailure], out_dir: Path) -> None:
+    """ConfigError when two videos would write the same ``<out_dir>/<stem>.*``."""
     stems: dict[str, str] = {}
     for e in entries:
         if not isinstance(e, InputFailure):
@@ -94,6 +98,20 @@ def predict_inputs(
                     f"{stems[e.stem]} and {e.video} would both write {out_dir / e.stem}.*; predict them separately"
                 )
             stems[e.stem] = str(e.video)
+
+
+def predict_entries(
+    entries: Sequence[VideoInput | InputFailure],
+    scorer: Scorer,
+    out_dir: str | Path,
+    opts: PredictOptions,
+    workers: int = 1,
+    quiet: bool = False,
+) -> list[Result]:
+    """:func:`predict_inputs` on inputs already expanded (:func:`~mouseemo.inference.inputs.expand_inputs`)."""
+    out_dir = Path(out_dir)
+    if out_dir.is_dir():
+        remove_stale_temps(out_dir)  # left by a run that was killed
     if opts.cancel is None:
         opts.cancel = threading.Event()
     console = _Console(quiet)
@@ -243,4 +261,4 @@ def format_table(results: list[Result], out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Result", "format_table", "predict_inputs"]
+__all__ = ["Result", "check_stems", "format_table", "predict_entries", "predict_inputs"]
