@@ -265,7 +265,8 @@ def test_interrupt_stops_queued_work_and_leaves_only_complete_outputs(
     assert proc.returncode == code, err
     assert "Traceback" not in err
     # every chunk takes 0.25 s: the running videos stop at their next chunk, the queued never start
-    assert stopped_after < 5.0, stopped_after
+    # (the rest of the batch would take ~25 s; 10 s leaves room for a machine busy with other tests)
+    assert stopped_after < 10.0, stopped_after
     names = sorted(p.name for p in out.iterdir())
     assert not [n for n in names if ".tmp" in n], names
     done = [n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")]
