@@ -1,5 +1,5 @@
 """Prototype math, the prototypes file, the `prototypes`/`predict` commands, expression analyses,
-and the key scientific check on a synthetic session."""
+and the key scientific check on held-out synthetic animals."""
 
 import json
 from pathlib import Path
