@@ -55,25 +55,29 @@ def write_session(
     fps: float = 20.0,
     size: tuple[int, int] = (48, 64),
     seed: int = 0,
+    classes: Sequence[str] = EMOTIONS,
+    render=label_frames,
 ) -> Path:
     """A tiny session folder: face.mp4, face_timestamps.csv, events.csv, truth/frames.csv, session.json.
 
-    Labels cycle through all classes in blocks of 20 frames; every block is an event window.
+    Labels cycle through ``classes`` in blocks of 20 frames; every block is an event window. The
+    frames are ``render(labels, size, seed)`` (labels as indices into ``classes``): by default
+    gratings whose orientation is the class (:func:`label_frames`).
     """
     path = root / animal / session
     (path / "truth").mkdir(parents=True, exist_ok=True)
-    labels = np.array([(i // 20) % len(EMOTIONS) for i in range(num_frames)])
-    write_video(path / "face.mp4", label_frames(labels, size, seed), fps)
+    labels = np.array([(i // 20) % len(classes) for i in range(num_frames)])
+    write_video(path / "face.mp4", render(labels, size, seed), fps)
     t = np.arange(num_frames) / fps
     (path / "face_timestamps.csv").write_text(
         "frame,time_s\n" + "".join(f"{i},{ti:.6f}\n" for i, ti in enumerate(t))
     )
     rows = ["onset,duration,label,value"]
     for start in range(0, num_frames, 20):
-        rows.append(f"{start / fps:.6f},{20 / fps:.6f},{EMOTIONS[labels[start]]},")
+        rows.append(f"{start / fps:.6f},{20 / fps:.6f},{classes[labels[start]]},")
     (path / "events.csv").write_text("\n".join(rows) + "\n")
     (path / "truth" / "frames.csv").write_text(
-        "frame,time_s,label\n" + "".join(f"{i},{t[i]:.6f},{EMOTIONS[labels[i]]}\n" for i in range(num_frames))
+        "frame,time_s,label\n" + "".join(f"{i},{t[i]:.6f},{classes[labels[i]]}\n" for i in range(num_frames))
     )
     (path / "session.json").write_text(json.dumps({"animal": animal, "session": session, "fps": fps}))
     return path

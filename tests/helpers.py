@@ -17,6 +17,26 @@ from mouseemo.testing import (  # noqa: F401 - the tests import these from here
 )
 
 
+def ramp_frames(labels: np.ndarray, size: tuple[int, int] = (48, 64), seed: int = 0) -> np.ndarray:
+    """Frames whose class is the sign of a left-right brightness ramp (class 0 brighter on the right,
+    class 1 on the left) under fresh smoothed noise; label indices above 1 are not drawn.
+
+    HOG bins unsigned gradient orientations (0-180 degrees) and normalises each cell, so the two ramps
+    fall into the same bins with the same weights: HOG cannot tell the classes apart, a network that
+    sees signed brightness can.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    ramp = np.linspace(-1.0, 1.0, w)[None, :] * np.ones((h, 1))
+    frames = np.empty((len(labels), h, w), dtype=np.uint8)
+    for i, lab in enumerate(labels):
+        noise = cv2.GaussianBlur(rng.normal(0, 1, size).astype(np.float32), (0, 0), 1.5)
+        noise *= 12.0 / max(float(noise.std()), 1e-6)
+        sign = 1.0 if lab == 0 else -1.0
+        frames[i] = np.clip(120 + 50 * sign * ramp + noise, 0, 255).astype(np.uint8)
+    return frames
+
+
 def hog_gradients(image: np.ndarray, sqrt: bool) -> tuple[np.ndarray, np.ndarray]:
     """scikit-image's float64 HOG gradients ``(g_col, g_row)`` of a gray uint8 image."""
     f = image.astype(np.float64)

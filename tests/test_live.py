@@ -94,6 +94,32 @@ def test_live_own_neutral_equals_predict(world, tmp_path):
     }  # fmt: skip
     assert summary["reference"]["frames"] == 40 and summary["latency_ms"]["frames"] == 80
     assert summary["model"]["neutral"] == {"source": "the first 2 s of the stream", "frames": 40}
+    # and both are the definition, computed here without the scorer: scikit-image's HOG of every
+    # frame, the neutral the mean HOG of the first 40 frames, each prototype carried over as its
+    # change from the file's neutral, Pearson correlation with each
+    np.testing.assert_allclose(got, own_neutral_similarity(world, 40), atol=1e-4)
+
+
+def own_neutral_similarity(world, warmup: int) -> np.ndarray:
+    """Similarity of every frame of the world's video to its prototypes carried onto the mean HOG of
+    its first ``warmup`` frames, from scikit-image's HOG and numpy alone: ``(T, K)``."""
+    from skimage.feature import hog as skimage_hog
+
+    from mouseemo.data.video import VideoReader
+    from mouseemo.models.prototypes_io import Prototypes
+
+    protos = Prototypes.load(world["protos"])
+    with VideoReader(world["video"]) as vr:
+        frames = vr.read()
+    feats = np.stack([skimage_hog(f, 8, (16, 16), (1, 1), "L2-Hys", transform_sqrt=True) for f in frames])
+    matrix = np.asarray(protos.matrix, dtype=np.float64)
+    k = protos.names.index("neutral")
+    carried = matrix - matrix[k] + feats[:warmup].mean(0)
+    a = feats - feats.mean(1, keepdims=True)
+    b = carried - carried.mean(1, keepdims=True)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    return a @ b.T
 
 
 def test_live_temporal_checkpoint_equals_predict(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """Prototype math, the prototypes file, the `prototypes`/`predict` commands, expression analyses,
-and the key scientific check on a synthetic session."""
+and the key scientific check on held-out synthetic animals."""
 
 import json
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,51 +363,74 @@ def test_expression_analyses(tmp_path):
 
 
 # -- the key scientific check --------------------------------------------------------------------
-def test_synthetic_session_similarity_tracks_stimuli(tmp_path):
-    """Prototypes built from a synthetic session: inside each emotion's stimulus windows, similarity
-    to that emotion's prototype rises above baseline, and similarity to neutral falls."""
-    try:
-        from mouseemo.data.synthetic import generate_dataset
-    except ImportError as err:  # pragma: no cover - the generator is developed alongside
-        pytest.skip(f"synthetic generator not importable yet: {err}")
-    import torch
-
+def held_out_similarity(built_from: Path, scored: Path, out: Path, neutral: str) -> dict:
+    """Prototypes built from the session ``built_from``, scored by `mouseemo predict` on the session
+    ``scored`` (another animal). With ``neutral="own"`` the scored animal's neutral is its frames before
+    9 s (the first half of its 18-s neutral window). Returns, per emotion, ``(own rise, neutral
+    change)``: the mean similarity to that emotion's prototype, and to neutral, inside its stimulus
+    windows minus over the scored animal's baseline frames from 9 s on (used by no prototype)."""
     from mouseemo.data.events import read_events
-    from mouseemo.data.video import VideoReader
-    from mouseemo.inference.inputs import resolve_inputs
-    from mouseemo.inference.prototypes import build_from_videos, iter_hog
-    from mouseemo.ops.similarity import pearson_similarity
+    from tests.test_predict import scores_of
 
-    t0 = time.perf_counter()
-    (path,) = generate_dataset(
-        tmp_path / "syn", num_mice=1, minutes=2.0, seed=0, size=(120, 160), imaging=False
-    )
-    items = resolve_inputs([str(path)], None, need_events=True)
-    protos = build_from_videos(items, hog={"pixels_per_cell": 16}, k=10)
-    feats, times = [], []
-    with VideoReader(items[0].video) as vr:
-        for start, frames, f in iter_hog(vr, protos.hog, None, torch.device("cpu")):
-            feats.append(f.numpy())
-            times.append(vr.clock().at(start, len(frames)))
-    sim = pearson_similarity(np.concatenate(feats), protos.matrix)
-    t = np.concatenate(times)
-    events = read_events(items[0].events)
-    baseline = events.baseline_mask(t)
-    emotions = [n for n in protos.names if n != "neutral"]
-    assert set(emotions) == {"pleasure", "disgust", "malaise", "pain", "passive_fear", "active_fear"}
+    protos = out / "protos.npz"
+    if not protos.is_file():
+        assert main(["prototypes", str(built_from), "--out", str(protos), "--pixels-per-cell", "16",
+                     "--n-frames", "10", "--device", "cpu"]) == 0  # fmt: skip
+    names = Prototypes.load(protos).names
+    pred = out / neutral
+    assert main(["predict", str(scored), "--prototypes", str(protos), "--out", str(pred), "--neutral", neutral,
+                 *(["--neutral-until-s", "9"] if neutral == "own" else []), "--device", "cpu", "--no-plot",
+                 "--quiet"]) == 0  # fmt: skip
+    (csv_path,) = pred.glob("*.csv")
+    sim = scores_of(csv_path, "similarity")
+    t = np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=1)
+    events = read_events(scored / "events.csv")
+    baseline = events.baseline_mask(t) & (t >= 9.0)
     report = {}
-    for name in emotions:
+    for j, name in enumerate(names[1:], 1):
         inside = events.window_mask(t, name)
-        j = protos.names.index(name)
         report[name] = (
             sim[inside, j].mean() - sim[baseline, j].mean(),
             sim[inside, 0].mean() - sim[baseline, 0].mean(),
         )
-    print("similarity inside - baseline (own, neutral):", {k: np.round(v, 3) for k, v in report.items()})
-    for name, (own_rise, neutral_change) in report.items():
-        assert own_rise > 0.03, (name, report)
-        assert neutral_change < -0.04, (name, report)
-    assert time.perf_counter() - t0 < 120
+    return report
+
+
+@pytest.fixture(scope="module")
+def two_synthetic_mice(tmp_path_factory):
+    from mouseemo.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("syn")
+    return generate_dataset(root, num_mice=2, minutes=2.0, seed=0, size=(120, 160), imaging=False, workers=1)
+
+
+def test_held_out_animal_similarity_tracks_stimuli(two_synthetic_mice, tmp_path):
+    """The key scientific check, out of sample: prototypes built from one synthetic animal, scored by
+    `mouseemo predict` on the other, against that animal's own neutral (its first 9 s) and as built.
+    Inside each emotion's stimulus windows, similarity to the own neutral falls below the held-out
+    baseline (9-18 s) and the emotion's lead over neutral grows; the neutral as built (the other
+    animal's face) shows much less of the fall; the emotion prototypes as built rise on average.
+
+    Synthetic worlds seed 0, 1, 2, both directions (six runs), means over the six emotions:
+    own neutral: neutral change -0.126 -0.129 -0.111 -0.139 -0.138 -0.194 (per emotion at most
+    -0.037); emotion rise minus neutral change 0.068 0.040 0.100 0.105 0.099 0.076. As built: neutral
+    change 0.018 -0.007 -0.044 -0.035 -0.048 -0.037; emotion rise 0.059 0.023 0.063 0.059 0.021 0.040.
+    Bars about half the worst run: per emotion < -0.02, mean < -0.07, lead > 0.02, own fall 0.03 below
+    the fall as built, rise as built > 0.
+    """
+    for k, (src, dst) in enumerate((two_synthetic_mice, two_synthetic_mice[::-1])):
+        out = tmp_path / f"d{k}"
+        own = held_out_similarity(src, dst, out, "own")
+        built = held_out_similarity(src, dst, out, "prototypes")
+        print(dst.parent.name, "own:", {e: np.round(v, 3) for e, v in own.items()})
+        print(dst.parent.name, "as built:", {e: np.round(v, 3) for e, v in built.items()})
+        assert set(own) == {"pleasure", "disgust", "malaise", "pain", "passive_fear", "active_fear"}
+        fall = np.mean([v[1] for v in own.values()])
+        lead = np.mean([v[0] - v[1] for v in own.values()])
+        assert all(v[1] < -0.02 for v in own.values()), own
+        assert fall < -0.07 and lead > 0.02, own
+        assert fall < np.mean([v[1] for v in built.values()]) - 0.03, (own, built)
+        assert np.mean([v[0] for v in built.values()]) > 0.0, built
 
 
 def test_cli_two_videos_pooled_and_drop_first_trial(tmp_path):

@@ -183,7 +183,11 @@ def test_reference_motion_model_trains_and_predicts_as_trained(tmp_path):
     assert prob.shape == (60, 7)
     # the module on the training pipeline's frames: cache, session reference, clips ending at each frame
     frames = np.asarray(FrameCache.build(session / "face.mp4", tmp_path / "c.npy", size=(24, 32)).frames)
-    ref = torch.from_numpy(session_reference(frames, 30))[None, None].expand(60, -1, -1, -1)
+    # the reference by its definition, not by session_reference (which predict uses): the pixel-wise
+    # median of 30 frames spread evenly over the 60, rounded to uint8
+    spread = np.round(np.arange(30) * 59 / 29).astype(int)
+    hand = np.median(frames[spread].astype(np.float64), axis=0).round().astype(np.uint8)
+    ref = torch.from_numpy(hand)[None, None].expand(60, -1, -1, -1)
     idx = np.maximum(np.arange(60)[:, None] - np.array([2, 1, 0]), 0)
     clips = torch.from_numpy(frames[idx])[:, :, None]
     batch = loaded.module.on_after_batch_transfer({"frames": clips, "reference": ref.clone()}, 0)

@@ -247,6 +247,17 @@ def test_real_clips_layout(real_data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_tail_shock_benchmark_end_to_end(real_data_dir, tmp_path):
+    """On the first held-out mouse the face models beat the face-free rules of the same fold.
+
+    Fold 0 (ECO_3_000_M), macro-F1 / window_macro_f1 (frames at the stimulus phase of every trial,
+    where the trial's timing alone is at chance) at seeds 42, 0, 1: timing_phase 0.850 / 0.400 and
+    pixel_change_session 0.597 / 0.709 at every seed (fitted rules); trial_cnn 0.828 0.804 0.795 /
+    0.946 0.917 0.901; motion_cnn 0.819 0.765 0.738 / 0.906 0.920 0.931. Bars about half the worst
+    seed's lead: in the window both beat timing_phase by 0.3; trial_cnn beats pixel_change_session by
+    0.1 on both scores, motion_cnn (log-free, as that rule) by 0.07 on macro-F1. trial_cnn's
+    circular-shift control gave 0.259 0.752 0.418 (a shift of nearly whole trials keeps the labels'
+    phase), so it is no bar here; the window score is the test of reading more than the phase.
+    """
     from mouseemo.hydra_entry import run
 
     src = real_data_dir / "der_tail_shock"
@@ -257,15 +268,22 @@ def test_tail_shock_benchmark_end_to_end(real_data_dir, tmp_path):
         "evaluate",
         [
             "experiment=tail_shock", f"data.root={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
-            "benchmark.models=[trial_cnn]", "benchmark.folds=[0]", "logger=none", "benchmark.controls=[shift]",
+            "benchmark.models=[timing_phase,pixel_change_session,trial_cnn,motion_cnn]",
+            "benchmark.folds=[0]", "logger=none", "benchmark.controls=[]",
         ],
     )  # fmt: skip
     assert code == 0
     (csv_path,) = (tmp_path / "logs").rglob("benchmark.csv")
-    (row,) = [r for r in csv.DictReader(csv_path.open()) if r["model"] == "trial_cnn"]
-    # the held-out mouse: well above chance, and well above the same model trained on shifted labels
-    assert float(row["macro_f1"]) > 0.65
-    assert float(row["macro_f1"]) > float(row["shuffle_macro_f1"]) + 0.1
+    rows = {r["model"]: r for r in csv.DictReader(csv_path.open())}
+    assert {r["test_animals"] for r in rows.values()} == {"ECO_3_000_M"}
+    score = {m: (float(r["macro_f1"]), float(r["window_macro_f1"])) for m, r in rows.items()}
+    rule_timing, rule_pixels = score["timing_phase"], score["pixel_change_session"]
+    assert rule_timing[1] < 0.5, score  # the window is where timing alone is at chance
+    for model in ("trial_cnn", "motion_cnn"):
+        assert score[model][1] > rule_timing[1] + 0.3, (model, score)
+    assert score["trial_cnn"][0] > rule_pixels[0] + 0.1, score
+    assert score["trial_cnn"][1] > rule_pixels[1] + 0.1, score
+    assert score["motion_cnn"][0] > rule_pixels[0] + 0.07, score
 
 
 def test_predict_summary_departure_on_real_clips(real_data_dir, tmp_path):
