@@ -10,7 +10,7 @@ INPUT may be a video file, a session folder (its face video, ``events.csv`` and
 ``face_timestamps.csv``), a dataset folder with a ``manifest.csv``, the ``manifest.csv`` itself, any
 other folder (searched recursively: session folders and video files), or a glob pattern. Each video
 streams through :func:`mouseemo.inference.pipeline.predict_video` and gets
-``<out>/<stem>.csv`` (``frame,time_s,label,<prefix>_<name>...``), ``<stem>.json`` (summary + QC) and
+``<out>/<stem>.csv`` (``frame,time_s,label,<prefix>_<name>...,rateable,unrateable_score``), ``<stem>.json`` (summary + QC) and
 ``<stem>.png``; ``--overlay`` adds ``<stem>.overlay.mp4``, ``--nwb`` ``<stem>.nwb``. The stem is the
 file's name for a video given directly, ``<animal>_<session>`` for a session, and the path below
 the searched folder (``/`` -> ``_``) for a video found in one.
@@ -110,6 +110,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="QC: frames below this confidence are low-confidence (default 0.5 for probabilities, "
         "0.01 for the gap between the best and second-best similarity)",
     )
+    p.add_argument(
+        "--abstain",
+        action="store_true",
+        help="leave the label empty on unrateable frames (rateable=0 in the CSV); the scores stay",
+    )
+    p.add_argument(
+        "--rateable-threshold",
+        type=finite_float,
+        default=None,
+        metavar="T",
+        help="frames whose unrateable_score is above T (0-1) are unrateable (default: the threshold stored "
+        "in <ckpt>.rateable.json, else 0.5: rules only)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo videos whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bars, skip lines or final table")
     p.set_defaults(func=run)
@@ -119,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.margin is not None and args.margin < 0:
         raise ConfigError(f"--margin must be >= 0; got {args.margin}")
+    if args.rateable_threshold is not None and not 0 <= args.rateable_threshold <= 1:
+        raise ConfigError(f"--rateable-threshold must be in [0, 1]; got {args.rateable_threshold}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1; got {args.workers}")
     if args.nwb:
@@ -142,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         cancel=threading.Event(),
         overwrite=args.overwrite,
+        abstain=args.abstain,
+        rateable_threshold=args.rateable_threshold,
     )
     results = predict_inputs(
         args.inputs, scorer, out_dir, opts, events=args.events, workers=args.workers, quiet=args.quiet
