@@ -23,6 +23,7 @@ from mouseemo.inference.rateable import (
     RateableFrames,
     RateableModel,
     coverage_curve,
+    label_agreement,
     prediction_features,
     sidecar_path,
     synthetic_nuisance,
@@ -200,9 +201,19 @@ def test_coverage_curve_bookkeeping():
     )
     # abstaining on the high scores keeps more right frames: macro-F1 rises as coverage falls
     assert at[0]["macro_f1_kept"] > at[1]["macro_f1_kept"] > at[0]["macro_f1_all"]
+    # dropping every frame of a class does not raise macro-F1: the class counts with F1 0
+    hard = (y == 3) | (rng.random(500) < 0.05)
+    drop = coverage_curve(hard.astype(float), y, pred, [0.0])[0]
+    assert drop["macro_f1_kept"] < drop["macro_f1_all"]
     # a score that knows nothing: macro-F1 stays where it was
     flat = coverage_curve(np.zeros(500), y, pred, [0.0])
     assert flat[0]["coverage"] == 1.0 and flat[0]["macro_f1_kept"] == pytest.approx(flat[0]["macro_f1_all"])
+
+
+def test_label_agreement():
+    np.testing.assert_allclose(
+        label_agreement(np.array([0, 0, 1, 0, 0]), half=1), [1, 2 / 3, 1 / 3, 2 / 3, 1]
+    )
 
 
 def test_synthetic_nuisance_from_truth():

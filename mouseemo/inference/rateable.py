@@ -9,7 +9,8 @@ A frame is *unrateable* when a rule from QC fires or, where a learned model exis
 * **low confidence**: the model's confidence below ``min_confidence`` (rules only: a learned model
   reads the confidence as one of its features instead);
 * **learned**: a logistic model on per-frame features (:data:`FEATURES`: sharpness, face
-  correlation, brightness, motion, confidence, entropy of the probabilities), fitted on frames of
+  correlation, brightness, motion, confidence, entropy of the probabilities, agreement of the label
+  with its neighbours'), fitted on frames of
   animals the classifier was not trained on, against "a human would not trust it": a nuisance of
   the synthetic world (paw over the snout, blink: :func:`synthetic_nuisance`) or a wrong label. It
   lives beside the checkpoint in ``<ckpt>.rateable.json`` (:func:`sidecar_path`), with the threshold
@@ -44,7 +45,18 @@ COLUMNS: tuple[str, ...] = ("rateable", "unrateable_score")
 ABSTAIN = ""
 
 #: Per-frame features of the learned score, in order.
-FEATURES: tuple[str, ...] = ("sharpness", "face_r", "brightness", "motion", "confidence", "entropy")
+FEATURES: tuple[str, ...] = (
+    "sharpness",
+    "face_r",
+    "brightness",
+    "motion",
+    "confidence",
+    "entropy",
+    "agreement",
+)
+
+#: ``agreement`` looks this many frames to each side.
+AGREEMENT_HALF_WINDOW = 5
 
 #: Rules, in the order they are reported.
 RULES: tuple[str, ...] = ("blur", "face", "low_confidence")
@@ -110,6 +122,21 @@ def confidence_of(scores: np.ndarray, prefix: str) -> np.ndarray:
     return top[:, -1] - top[:, -2]
 
 
+def label_agreement(labels: np.ndarray, half: int = AGREEMENT_HALF_WINDOW) -> np.ndarray:
+    """Per frame, the fraction of the frames within ``half`` frames of it (itself included) whose
+    label is its own: a label that flickers in and out is not one a human would trust."""
+    labels = np.asarray(labels, np.int64)
+    n = len(labels)
+    if not n:
+        return np.zeros(0)
+    onehot = np.zeros((n + 1, int(labels.max()) + 1))
+    onehot[np.arange(1, n + 1), labels] = 1.0
+    cum = np.cumsum(onehot, axis=0)
+    lo, hi = np.maximum(np.arange(n) - half, 0), np.minimum(np.arange(n) + half + 1, n)
+    same = cum[hi, labels] - cum[lo, labels]
+    return same / (hi - lo)
+
+
 def frame_features(
     per_frame: dict[str, np.ndarray], motion: np.ndarray, scores: np.ndarray, prefix: str
 ) -> dict:
@@ -124,8 +151,8 @@ def frame_features(
     Returns:
         ``{name: (n,) float64}``: log sharpness and log motion over their video medians, the face
         correlation, the absolute log brightness over its median, the confidence
-        (:func:`confidence_of`) and the entropy of the probabilities over its maximum (0 for
-        similarities).
+        (:func:`confidence_of`), the entropy of the probabilities over its maximum (0 for
+        similarities) and the :func:`label_agreement` of the highest score's label.
     """
     scores = np.asarray(scores, np.float64)
     n = len(scores)
@@ -140,6 +167,7 @@ def frame_features(
         "motion": _log_ratio(motion),
         "confidence": confidence_of(scores, prefix),
         "entropy": entropy,
+        "agreement": label_agreement(scores.argmax(axis=1)) if n else np.zeros(0),
     }
     bad = [k for k, v in feats.items() if len(v) != n]
     if bad:
@@ -396,38 +424,45 @@ def synthetic_nuisance(truth: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def coverage_curve(
-    score: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, thresholds: np.ndarray | None = None
+    score: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    thresholds: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> list[dict]:
-    """Macro-F1 on the kept frames as the threshold moves: per threshold ``t`` (ascending; default:
+    """Macro-F1 on the kept frames as the threshold moves: per threshold ``t`` (ascending; default
     0, 0.05, ..., 1), the frames with ``score <= t`` are kept.
+
+    Macro-F1 averages over the same classes at every threshold: ``labels``, by default those present
+    or predicted among all frames. A class whose frames were all dropped counts with F1 0, so
+    abstaining on a whole hard class does not raise the score.
 
     Returns:
         One dict per threshold: ``threshold``, ``coverage`` (kept fraction: never falls as ``t``
-        rises), ``kept``, ``macro_f1_kept`` (over the classes present or predicted among the kept
-        frames; NaN when none is kept) and ``macro_f1_all``.
+        rises), ``kept``, ``macro_f1_kept`` (NaN when nothing is kept) and ``macro_f1_all``.
     """
     from sklearn.metrics import f1_score
 
-    def f1(a, b):
-        if not len(a):
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    labels = np.union1d(y_true, y_pred) if labels is None else np.asarray(labels)
+
+    def f1(keep: np.ndarray) -> float:
+        if not keep.any():
             return float("nan")
-        labels = np.union1d(a, b)
-        return float(f1_score(a, b, labels=labels, average="macro", zero_division=0))
+        return float(f1_score(y_true[keep], y_pred[keep], labels=labels, average="macro", zero_division=0))
 
     score = np.asarray(score, np.float64)
-    if thresholds is None:
-        thresholds = np.linspace(0.0, 1.0, 21)
-    thresholds = np.sort(np.asarray(thresholds, np.float64))
-    total = f1(y_true, y_pred)
+    thresholds = np.linspace(0.0, 1.0, 21) if thresholds is None else np.asarray(thresholds, np.float64)
+    total = f1(np.ones(len(score), bool))
     out = []
-    for t in thresholds:
+    for t in np.sort(thresholds):
         keep = score <= t
         out.append(
             {
                 "threshold": float(t),
                 "coverage": float(keep.mean()) if len(keep) else float("nan"),
                 "kept": int(keep.sum()),
-                "macro_f1_kept": f1(y_true[keep], y_pred[keep]),
+                "macro_f1_kept": f1(keep),
                 "macro_f1_all": total,
             }
         )
@@ -451,6 +486,7 @@ __all__ = [
     "coverage_curve",
     "confidence_of",
     "frame_features",
+    "label_agreement",
     "prediction_features",
     "rule_masks",
     "sidecar_path",
