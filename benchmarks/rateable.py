@@ -1,6 +1,6 @@
 """Coverage against accuracy: how much macro-F1 rises on the frames ``mouseemo predict`` calls rateable.
 
-    python benchmarks/rateable.py --markdown docs/results/rateable.md     # report cohort, folds 0 1
+    python benchmarks/rateable.py --markdown docs/results/rateable.md     # report cohort, folds 0 1 2
     python benchmarks/rateable.py --folds 0 1 2 3 --epochs 12              # more folds, the full recipe
 
 On the report cohort (``conf/experiment/benchmark_report.yaml``: eight synthetic animals of one
@@ -9,9 +9,10 @@ minute with strong nuisance, seed 202), per leave-one-animal-out fold:
 1. trains the default model (``conf/train.yaml``: ``motion_cnn``) on the fold's training animals
    (``--epochs``; the report's image size);
 2. predicts the validation animal's video, and fits the learned unrateable score
-   (:class:`mouseemo.inference.rateable.RateableModel`) on its frames against "a human would not
-   trust it": a paw over the snout or a blink in the synthetic truth, or a wrong label; it is stored
-   beside the checkpoint (``<ckpt>.rateable.json``) with the threshold that kept 90% of those frames;
+   (:class:`mouseemo.inference.rateable_model.RateableModel`) on its frames: the image features
+   against a paw over the snout or a blink in the synthetic truth, the classifier's confidence,
+   entropy and label agreement against wrong labels; it is stored beside the checkpoint
+   (``<ckpt>.rateable.json``) with the threshold that kept 90% of those frames;
 3. predicts the held-out animal's video with ``mouseemo predict``'s pipeline (which reads the
    sidecar) and scores the ``unrateable_score`` column against the truth: macro-F1 on the kept
    frames as the threshold moves, beside the rules alone (blur, face, low confidence) and beside the
@@ -49,8 +50,9 @@ def train_fold(data: Path, out: Path, fold: int, epochs: int, seed: int, overrid
     from mouseemo import tasks
 
     done = out / "fold.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    if done.is_file():  # the checkpoint is stored relative to the fold's folder, so it can move
+        record = json.loads(done.read_text())
+        return {**record, "ckpt": str(out / record["ckpt"])}
     rep = report_settings()
     synth = [f"data.synthesize.{k}={v}" for k, v in rep["synthesize"].items()]
     over = [
@@ -60,9 +62,10 @@ def train_fold(data: Path, out: Path, fold: int, epochs: int, seed: int, overrid
     ]  # fmt: skip
     metrics = tasks.train(_harness.train_config(over, out))
     splits = json.loads((out / "run" / "splits.json").read_text())
-    record = {"ckpt": metrics["best_ckpt"], "animals": splits["animals"], "overrides": over}
+    ckpt = Path(metrics["best_ckpt"]).resolve().relative_to(out.resolve())
+    record = {"ckpt": str(ckpt), "animals": splits["animals"], "overrides": over}
     done.write_text(json.dumps(record, indent=1))
-    return record
+    return {**record, "ckpt": str(out / ckpt)}
 
 
 def predict_animal(data: Path, animal: str, ckpt: str, out: Path) -> Path:
@@ -113,8 +116,9 @@ def run_fold(data: Path, work: Path, fold: int, args) -> dict:
     val_summary = predict_animal(data, val, ckpt, work / f"fold{fold}" / "val")
     feats, table = prediction_features(val_summary)
     y, nuisance = truth_of(val_summary)
-    target = nuisance | (predicted(table) != y)
-    model = RateableModel.fit(feats, target, fitted_on=f"{val} (validation animal of fold {fold})")
+    model = RateableModel.fit(
+        feats, nuisance, predicted(table) != y, fitted_on=f"{val} (validation animal of fold {fold})"
+    )
     model.save(sidecar_path(ckpt))
     summary = predict_animal(data, test, ckpt, work / f"fold{fold}" / "test")
     feats, table = prediction_features(summary)
@@ -151,7 +155,7 @@ def main() -> None:
         "--data", default="data/synthetic_report_m8", help="the report world (generated if empty)"
     )
     ap.add_argument("--work", default="data/benchmarks/rateable", help="training runs and predictions")
-    ap.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="leave-one-animal-out folds")
+    ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2], help="leave-one-animal-out folds")
     ap.add_argument("--epochs", type=int, default=6, help="training epochs per fold")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides of the training config")
@@ -164,8 +168,10 @@ def main() -> None:
     report.line(
         f"Report cohort (8 synthetic animals, 1 min each, strong nuisance, world seed 202); default model "
         f"`motion_cnn`, {args.epochs} epochs per fold; folds {', '.join(map(str, args.folds))} (one held-out "
-        "animal each). The learned score is fitted on the validation animal against nuisance (paw, blink) "
-        "or a wrong label. Macro-F1 over the held-out animal's frames: all of them, and the kept ones."
+        "animal each). The learned score is fitted on the validation animal: image features against nuisance "
+        "(paw, blink), the classifier's confidence, entropy and label agreement against wrong labels. "
+        "Macro-F1 over the held-out animal's frames (the classes present or predicted among all of them): "
+        "all frames, and the kept ones. `rules only`: blur, face and low confidence (0.5)."
     )
     report.line()
     report.table(["fold", "held out", "score", "coverage", "macro-F1 kept", "macro-F1 all", "gain"])

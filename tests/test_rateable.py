@@ -146,7 +146,7 @@ def test_learned_score_ranks_nuisance_frames_first(ckpt, tmp_path):
             feats[part], _ = prediction_features(tmp_path / f"out{seed}" / f"{video.stem}.json")
         target = np.zeros(N, bool)
         target[[*BLUR, *OCCLUDED]] = True
-        model = RateableModel.fit(feats["fit"], target, seed=seed)
+        model = RateableModel.fit(feats["fit"], nuisance=target, seed=seed)
         aucs.append(roc_auc_score(target, model.score(feats["test"])))
     assert min(aucs) > 0.85, aucs
     # predict reads the sidecar: its score column is the model's probability and its threshold applies
@@ -179,7 +179,7 @@ def test_sidecar_and_threshold_errors(ckpt, tmp_path, capsys):
     with pytest.raises(ConfigError, match="`rateable_threshold`"):
         RateableFrames(threshold=-0.1)
     with pytest.raises(DataError, match="both rateable and unrateable"):
-        RateableModel.fit({f: np.zeros(4) for f in FEATURES}, np.zeros(4, bool))
+        RateableModel.fit({f: np.zeros(4) for f in FEATURES}, np.zeros(4, bool), np.ones(4, bool))
 
 
 def test_coverage_curve_bookkeeping():

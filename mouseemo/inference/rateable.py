@@ -8,13 +8,12 @@ A frame is *unrateable* when a rule from QC fires or, where a learned model exis
   :data:`~mouseemo.inference.qc.DRIFT_R_FLAG` (the face left the crop, a paw or an object covers it);
 * **low confidence**: the model's confidence below ``min_confidence`` (rules only: a learned model
   reads the confidence as one of its features instead);
-* **learned**: a logistic model on per-frame features (:data:`FEATURES`: sharpness, face
-  correlation, brightness, motion, confidence, entropy of the probabilities, agreement of the label
-  with its neighbours'), fitted on frames of
-  animals the classifier was not trained on, against "a human would not trust it": a nuisance of
-  the synthetic world (paw over the snout, blink: :func:`synthetic_nuisance`) or a wrong label. It
-  lives beside the checkpoint in ``<ckpt>.rateable.json`` (:func:`sidecar_path`), with the threshold
-  that kept 90% of its fitting frames; prototype models and checkpoints without it use rules only.
+* **learned**: the probability that a frame is not rateable, from logistic models on per-frame
+  features (:mod:`mouseemo.inference.rateable_model`: image features against nuisances such as a
+  paw over the snout or a blink, the classifier's confidence, entropy and label agreement against
+  wrong labels), fitted on frames of animals the classifier was not trained on. It lives beside the
+  checkpoint in ``<ckpt>.rateable.json`` (:func:`sidecar_path`), with the threshold that kept 90% of
+  its fitting frames; prototype models and checkpoints without it use rules only.
 
 Each frame's *unrateable score* is 1 where a rule fires, else the learned probability (0 without a
 model); a frame is rateable when its score is at most the threshold. With abstention the label of
@@ -28,32 +27,20 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mouseemo import __version__
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.qc import BLUR_RATIO, DRIFT_R_FLAG, FrameStats
-from mouseemo.utils.io import atomic_path, write_json_atomic
+from mouseemo.inference.rateable_model import FEATURES, RateableModel
+from mouseemo.utils.io import atomic_path
 
 #: Columns appended to the prediction CSV, after the score columns.
 COLUMNS: tuple[str, ...] = ("rateable", "unrateable_score")
 
 #: The label an unrateable frame gets with abstention.
 ABSTAIN = ""
-
-#: Per-frame features of the learned score, in order.
-FEATURES: tuple[str, ...] = (
-    "sharpness",
-    "face_r",
-    "brightness",
-    "motion",
-    "confidence",
-    "entropy",
-    "agreement",
-)
 
 #: ``agreement`` looks this many frames to each side.
 AGREEMENT_HALF_WINDOW = 5
@@ -64,16 +51,10 @@ RULES: tuple[str, ...] = ("blur", "face", "low_confidence")
 #: Threshold without a learned model (scores are then 0 or 1, so any value below 1 acts the same).
 DEFAULT_THRESHOLD = 0.5
 
-#: Coverage on the fitting frames the stored threshold keeps.
-FIT_COVERAGE = 0.9
-
 #: Synthetic truth: a frame with a paw over the snout or a closing eye is not rateable.
 PAW_OCCLUSION_MIN, BLINK_MIN = 0.3, 0.5
 
 _EPS = 1e-6
-
-#: Smallest feature spread the model standardizes by (features are log ratios, correlations, probabilities).
-MIN_SCALE = 0.01
 
 
 def sidecar_path(ckpt: str | Path) -> Path:
@@ -185,86 +166,6 @@ def rule_masks(features: dict, min_confidence: float | None) -> dict[str, np.nda
         "face": features["face_r"] < DRIFT_R_FLAG,
         "low_confidence": low,
     }
-
-
-@dataclass
-class RateableModel:
-    """A logistic model of "not rateable" on standardized :data:`FEATURES`."""
-
-    features: list[str]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
-    threshold: float
-    info: dict = field(default_factory=dict)
-
-    def score(self, features: dict) -> np.ndarray:
-        """Probability that each frame is not rateable, ``(n,)`` float64."""
-        x = np.stack([np.asarray(features[f], np.float64) for f in self.features], axis=1)
-        z = (x - self.mean) / self.scale @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
-
-    @classmethod
-    def fit(cls, features: dict, target: np.ndarray, coverage: float = FIT_COVERAGE, **info) -> RateableModel:
-        """Fit on frames' ``features`` against ``target`` (True: not rateable); the stored threshold
-        keeps ``coverage`` of these frames. ``info`` is kept in the file (provenance)."""
-        from sklearn.linear_model import LogisticRegression
-
-        target = np.asarray(target, bool)
-        if target.all() or not target.any():
-            raise DataError("rateable model: the fitting frames need both rateable and unrateable frames")
-        x = np.stack([np.asarray(features[f], np.float64) for f in FEATURES], axis=1)
-        mean, scale = x.mean(axis=0), x.std(axis=0)
-        scale = np.maximum(scale, MIN_SCALE)  # a nearly constant feature is not blown up
-        lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, target)
-        model = cls(list(FEATURES), mean, scale, lr.coef_[0], float(lr.intercept_[0]), 1.0, info)
-        model.threshold = float(np.quantile(model.score(features), coverage))
-        model.info.update(
-            frames=int(len(target)), unrateable_fraction=float(target.mean()), coverage=coverage
-        )
-        return model
-
-    def save(self, path: str | Path) -> Path:
-        record = {
-            "mouseemo_version": __version__,
-            "kind": "logistic",
-            "features": self.features,
-            "mean": self.mean.tolist(),
-            "scale": self.scale.tolist(),
-            "coef": self.coef.tolist(),
-            "intercept": self.intercept,
-            "threshold": self.threshold,
-            "info": self.info,
-        }
-        write_json_atomic(path, record)
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RateableModel:
-        """Read a model :meth:`save` wrote; DataError naming the file when it is not one."""
-        path = Path(path)
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-            feats = [str(f) for f in rec["features"]]
-            arrays = [np.asarray(rec[k], np.float64) for k in ("mean", "scale", "coef")]
-            model = cls(
-                feats, *arrays, float(rec["intercept"]), float(rec["threshold"]), dict(rec.get("info", {}))
-            )
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{path}: not a rateable model ({err})") from None
-        unknown = sorted(set(feats) - set(FEATURES))
-        if (
-            unknown
-            or any(a.shape != (len(feats),) for a in arrays)
-            or not np.all(np.isfinite(np.concatenate(arrays)))
-        ):
-            raise DataError(
-                f"{path}: not a rateable model (features {unknown or feats} or weights malformed)"
-            )
-        if not 0.0 <= model.threshold <= 1.0:
-            raise DataError(f"{path}: threshold {model.threshold} outside [0, 1]")
-        return model
 
 
 def unrateable_score(features: dict, rules: dict[str, np.ndarray], model: RateableModel | None) -> np.ndarray:
