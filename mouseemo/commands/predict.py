@@ -9,11 +9,12 @@ Example::
 INPUT may be a video file, a session folder (its face video, ``events.csv`` and
 ``face_timestamps.csv``), a dataset folder with a ``manifest.csv``, the ``manifest.csv`` itself, any
 other folder (searched recursively: session folders and video files), or a glob pattern. Each video
-streams through :func:`mouseemo.inference.pipeline.predict_video` and gets
-``<out>/<stem>.csv`` (``frame,time_s,label,<prefix>_<name>...,rateable,unrateable_score``), ``<stem>.json`` (summary + QC) and
-``<stem>.png``; ``--overlay`` adds ``<stem>.overlay.mp4``, ``--nwb`` ``<stem>.nwb``. The stem is the
-file's name for a video given directly, ``<animal>_<session>`` for a session, and the path below
-the searched folder (``/`` -> ``_``) for a video found in one.
+streams through :func:`mouseemo.inference.pipeline.predict_video` and gets ``<out>/<stem>.csv``
+(``frame,time_s,label,<prefix>_<name>...,rateable,unrateable_score``), ``<stem>.json`` (summary +
+QC) and ``<stem>.png``; ``--overlay`` adds ``<stem>.overlay.mp4``, ``--nwb`` ``<stem>.nwb``. The
+stem is the file's name for a video given directly, ``<animal>_<session>`` for a session, and the
+path below the searched folder (``/`` -> ``_``) for a video found in one. ``--abstain`` leaves the
+label of unrateable frames empty (:mod:`mouseemo.inference.rateable`).
 
 A video that cannot be processed (missing, empty, corrupt, unsupported codec, crop outside the
 frame, frames the model cannot score) gets one error line and no output; the others are processed,
