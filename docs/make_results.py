@@ -43,6 +43,11 @@ SECTIONS: tuple[Section, ...] = (
         "HOG vs learned models: the report cohort",
         "python evaluate.py experiment=benchmark_report benchmark.markdown=docs/results/benchmark_report.md",
     ),
+    Section(
+        "rateable",
+        "Rateable frames: coverage against macro-F1",
+        "python benchmarks/rateable.py --markdown docs/results/rateable.md",
+    ),
     Section("hog", "HOG throughput", "python benchmarks/hog.py --markdown docs/results/hog.md"),
     Section(
         "predict",

@@ -24,6 +24,7 @@ from mouseemo.errors import ConfigError
 from mouseemo.inference.inputs import InputFailure, expand_inputs, resolve_inputs
 from mouseemo.inference.prototypes import build_from_videos
 from mouseemo.inference.qc import StreamingQC, frame_stats, spans
+from mouseemo.inference.rateable import COLUMNS as RATEABLE
 from mouseemo.inference.stream import decode_ahead
 from mouseemo.models.checkpoint import RECORD_KEY
 from mouseemo.models.prototypes_io import Prototypes
@@ -267,7 +268,7 @@ def test_csv_and_json_schema(world, tmp_path):
     assert run_cli(session, "--prototypes", world["protos"], "--out", out, "--overlay") == 0
     protos = Prototypes.load(world["protos"])
     header, rows = read_csv(out / "m02_s01.csv")
-    assert header == ["frame", "time_s", "label", *[f"similarity_{n}" for n in protos.names]]
+    assert header == ["frame", "time_s", "label", *[f"similarity_{n}" for n in protos.names], *RATEABLE]
     assert [int(r[0]) for r in rows] == list(range(120))
     t = np.loadtxt(session / "face_timestamps.csv", delimiter=",", skiprows=1)[:, 1]
     np.testing.assert_allclose([float(r[1]) for r in rows], t, atol=1e-6)
@@ -432,7 +433,7 @@ def test_ckpt_classifier(ckpts, tmp_path):
     header, rows = read_csv(out / "m02_s01.csv")
     from mouseemo.constants import EMOTIONS
 
-    assert header == ["frame", "time_s", "label", *[f"prob_{n}" for n in EMOTIONS]]
+    assert header == ["frame", "time_s", "label", *[f"prob_{n}" for n in EMOTIONS], *RATEABLE]
     prob = scores_of(out / "m02_s01.csv", "prob")
     assert prob.shape == (80, 7)
     np.testing.assert_allclose(prob.sum(1), 1.0, atol=1e-4)
@@ -464,7 +465,7 @@ def test_ckpt_hog_prototypes_and_incompatible_input(ckpts, world, tmp_path, caps
 
     loaded = load_model(ckpts["hog_proto"])
     header, rows = read_csv(out / "m03_s01.csv")
-    assert header[3:] == [f"similarity_{n}" for n in loaded.score_names]
+    assert header[3:-2] == [f"similarity_{n}" for n in loaded.score_names]
     sim = scores_of(out / "m03_s01.csv", "similarity")
     frames = _training_frames(session / "face.mp4", None, None, tmp_path)
     with torch.no_grad():
@@ -540,7 +541,7 @@ def test_nwb_export(world, tmp_path):
     with pynwb.NWBHDF5IO(str(out / "m03_s01.nwb"), "r") as io:
         nwb = io.read()
         behavior = nwb.processing["behavior"]
-        for j, col in enumerate(header[3:]):
+        for j, col in enumerate(header[3:-2]):
             ts = behavior[col]
             np.testing.assert_allclose(ts.data[:], sim[:, j], atol=1e-6)
             np.testing.assert_allclose(ts.timestamps[:], [float(r[1]) for r in rows], atol=1e-6)

@@ -179,7 +179,8 @@ def test_reference_motion_model_trains_and_predicts_as_trained(tmp_path):
 
     with open(out / "m02_s01.csv", newline="") as fh:
         rows = list(csv.reader(fh))
-    prob = np.array([[float(v) for v in r[3:]] for r in rows[1:]])
+    cols = [j for j, h in enumerate(rows[0]) if h.startswith("prob_")]
+    prob = np.array([[float(r[j]) for j in cols] for r in rows[1:]])
     assert prob.shape == (60, 7)
     # the module on the training pipeline's frames: cache, session reference, clips ending at each frame
     frames = np.asarray(FrameCache.build(session / "face.mp4", tmp_path / "c.npy", size=(24, 32)).frames)

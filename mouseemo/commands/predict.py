@@ -9,11 +9,12 @@ Example::
 INPUT may be a video file, a session folder (its face video, ``events.csv`` and
 ``face_timestamps.csv``), a dataset folder with a ``manifest.csv``, the ``manifest.csv`` itself, any
 other folder (searched recursively: session folders and video files), or a glob pattern. Each video
-streams through :func:`mouseemo.inference.pipeline.predict_video` and gets
-``<out>/<stem>.csv`` (``frame,time_s,label,<prefix>_<name>...``), ``<stem>.json`` (summary + QC) and
-``<stem>.png``; ``--overlay`` adds ``<stem>.overlay.mp4``, ``--nwb`` ``<stem>.nwb``. The stem is the
-file's name for a video given directly, ``<animal>_<session>`` for a session, and the path below
-the searched folder (``/`` -> ``_``) for a video found in one.
+streams through :func:`mouseemo.inference.pipeline.predict_video` and gets ``<out>/<stem>.csv``
+(``frame,time_s,label,<prefix>_<name>...,rateable,unrateable_score``), ``<stem>.json`` (summary +
+QC) and ``<stem>.png``; ``--overlay`` adds ``<stem>.overlay.mp4``, ``--nwb`` ``<stem>.nwb``. The
+stem is the file's name for a video given directly, ``<animal>_<session>`` for a session, and the
+path below the searched folder (``/`` -> ``_``) for a video found in one. ``--abstain`` leaves the
+label of unrateable frames empty (:mod:`mouseemo.inference.rateable`).
 
 A video that cannot be processed (missing, empty, corrupt, unsupported codec, crop outside the
 frame, frames the model cannot score) gets one error line and no output; the others are processed,
@@ -113,6 +114,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="QC: frames below this confidence are low-confidence (default 0.5 for probabilities, "
         "0.01 for the gap between the best and second-best similarity)",
     )
+    p.add_argument(
+        "--abstain",
+        action="store_true",
+        help="leave the label empty on unrateable frames (rateable=0 in the CSV); the scores stay",
+    )
+    p.add_argument(
+        "--rateable-threshold",
+        type=finite_float,
+        default=None,
+        metavar="T",
+        help="frames whose unrateable_score is above T (0-1) are unrateable (default: the threshold stored "
+        "in <ckpt>.rateable.json, else 0.5: rules only)",
+    )
     p.add_argument("--overwrite", action="store_true", help="redo videos whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bars, skip lines or final table")
     predict_cluster.add_arguments(p)
@@ -123,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.margin is not None and args.margin < 0:
         raise ConfigError(f"--margin must be >= 0; got {args.margin}")
+    if args.rateable_threshold is not None and not 0 <= args.rateable_threshold <= 1:
+        raise ConfigError(f"--rateable-threshold must be in [0, 1]; got {args.rateable_threshold}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1; got {args.workers}")
     if args.nwb:
@@ -170,4 +186,6 @@ def _options(args: argparse.Namespace) -> PredictOptions:
         min_confidence=args.min_confidence,
         cancel=threading.Event(),
         overwrite=args.overwrite,
+        abstain=args.abstain,
+        rateable_threshold=args.rateable_threshold,
     )

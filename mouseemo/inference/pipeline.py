@@ -10,7 +10,7 @@ per frame only the scores, label, time and three QC numbers are kept, for the su
 Outputs, per video (``<stem>`` from the input; see ``mouseemo predict --help``):
 
 ============================ =================================================================
-``<stem>.csv``               ``frame,time_s,label,<prefix>_<name>...``, one row per decoded frame
+``<stem>.csv``               ``frame,time_s,label,<prefix>_<name>...,rateable,unrateable_score``
 ``<stem>.json``              summary: frames, fps, time per label, per-stimulus readouts, QC,
                              decoding (truncation), model, processing speed
 ``<stem>.png``               traces plot (unless ``plot=False``)
@@ -48,6 +48,7 @@ from mouseemo.inference.explain.overlay import label_maps
 from mouseemo.inference.inputs import VideoInput
 from mouseemo.inference.nwb import write_predictions_nwb
 from mouseemo.inference.qc import StreamingQC, frame_stats
+from mouseemo.inference.rateable import RateableFrames
 from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, Scorer
 from mouseemo.inference.scoring import stream_scores
 from mouseemo.inference.trial_scorer import stimulus_inputs
@@ -101,6 +102,7 @@ class PredictOptions:
         departure_baseline_s: prototype models with events: seconds before each stimulus whose mean
             HOG is the trial's own pre-stimulus face, for the per-stimulus ``departure`` readout
             (``None``: no departure readout).
+        abstain, rateable_threshold: see :class:`~mouseemo.inference.rateable.RateableFrames`.
     """
 
     crop: Crop | str | None = None
@@ -114,6 +116,8 @@ class PredictOptions:
     cancel: threading.Event | None = None
     overwrite: bool = False
     departure_baseline_s: float | None = 2.0
+    abstain: bool = False
+    rateable_threshold: float | None = None
 
     def kinds(self) -> list[str]:
         wanted = {
@@ -258,6 +262,7 @@ def predict_video(
         if min_conf is None:
             min_conf = DEFAULT_MIN_CONFIDENCE.get(scorer.prefix)
         qc = StreamingQC(height, width, min_confidence=min_conf, confidence_measure=scorer.confidence_measure)
+        rate = RateableFrames.for_scorer(scorer, opts.rateable_threshold, opts.abstain, min_conf)
         # label-free readout: the HOG of frames near each stimulus, against the trial's own pre-stimulus face
         departures = (
             DepartureCollector(events, opts.departure_baseline_s)
@@ -309,6 +314,7 @@ def predict_video(
                         )  # fmt: skip
                     overlay.write(frames, label_names, s_np, t, heat)
                 qc.update(stats, t, conf)
+                rate.update(stats)
                 if departures is not None:
                     near = departures.wanted(t)
                     if near.any():
@@ -334,12 +340,15 @@ def predict_video(
                     f"truncated: decoded {n} of {expected} frames ({source} lists {expected}); "
                     f"processed the {n} decoded frames"
                 )
+            fh.close()  # complete: the rateable columns are added to it
+            rateable = rate.finish(tmp["csv"], qc.per_frame(), scores, scorer.prefix)
             elapsed = time.perf_counter() - t_start
             summary = build_summary(
                 item, scorer, crop, fps, scores, labels, times, events,
                 qc.summary(times, t_all is not None, fps), decoding, notes, elapsed, paths, opts,
                 departures,
             )  # fmt: skip
+            summary["rateable"] = rateable
             if opts.plot:
                 _plot(tmp["png"], item, scorer, times, scores, events)
             if opts.nwb:
@@ -413,7 +422,7 @@ def build_summary(
         "events": str(item.events) if item.events is not None else None,
         "model": scorer.describe(),
         "names": names,
-        "columns": ["frame", "time_s", "label", *scorer.columns],
+        "columns": ["frame", "time_s", "label", *scorer.columns, *RateableFrames.COLUMNS],
         "frames": int(len(labels)),
         "fps": round(float(fps), 6),
         "duration_s": float(times[-1] - times[0] + 1.0 / fps),

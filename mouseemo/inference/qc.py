@@ -35,6 +35,7 @@ SHARPNESS_WIDTH = 320
 
 #: Thresholds behind the summary's ``flags``.
 BRIGHTNESS_DRIFT_FLAG = 0.15  # relative change, last reference_s seconds vs first
+BLUR_RATIO = 0.5  # a frame is blurred below this fraction of the video's median sharpness
 BLUR_FRACTION_FLAG = 0.05  # fraction of frames below half the median sharpness
 DRIFT_R_FLAG = 0.8  # thumbnail correlation with the reference face
 SHIFT_FLAG = 0.05  # minute-mean shift, as a fraction of the frame width
@@ -191,6 +192,20 @@ class StreamingQC:
         self._r.insert(0, _pearson_rows(np.concatenate(self._pending), self.reference))
         self._pending = []
 
+    def per_frame(self) -> dict[str, np.ndarray]:
+        """The per-frame values seen so far: ``brightness``, ``sharpness`` and ``face_r`` (thumbnail
+        correlation with the reference face), each ``(n,)`` float32."""
+        self._finish_reference()
+
+        def cat(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+        return {
+            "brightness": cat(self._brightness),
+            "sharpness": cat(self._sharpness),
+            "face_r": cat(self._r),
+        }
+
     def summary(self, times: np.ndarray, timestamps_known: bool, fps: float) -> dict:
         """The QC report (JSON-ready) for the frames seen, at ``times`` (seconds)."""
         self._finish_reference()
@@ -236,13 +251,13 @@ class StreamingQC:
         sharp = np.concatenate(self._sharpness) if self._sharpness else np.zeros(0, np.float32)
         if n:
             median = float(np.median(sharp))
-            blurred = sharp < 0.5 * median
+            blurred = sharp < BLUR_RATIO * median
             blur_spans = spans(blurred, times, min_frames)
             out["blur"] = {
                 "measure": "variance of the Laplacian",
                 "median": median,
                 "p5": float(np.percentile(sharp, 5)),
-                "threshold": 0.5 * median,
+                "threshold": BLUR_RATIO * median,
                 "blurred_frames": int(blurred.sum()),
                 "blurred_fraction": float(blurred.mean()),
                 "num_spans": len(blur_spans),

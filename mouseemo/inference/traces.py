@@ -27,6 +27,7 @@ from mouseemo.data.video import VideoReader
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.prototype_scorer import PrototypeScorer
 from mouseemo.inference.prototypes import session_prototypes
+from mouseemo.inference.rateable import COLUMNS as RATEABLE_COLUMNS
 from mouseemo.inference.scorers import CheckpointScorer, ScoreFn, Scorer
 from mouseemo.inference.scoring import stream_scores
 from mouseemo.models.checkpoint import load_model
@@ -152,7 +153,7 @@ def traces_from_checkpoint(
 
 def traces_from_csv(path: str | Path) -> FaceTraces:
     """Traces from a CSV with a ``time_s`` column and numeric columns (``similarity_``/``prob_``
-    prefixes are dropped; ``frame`` and ``label`` columns are ignored)."""
+    prefixes are dropped; ``frame``, ``label`` and the rateable columns of newer prediction CSVs are ignored)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"traces file not found: {path}")
@@ -164,7 +165,7 @@ def traces_from_csv(path: str | Path) -> FaceTraces:
         raise DataError(f"{path}: malformed CSV ({exc})") from None
     if not header or "time_s" not in header:
         raise DataError(f"{path}: needs a header with a time_s column and one column per trace")
-    cols = [j for j, h in enumerate(header) if h not in ("time_s", "frame", "label")]
+    cols = [j for j, h in enumerate(header) if h not in ("time_s", "frame", "label", *RATEABLE_COLUMNS)]
     if not cols:
         raise DataError(f"{path}: no trace columns besides time_s")
     ti = header.index("time_s")
