@@ -54,7 +54,6 @@ from mouseemo.inference.trial_scorer import stimulus_inputs
 from mouseemo.models.components.prototypes import stimulus_readouts
 from mouseemo.ops.similarity import minmax_scale
 from mouseemo.utils.io import atomic_path, dumps_json, inside, write_json_atomic
-from mouseemo.viz.expressions import plot_similarity_traces
 from mouseemo.viz.overlay import OverlayWriter
 
 #: Output kinds and their file suffixes; the JSON comes last (it marks completion).
@@ -375,6 +374,7 @@ def predict_video(
 
 
 def _plot(path: Path, item: PredictInput, scorer: Scorer, times, scores, events: Events | None) -> None:
+    from mouseemo.viz.expressions import plot_similarity_traces  # matplotlib: only when plotting
 
     with _PLOT_LOCK:
         windows = list(zip(events.onset, events.end, events.label)) if events is not None else []

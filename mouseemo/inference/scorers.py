@@ -36,7 +36,6 @@ from mouseemo.data.video import (
     video_reference,
 )
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.models.checkpoint import load_model
 from mouseemo.models.components.prototypes import classify
 
 log = logging.getLogger(__name__)
@@ -215,6 +214,8 @@ class CheckpointScorer(Scorer):
     def load(cls, path: str | Path, device, margin: float | None = None) -> CheckpointScorer:
         """The scorer of checkpoint ``path``: a :class:`~mouseemo.inference.trial_scorer.TrialScorer`
         for trial-locked models (``reference=trial``)."""
+        from mouseemo.models.checkpoint import load_model  # Lightning takes seconds to import
+
         loaded = load_model(path, device)
         if loaded.reference == "trial" and cls is CheckpointScorer:
             from mouseemo.inference.trial_scorer import TrialScorer
