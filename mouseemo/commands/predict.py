@@ -27,6 +27,7 @@ import threading
 from pathlib import Path
 
 from mouseemo.commands._args import add_crop_argument, batch_size, check_out_dir, finite_float
+from mouseemo.data.decode import DECODERS, resolve_decoder
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
 from mouseemo.inference.nwb import require_nwb
@@ -90,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default="auto",
+        help="video decoding: opencv (CPU), torchcodec (NVDEC on a GPU; needs torchcodec), or auto: "
+        "torchcodec when it is installed and --device is a GPU, else opencv (default auto)",
+    )
+    p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="videos processed in parallel (default 1)"
     )
     p.add_argument(
@@ -129,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(out_dir)
     if args.neutral_until_s is not None and args.neutral != "own":
         raise ConfigError("--neutral-until-s needs --neutral own")
-    scorer = load_scorer(
-        args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral, args.neutral_until_s
-    )
+    device = pick_device(args.device)
+    resolve_decoder(args.decoder, device)  # torchcodec asked for and missing: one error before any video
+    scorer = load_scorer(args.prototypes, args.ckpt, device, args.margin, args.neutral, args.neutral_until_s)
     opts = PredictOptions(
         crop=args.crop,
         batch_size=args.batch_size,
@@ -142,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         min_confidence=args.min_confidence,
         cancel=threading.Event(),
         overwrite=args.overwrite,
+        decoder=args.decoder,
     )
     results = predict_inputs(
         args.inputs, scorer, out_dir, opts, events=args.events, workers=args.workers, quiet=args.quiet

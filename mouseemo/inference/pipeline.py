@@ -97,6 +97,7 @@ class PredictOptions:
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
         cancel: set it to stop between chunks (the video then raises :class:`Cancelled`).
         overwrite: replace existing files that mouseemo did not write (see :func:`foreign_outputs`).
+        decoder: ``"auto"``, ``"opencv"`` or ``"torchcodec"`` (:func:`mouseemo.data.decode.resolve_decoder`).
         departure_baseline_s: prototype models with events: seconds before each stimulus whose mean
             HOG is the trial's own pre-stimulus face, for the per-stimulus ``departure`` readout
             (``None``: no departure readout).
@@ -113,6 +114,7 @@ class PredictOptions:
     cancel: threading.Event | None = None
     overwrite: bool = False
     departure_baseline_s: float | None = 2.0
+    decoder: str = "auto"
 
     def kinds(self) -> list[str]:
         wanted = {
@@ -287,7 +289,7 @@ def predict_video(
                 closing(
                     stream_scores(
                         vr, scorer, clock, opts.batch_size, opts.depth, side=frame_stats,
-                        before_chunk=check_cancel,
+                        before_chunk=check_cancel, decoder=opts.decoder,
                     )
                 )
             )  # fmt: skip
