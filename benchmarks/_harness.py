@@ -266,3 +266,27 @@ def train_config(overrides: Sequence[str], out_dir: str | Path | None = None):
 
     paths = [f"paths.root_dir={out_dir}", f"paths.output_dir={out_dir}/run"] if out_dir is not None else []
     return compose("train", [*paths, *overrides], hydra_config=True)
+
+
+def trained_checkpoint(cache: str | Path, model: str = "motion_cnn", epochs: int = 1) -> Path:
+    """A ``model=<model>`` checkpoint trained for ``epochs`` on a small synthetic dataset (three mice,
+    48x64 frames; the model's own input size and widths), kept in ``cache`` and reused: a trained
+    default model in a minute of CPU, for timing (speed does not depend on how well it is trained)."""
+    from mouseemo import tasks
+    from mouseemo.testing import write_dataset
+
+    cache = Path(cache)
+    ckpt = cache / f"{model}_trained.ckpt"
+    if ckpt.is_file():
+        return ckpt
+    data = cache / "train_data"
+    if not data.is_dir():
+        write_dataset(data, num_mice=3, num_frames=160)
+    over = [f"model={model}", f"data.root={data}", "data.synthesize=null", f"trainer.max_epochs={epochs}",
+            "trainer.enable_progress_bar=false", "logger=none", "++baseline=null"]  # fmt: skip
+    metrics = tasks.train(train_config(over, cache / f"train_{model}"))
+    best = Path(metrics.get("best_ckpt") or cache / f"train_{model}" / "run" / "checkpoints" / "last.ckpt")
+    tmp = ckpt.with_name(".tmp_" + ckpt.name)
+    tmp.write_bytes(best.read_bytes())
+    os.replace(tmp, ckpt)
+    return ckpt

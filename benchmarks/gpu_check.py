@@ -15,6 +15,9 @@ or name; each has its own time limit, and a failure becomes a FAIL row while the
    same data: loader / step / Trainer images/s.
 5. ``predict``: ``benchmarks/predict.py`` (decode only, HOG only, CNN only, ``mouseemo predict``
    with ``--device cpu`` and ``cuda``) on a short 480x640 video.
+6. ``pipeline``: ``benchmarks/gpu_pipeline.py``: decode (torchcodec/NVDEC when installed, else
+   OpenCV) -> HOG + similarity and -> CNN, all on the device, for a 480x640 H.264 video (mp4v when
+   OpenCV cannot write H.264): end-to-end fps; goal >= 5,000 fps for decode -> HOG on one H100.
 
 Without CUDA (or with ``--dry-run``) the CPU rows run and the CUDA rows say "skipped: no CUDA", so
 the script itself is tested on a CPU. The whole run keeps within ``--budget`` seconds (default 430,
@@ -59,11 +62,12 @@ from _harness import REPO, Proc, StepTimeout, run_cmd, time_limit
 
 from mouseemo.utils.machine import machine
 
-STEPS = ("pytest", "hog", "parity", "train", "predict")  # numbered from 1
+STEPS = ("pytest", "hog", "parity", "train", "predict", "pipeline")  # numbered from 1
 STATUSES = ("ok", "FAIL", "skipped")
 NO_CUDA = "skipped: no CUDA"
 HOG_SIZE = (480, 640)
 PARITY_TESTS = ("tests/test_hog.py", "tests/test_real_faces.py")
+GPU_PIPELINE_GOAL = 5000.0  # frames/s, decode -> HOG on one H100-class GPU (benchmarks/gpu_pipeline.py)
 
 
 @dataclass
@@ -436,6 +440,28 @@ def step_predict(run: Run) -> None:
     run.guarded("5", "benchmarks/predict.py", 360, rows)
 
 
+def step_pipeline(run: Run) -> None:
+    def rows() -> None:
+        frames = ("2000" if run.quick else "4000") if run.cuda else "32"
+        args = ["--frames", frames, "--cache", run.work / "pipeline_cache", "--device", run.device]
+        table = run.script("gpu_pipeline", args + ([] if run.cuda else ["--batch-size", "16"]), 240)
+        for r in table:
+            fps = float(r["fps"])
+            where = "" if run.cuda else " (CPU stand-in)"
+            goal = ""
+            if run.cuda and r.get("goal"):
+                goal = (
+                    f"; goal {GPU_PIPELINE_GOAL:,.0f} fps {'met' if fps >= GPU_PIPELINE_GOAL else 'NOT met'}"
+                )
+            run.add(Row("6", f"{r.get('chain', '?')} on {r.get('device', '?')}", "ok",
+                        f"{frames} frames 480x640 {r.get('codec', '?')}, decoder {r.get('decoder', '?')}{where}{goal}",
+                        {"fps": fps}))  # fmt: skip
+        if not run.cuda:
+            run.skip_cuda("6", "decode -> HOG / CNN on the GPU")
+
+    run.guarded("6", "benchmarks/gpu_pipeline.py", 240, rows)
+
+
 # -- main ---------------------------------------------------------------------------------------------
 def parse_steps(values: list[str] | None) -> list[str]:
     chosen = set()
@@ -456,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report file (.md; the JSON goes beside it); default $OUT/gpu_check.md or ./gpu_check.md")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer frames, epochs and repetitions")
     p.add_argument("--steps", nargs="+", default=None,
-                   help="steps to run, by number or name: 1 pytest, 2 hog, 3 parity, 4 train, 5 predict (default all)")  # fmt: skip
+                   help="steps to run, by number or name: 1 pytest, 2 hog, 3 parity, 4 train, 5 predict, 6 pipeline "
+                        "(default all)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="CPU only, even with CUDA present")
     p.add_argument("--frames", default=None, help="folder of face images for the parity tests (real frames)")
     p.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default 430; quick 270)")  # fmt: skip
@@ -511,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         if "pytest" in steps:
             run.guarded("1", "pytest -m gpu", 240, lambda: step_pytest(run))
         for num, name, fn in ((2, "hog", step_hog_speed), (3, "parity", step_parity),
-                              (4, "train", step_train), (5, "predict", step_predict)):  # fmt: skip
+                              (4, "train", step_train), (5, "predict", step_predict),
+                              (6, "pipeline", step_pipeline)):  # fmt: skip
             if name in steps:
                 try:  # each check inside is guarded; this catches a bug between them
                     fn(run)

@@ -116,6 +116,11 @@ SECTIONS: tuple[Section, ...] = (
         "One GPU: tests, HOG, training and predict",
         "python benchmarks/gpu_check.py --markdown docs/results/gpu_check.md",
     ),
+    Section(
+        "gpu_pipeline",
+        "One GPU: decode -> HOG / CNN on the device",
+        "python benchmarks/gpu_pipeline.py --markdown docs/results/gpu_pipeline.md",
+    ),
 )
 
 INTRO = """\

@@ -45,7 +45,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"mouseemo: error: {self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a subcommand's name, e.g. ``tail-shock``) just that
+    subcommand, so that running one command does not import every other one (seconds of start-up)."""
     parser = Parser(
         prog="mouseemo",
         description="Emotion states from videos of a head-fixed mouse's face, and their neuronal correlates.",
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mouseemo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
+        if only is not None and name.replace("_", "-") != only:
+            continue
         try:
             module = importlib.import_module(f"mouseemo.commands.{name}")
         except ModuleNotFoundError as err:
@@ -109,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         # the subcommands' modules load here, inside the guard: Ctrl-C or SIGTERM while they load
         # is a one-line stop, not a traceback
-        parser = build_parser()
+        known = {name.replace("_", "-") for name in COMMAND_MODULES}
+        parser = build_parser(argv[0] if argv and argv[0] in known else None)
         args = parser.parse_args(argv)
         use_cli_flags(command_flags(parser, args))
         if not getattr(args, "func", None):

@@ -72,7 +72,8 @@ def test_junit_results_become_counts_and_parity_rows(gc, tmp_path):
 def test_steps_and_fragments(gc):
     assert gc.parse_steps(["2,parity", "5"]) == ["hog", "parity", "predict"]
     with pytest.raises(SystemExit):
-        gc.parse_steps(["6"])
+        gc.parse_steps(["7"])
+    assert gc.parse_steps(["6"]) == ["pipeline"]
     table = "| batch | step | trainer w=0 |\n|---:|---:|---:|\n| 32 | 13 | 17 |\n"
     assert gc._harness.parse_markdown_table("_`cmd`_\n\n" + table) == [
         {"batch": "32", "step": "13", "trainer w=0": "17"}
@@ -118,3 +119,24 @@ def test_hog_step_dry_run_on_the_cpu(gc, tmp_path):
     assert {"step", "check", "status", "result", "figures", "note", "seconds"} <= set(rows[1])
     assert report["meta"]["counts"]["FAIL"] == 0
     assert "| 2 | HOG CPU (480x640 uint8, paper 8o/32px/1x1/sqrt) |" in out.read_text()
+
+
+def test_pipeline_step_dry_run_on_the_cpu(gc, tmp_path):
+    """Step 6 runs benchmarks/gpu_pipeline.py's chains on the CPU (decode -> HOG / CNN, OpenCV decoder)
+    and skips the GPU row."""
+    out = tmp_path / "report.md"
+    assert (
+        gc.main(
+            ["--dry-run", "--quick", "--steps", "pipeline", "--out", str(out), "--work", str(tmp_path / "w")]
+        )
+        == 0
+    )
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    six = [r for r in rows if r["step"] == "6"]
+    chains = [r["check"] for r in six if r["status"] == "ok"]
+    assert chains == ["decode on cpu", "decode -> HOG on cpu", "decode -> CNN (motion_cnn, 72x96) on cpu"], (
+        six
+    )
+    assert all(r["figures"]["fps"] > 0 for r in six if r["status"] == "ok")
+    assert all("decoder opencv" in r["result"] for r in six if r["status"] == "ok")
+    assert [r["status"] for r in six if r["status"] != "ok"] == ["skipped"]

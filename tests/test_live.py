@@ -167,6 +167,20 @@ def test_cli_max_frames_csv_and_summary(world, tmp_path, capsys):
     assert code == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_cli_threads(world, tmp_path, capsys, monkeypatch):
+    """--threads sets torch's CPU threads for scoring (default 1); 0 is one clear error."""
+    import torch
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    calls = []
+    args = ["live", "--video", str(world["video"]), "--prototypes", str(world["protos"]), "--max-frames", "5",
+            "--as-fast-as-possible", "--no-drop", "--quiet"]  # fmt: skip
+    assert main([*args, "--threads", "0"]) == 2 and "--threads must be >= 1; got 0" in capsys.readouterr().err
+    assert calls == []
+    assert main(args) == 0 and main([*args, "--threads", "2"]) == 0
+    assert calls == [1, 2]
+
+
 def test_cli_plot(world, tmp_path, capsys):
     png = tmp_path / "live.png"
     args = ["live", "--video", str(world["video"]), "--prototypes", str(world["protos"]), "--max-frames", "30",

@@ -105,6 +105,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_crop_argument(p, "a session folder's session.json crop, else the model's")
     p.add_argument("--margin", type=finite_float, default=None, help="similarity models: as in predict")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads for scoring (default 1: one frame at a time gains little from more, and on "
+        "a busy machine they wait for each other, which lengthens the latency tail)",
+    )
     p.add_argument("--csv", metavar="FILE", help="one row per scored frame, appended as frames are scored")
     p.add_argument(
         "--lsl",
@@ -155,6 +163,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError("--plot draws the --csv rows: give --csv too")
     if args.reference_s <= 0:
         raise ConfigError(f"--reference-s must be > 0; got {args.reference_s}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1; got {args.threads}")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1; got {args.max_frames}")
     if args.duration is not None and args.duration <= 0:
@@ -218,6 +228,9 @@ def run(args: argparse.Namespace) -> int:
         from mouseemo.inference.live import lsl
 
         lsl.require_pylsl("--lsl output" if args.lsl is not None else "--lsl-markers")
+    import torch
+
+    torch.set_num_threads(args.threads)
     scorer = load_scorer(args.prototypes, args.ckpt, pick_device(args.device), args.margin, args.neutral)
     onsets = _onsets(args, scorer)
     reference = read_reference(args.reference) if args.reference is not None else None

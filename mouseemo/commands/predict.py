@@ -31,6 +31,7 @@ import torch
 
 from mouseemo.commands import predict_cluster
 from mouseemo.commands._args import add_crop_argument, batch_size, check_out_dir, finite_float
+from mouseemo.data.decode import DECODERS, resolve_decoder
 from mouseemo.errors import ConfigError
 from mouseemo.inference.batch import format_table, predict_inputs
 from mouseemo.inference.nwb import require_nwb
@@ -94,6 +95,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default="auto",
+        help="video decoding: opencv (CPU), torchcodec (NVDEC on a GPU; needs torchcodec), or auto: "
+        "torchcodec when it is installed and --device is a GPU, else opencv (default auto)",
+    )
+    p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="videos processed in parallel (default 1)"
     )
     p.add_argument(
@@ -150,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if args.neutral_until_s is not None and args.neutral != "own":
         raise ConfigError("--neutral-until-s needs --neutral own")
     predict_cluster.check_arguments(args)
+    resolve_decoder(args.decoder, pick_device(args.device))  # torchcodec asked for and missing: one error
     model = dict(
         prototypes=args.prototypes, ckpt=args.ckpt, margin=args.margin, neutral=args.neutral,
         neutral_until_s=args.neutral_until_s,
@@ -188,4 +197,5 @@ def _options(args: argparse.Namespace) -> PredictOptions:
         overwrite=args.overwrite,
         abstain=args.abstain,
         rateable_threshold=args.rateable_threshold,
+        decoder=args.decoder,
     )

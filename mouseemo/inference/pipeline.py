@@ -55,7 +55,6 @@ from mouseemo.inference.trial_scorer import stimulus_inputs
 from mouseemo.models.components.prototypes import stimulus_readouts
 from mouseemo.ops.similarity import minmax_scale
 from mouseemo.utils.io import atomic_path, dumps_json, inside, write_json_atomic
-from mouseemo.viz.expressions import plot_similarity_traces
 from mouseemo.viz.overlay import OverlayWriter
 
 #: Output kinds and their file suffixes; the JSON comes last (it marks completion).
@@ -84,10 +83,8 @@ class PredictOptions:
     """How :func:`predict_video` runs.
 
     Attributes:
-        crop: ``(x, y, w, h)`` (or a preset name) overriding the session's and the model's crop,
-            ``"none"`` for the whole frame; ``None``: the session's ``session.json`` crop, else the
-            model's (:func:`mouseemo.data.session.resolve_crop`, which refuses a session and a model
-            whose crops differ).
+        crop: ``(x, y, w, h)``, a preset name or ``"none"`` (whole frame) overriding the session's and
+            the model's crop; ``None``: :func:`mouseemo.data.session.resolve_crop` decides.
         batch_size: frames per chunk (decoded, moved to the device and scored together).
         depth: chunks the decoding thread may run ahead (``None``: as many as fit in
             :data:`~mouseemo.inference.scoring.AHEAD_BYTES`, 1 to 4).
@@ -99,6 +96,7 @@ class PredictOptions:
             :data:`mouseemo.inference.scorers.DEFAULT_MIN_CONFIDENCE`).
         cancel: set it to stop between chunks (the video then raises :class:`Cancelled`).
         overwrite: replace existing files that mouseemo did not write (see :func:`foreign_outputs`).
+        decoder: ``"auto"``, ``"opencv"`` or ``"torchcodec"`` (:func:`mouseemo.data.decode.resolve_decoder`).
         departure_baseline_s: prototype models with events: seconds before each stimulus whose mean
             HOG is the trial's own pre-stimulus face, for the per-stimulus ``departure`` readout
             (``None``: no departure readout).
@@ -118,6 +116,7 @@ class PredictOptions:
     departure_baseline_s: float | None = 2.0
     abstain: bool = False
     rateable_threshold: float | None = None
+    decoder: str = "auto"
 
     def kinds(self) -> list[str]:
         wanted = {
@@ -293,7 +292,7 @@ def predict_video(
                 closing(
                     stream_scores(
                         vr, scorer, clock, opts.batch_size, opts.depth, side=frame_stats,
-                        before_chunk=check_cancel,
+                        before_chunk=check_cancel, decoder=opts.decoder,
                     )
                 )
             )  # fmt: skip
@@ -384,6 +383,7 @@ def predict_video(
 
 
 def _plot(path: Path, item: PredictInput, scorer: Scorer, times, scores, events: Events | None) -> None:
+    from mouseemo.viz.expressions import plot_similarity_traces  # matplotlib: only when plotting
 
     with _PLOT_LOCK:
         windows = list(zip(events.onset, events.end, events.label)) if events is not None else []

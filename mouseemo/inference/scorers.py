@@ -36,7 +36,6 @@ from mouseemo.data.video import (
     video_reference,
 )
 from mouseemo.errors import ConfigError, DataError
-from mouseemo.models.checkpoint import load_model
 from mouseemo.models.components.prototypes import classify
 
 log = logging.getLogger(__name__)
@@ -215,6 +214,8 @@ class CheckpointScorer(Scorer):
     def load(cls, path: str | Path, device, margin: float | None = None) -> CheckpointScorer:
         """The scorer of checkpoint ``path``: a :class:`~mouseemo.inference.trial_scorer.TrialScorer`
         for trial-locked models (``reference=trial``)."""
+        from mouseemo.models.checkpoint import load_model  # Lightning takes seconds to import
+
         loaded = load_model(path, device)
         if loaded.reference == "trial" and cls is CheckpointScorer:
             from mouseemo.inference.trial_scorer import TrialScorer
@@ -256,6 +257,15 @@ class CheckpointScorer(Scorer):
         ref = session_reference(resize_frames(pick, self.resize), self.reference_frames)
         self._reference = torch.from_numpy(ref)[None, None].to(self.device)
 
+    def _scoring_module(self):
+        """:func:`~mouseemo.inference.fast_module.inference_copy` of ``self.module`` (made once per module)."""
+        fast = getattr(self, "_fast", None)
+        if fast is None or fast[0] is not self.module:
+            from mouseemo.inference.fast_module import inference_copy
+
+            fast = self._fast = (self.module, inference_copy(self.module, self.device))
+        return fast[1]
+
     def _run(self, frames: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 ``(B, H, W)`` (or ``(B, T, H, W)`` for temporal models) -> scores ``(B, K)``; each
         frame against ``reference`` ``(B, H, W)`` when given, else the video's session reference."""
@@ -268,12 +278,13 @@ class CheckpointScorer(Scorer):
             if ref is None or ref.shape[-2:] != frames.shape[-2:]:  # the size probe of check()
                 ref = torch.full((1, 1, *frames.shape[-2:]), 128, dtype=torch.uint8, device=frames.device)
             batch["reference"] = ref.expand(len(frames), -1, -1, -1)
+        module = self._scoring_module()
         with torch.inference_mode():
-            batch = self.module.on_after_batch_transfer(batch, 0)
+            batch = module.on_after_batch_transfer(batch, 0)
             if self._has_predict_step:
-                out = self.module.predict_step(batch, 0)
+                out = module.predict_step(batch, 0)
             else:
-                out = self.module(batch[key])
+                out = module(batch[key])
                 if self.prefix == "prob":
                     out = out.float().softmax(dim=1)
         if isinstance(out, (tuple, list)):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mouseemo.data.decode import decoded_chunks
 from mouseemo.data.video import VideoReader
 from mouseemo.data.video_clock import Clock
 from mouseemo.inference.scorers import ScoreFn, Scorer
@@ -56,6 +57,7 @@ def stream_scores(
     score: ScoreFn | None = None,
     side: Callable[[np.ndarray], Any] | None = None,
     before_chunk: Callable[[], None] | None = None,
+    decoder: str = "opencv",
 ) -> Iterator[ScoredChunk]:
     """Score every frame of ``vr`` (already open, cropped as the model wants) with ``scorer``.
 
@@ -68,6 +70,8 @@ def stream_scores(
         score: a scoring function used instead of ``scorer.stream()``.
         side: per-chunk work on the decoded frames, run on the preparing thread (e.g. QC statistics).
         before_chunk: called before each chunk is scored (may raise to stop, e.g. on cancel).
+        decoder: ``"opencv"`` (``vr.iter_chunks``), ``"torchcodec"`` or ``"auto"``
+            (:func:`mouseemo.data.decode.resolve_decoder` for the scorer's device).
 
     Raises:
         DataError: the video has more frames than its timestamps file has rows.
@@ -90,7 +94,7 @@ def stream_scores(
             start, frames = chunk
             return start, frames, pool.submit(prepare_on_side, frames)
 
-        with closing(decode_ahead(vr.iter_chunks(batch_size), prepare, depth)) as chunks:
+        with closing(decode_ahead(decoded_chunks(vr, batch_size, decoder, device), prepare, depth)) as chunks:
             for start, frames, prepared in chunks:
                 if before_chunk is not None:
                     before_chunk()

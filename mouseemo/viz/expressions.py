@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from mouseemo.constants import EMOTIONS
-from mouseemo.viz.plots import plt, save_figure
 
 #: One colour per emotion, used by every figure so a label always looks the same.
 EMOTION_COLORS: dict[str, str] = {
@@ -50,6 +49,8 @@ def plot_similarity_traces(
         title: figure title.
     """
     k = len(names)
+    from mouseemo.viz.plots import plt, save_figure  # matplotlib loads when a plot is drawn
+
     fig, axes = plt.subplots(k, 1, figsize=(10, 0.9 + 0.8 * k), sharex=True, squeeze=False)
     for j, (ax, name) in enumerate(zip(axes[:, 0], names)):
         for start, stop, label in windows:
@@ -79,6 +80,8 @@ def plot_peri_stimulus(
     """
     labels = [lab for lab in EMOTIONS if lab in results] + [lab for lab in results if lab not in EMOTIONS]
     n = max(len(labels), 1)
+    from mouseemo.viz.plots import plt, save_figure  # matplotlib loads when a plot is drawn
+
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), sharey=True, squeeze=False)
     for ax, label in zip(axes[0], labels):
         res = results[label]
@@ -108,6 +111,8 @@ def plot_correlation_matrix(
 ) -> Path:
     """Frame x frame correlation matrix in clustering order, with a label strip when given."""
     c = np.asarray(corr)[np.ix_(order, order)]
+    from mouseemo.viz.plots import plt, save_figure  # matplotlib loads when a plot is drawn
+
     fig = plt.figure(figsize=(6.4, 6))
     if labels is not None:
         ax_strip = fig.add_axes([0.08, 0.9, 0.72, 0.03])
@@ -141,6 +146,8 @@ def plot_embedding(
     """2-D embedding (t-SNE) of frames coloured by stimulus label."""
     emb = np.asarray(embedding)
     lab = np.asarray(labels)
+    from mouseemo.viz.plots import plt, save_figure  # matplotlib loads when a plot is drawn
+
     fig, ax = plt.subplots(figsize=(5, 4.5))
     for name in dict.fromkeys(lab.tolist()):
         m = lab == name

@@ -142,7 +142,36 @@ def _exact_bins_np(gx: np.ndarray, gy: np.ndarray, bins: OrientationBins) -> np.
 
 
 def _histograms_uint8_sqrt(frames: np.ndarray, params: HOGParams, ncy: int, ncx: int) -> np.ndarray:
-    """Cell sums ``(B, ncy, ncx, n)`` float64 of uint8 frames with ``transform_sqrt`` (see above)."""
+    """Cell sums ``(B, ncy, ncx, n)`` float64 of uint8 frames with ``transform_sqrt`` (see above).
+
+    Frames are split into contiguous runs, one per thread (``torch.get_num_threads()``, at most one
+    per frame): OpenCV and numpy release the GIL, and each frame's sums do not depend on the others.
+    """
+    num = frames.shape[0]
+    out = np.empty((num, ncy, ncx, params.orientations), dtype=np.float64)
+    threads = max(1, min(torch.get_num_threads(), num))
+    if threads == 1:
+        _histogram_run(frames, params, ncy, ncx, out)
+        return out
+    edges = np.linspace(0, num, threads + 1).astype(int)
+    parts = [(frames[a:b], out[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    pool = _pool(threads)
+    jobs = [pool.submit(_histogram_run, f, params, ncy, ncx, o) for f, o in parts[1:]]
+    _histogram_run(*parts[0][:1], params, ncy, ncx, parts[0][1])  # this thread takes the first run
+    for job in jobs:
+        job.result()
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(threads: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads - 1, thread_name_prefix="mouseemo-hog")
+
+
+def _histogram_run(frames: np.ndarray, params: HOGParams, ncy: int, ncx: int, out: np.ndarray) -> None:
+    """:func:`_histograms_uint8_sqrt` of ``frames`` into ``out``, with this run's own buffers."""
     import cv2
 
     num, height, width = frames.shape
@@ -160,6 +189,10 @@ def _histograms_uint8_sqrt(frames: np.ndarray, params: HOGParams, ncy: int, ncx:
     sqrt_lut = np.sqrt(np.arange(256, dtype=np.float64))
     scale = k * n / 180.0
     base = _cell_base_np(rows, cols, pr, pc, slots)
+    # int16 cell + bin indices when they fit: half the memory traffic of building them, same sums
+    small = ncy * ncx * slots <= np.iinfo(np.int16).max
+    if small:
+        base = base.astype(np.int16)
     base_flat = base.reshape(-1)
     s = np.empty((min(rows + 1, height), min(cols + 1, width)), dtype=np.float64)
     gx = np.zeros((rows, cols), dtype=np.float64)
@@ -168,9 +201,8 @@ def _histograms_uint8_sqrt(frames: np.ndarray, params: HOGParams, ncy: int, ncx:
     phase = np.empty((rows, cols), dtype=np.float64)
     v = np.empty((rows, cols), dtype=np.int16)
     w = np.empty((rows, cols), dtype=np.int16)
-    idx = np.empty((rows, cols), dtype=np.int64)
+    idx = np.empty((rows, cols), dtype=np.int16 if small else np.int64)
     idx_flat = idx.reshape(-1)
-    out = np.empty((num, ncy, ncx, n), dtype=np.float64)
     for i in range(num):
         cv2.LUT(frames[i, : s.shape[0], : s.shape[1]], sqrt_lut, dst=s)
         if ce > 1:
@@ -197,4 +229,3 @@ def _histograms_uint8_sqrt(frames: np.ndarray, params: HOGParams, ncy: int, ncx:
         h = h.reshape(ncy, ncx, slots)
         np.add(h[..., :n], h[..., n : 2 * n], out=out[i])
         out[i, ..., 0] += h[..., 2 * n]
-    return out
