@@ -118,12 +118,13 @@ def pooled_pvalues(
     idx = np.flatnonzero(live)
     if idx.size == 0:
         return p, 0
-    order = idx[np.argsort(shape[idx], kind="stable")]
-    groups = np.array_split(order, max(1, min(strata, idx.size // max(min_pairs, 1))))
+    num_groups = max(1, min(strata, idx.size // max(min_pairs, 1)))
+    shape = np.broadcast_to(shape.reshape(len(z), -1), z.shape)
     in_pool = np.ones(z.shape, bool) if in_pool is None else in_pool
     smallest = pools.shape[2] * idx.size
     for k in range(z.shape[1]):
-        for grp in groups:
+        order = idx[np.argsort(shape[idx, k], kind="stable")]
+        for grp in np.array_split(order, num_groups):
             keep = grp[in_pool[grp, k]] if in_pool[grp, k].any() else grp
             pool = np.sort(pools[keep, k].ravel())
             above = len(pool) - np.searchsorted(pool, (z[grp, k] - 1e-9).astype(pool.dtype), side="left")
