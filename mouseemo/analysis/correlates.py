@@ -7,8 +7,7 @@ The analysis of Dolensek et al. (2020), made explicit:
    (:func:`traces_on_imaging_clock`: bin means, since the camera is usually faster).
 2. Every neuron's activity is correlated (Pearson) with every trace, optionally at several lags
    (neural activity following the face by ``lag`` seconds).
-3. Significance comes from a circular-shift null (each neuron's linear trend removed first, so that a
-   slow drift makes no step where the recording wraps): the neural traces are rotated against the face
+3. Significance comes from a circular-shift null: the neural traces are rotated against the face
    traces, which keeps the autocorrelation of both (slow calcium, long expressions) and breaks only
    their alignment. Each (neuron, emotion) pair takes its best correlation over the lags, at the true
    alignment and at every shift. By default every shift is used, the shifts near the true alignment
@@ -53,7 +52,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import detrend
 from scipy.stats import rankdata
 
 from mouseemo.analysis import correlates_stats as stats
@@ -337,9 +335,6 @@ def correlate_neurons(
     else:
         shifts = np.sort(rng.choice(allowed, size=want, replace=False))
 
-    # a straight line off each neuron: a drift (bleaching, a slow baseline) would otherwise make a step
-    # where the recording wraps, and circular shifts that move the step are no longer like the data
-    activity = detrend(activity, axis=1)
     _, flat_x = standardise_rows(activity)
     _, flat_y = standardise_rows(traces)
     if flat_y.any():
