@@ -4,14 +4,15 @@ agreement and the false-positive rate among untuned cells, for each significance
     python benchmarks/correlates.py                     # 3, 4, 6, 10 min, seed 0: about 5 min on 2 cores
     python benchmarks/correlates.py --seeds 0 1 2 3     # the README's table (about 11 min once generated)
     python benchmarks/correlates.py --minutes 4 --tests pairs
+    python benchmarks/correlates.py --calibration                 # the null's calibration: about 3 min
 
 Each (length, seed) is a paired cohort of 2 animals (one session each, 176 cells per field of view,
 72x96 video), generated once under ``--data`` and reused on later runs. Every session is analysed
 the way ``mouseemo correlates`` does by default (its own prototypes, unmixed expression intensities,
 dF/F, a 0.5 s lag, every circular shift), once per test:
 
-* ``pairs`` (the default): each (neuron, emotion) pair against its emotion's pooled circular-shift
-  null, Benjamini-Hochberg over all pairs;
+* ``pairs`` (the default): each (neuron, emotion) pair against the circular-shift null of its
+  emotion's pairs, pooled over neurons of similar activity skewness, Benjamini-Hochberg over all pairs;
 * ``neurons``: one exact min-p test per neuron over all emotions, Benjamini-Hochberg over neurons.
 
 Counts are pooled over a length's sessions. precision: truly selective (single-emotion or mixed)
@@ -20,6 +21,15 @@ preferred emotion is theirs (one of a mixed neuron's two); FPR: untuned cells ca
 Licking neurons are not selective in the truth but are found as pleasure neurons: they are the
 precision lost. Sessions are written on the first run only (about 2 minutes per seed on 2 cores);
 each session then takes about 20 s (its prototypes and face traces) plus the statistics.
+
+``--calibration`` instead checks the null on untuned neurons of realistic populations
+(:mod:`mouseemo.analysis.correlates_sim`: homogeneous Gaussian, sparse, bursty, mixed rates, slow
+drift, and a short session whose dF/F window covers the whole recording), each recorded beside tuned
+neurons and a busy background against sparse, autocorrelated face traces. For each test it prints the
+rate of ``p < 0.01`` and ``p < 0.05`` among the untuned pairs (``p_pair``: the pooled null for
+``pairs``, each pair's own circular shifts for ``neurons``), the Clopper-Pearson upper 95 % bound of
+that rate, the most a calibrated null shows 95 % of the time (Binomial(n, alpha)), and pass/fail.
+``--strata 1`` is the null pooled over every pair of an emotion (the pair test before the groups).
 """
 
 from __future__ import annotations
@@ -33,8 +43,9 @@ from pathlib import Path
 import _harness
 import numpy as np
 
-from mouseemo.analysis.correlates import TESTS
+from mouseemo.analysis.correlates import STRATA, TESTS, correlate_neurons
 from mouseemo.analysis.correlates_run import analyse_session
+from mouseemo.analysis.correlates_sim import POPULATIONS, calibration_table
 from mouseemo.analysis.correlates_truth import compare_with_truth, read_truth_neurons
 from mouseemo.data.session import Session
 from mouseemo.data.synthetic import generate_dataset
@@ -53,6 +64,38 @@ def cohort(data: Path, minutes: float, seed: int, size: tuple[int, int]) -> list
     return paths
 
 
+def calibration(args, report) -> None:
+    """The calibration table: per test (and number of strata), per population."""
+    header = (
+        "| test | strata | population | pairs | P(p<0.01) | upper 95 % | limit | P(p<0.05) | upper 95 % "
+        "| limit | calibrated |"
+    )
+    report.line(header)
+    report.line("|" + "---|" * (header.count("|") - 1))
+    for test in args.tests:
+        for strata in args.strata if test == "pairs" else [None]:
+
+            def pvalues(act, traces, test=test, strata=strata):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return correlate_neurons(act, traces, 15.0, lags_s=[0.5], test=test, strata=strata).p_pair
+
+            for row in calibration_table(pvalues, args.populations, seeds=range(args.calibration_seeds)):
+                report.line(
+                    f"| {test} | {strata or '-'} | {row['population']} | {row['pairs']} "
+                    + "".join(
+                        f"| {row[f'rate@{a}']:.4f} | {row[f'upper@{a}']:.4f} | {row[f'limit@{a}']:.4f} "
+                        for a in ("0.01", "0.05")
+                    )
+                    + f"| {'yes' if row['pass'] else 'NO'} |"
+                )
+    report.line(
+        f"\nuntuned pairs of {args.calibration_seeds} recordings per population (4 min at 15 Hz, the short "
+        "dF/F session 2 min; 120 untuned, 60 background and 30 tuned neurons, 6 face traces, 0.5 s lag, "
+        "every shift); limit: the upper 95 % quantile of Binomial(pairs, alpha) / pairs."
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data/benchmarks/correlates", help="where sessions are generated")
@@ -62,9 +105,19 @@ def main() -> None:
     ap.add_argument("--size", default="72x96", help="video H x W")
     ap.add_argument("--pixels-per-cell", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=0.05)
+    ap.add_argument(
+        "--calibration", action="store_true", help="check the null on untuned populations instead"
+    )
+    ap.add_argument("--calibration-seeds", type=int, default=6, help="recordings per population")
+    ap.add_argument("--populations", nargs="+", choices=POPULATIONS, default=list(POPULATIONS))
+    ap.add_argument("--strata", type=int, nargs="+", default=[STRATA], help="pair test: null-shape groups")
     _harness.add_markdown_argument(ap)
     args = ap.parse_args()
     report = _harness.Report(args.markdown, seed=" ".join(map(str, args.seeds)))
+    if args.calibration:
+        calibration(args, report)
+        report.write()
+        return
     size = tuple(int(v) for v in args.size.split("x"))
     totals: dict[tuple[float, str], dict] = {}
     t_start = time.perf_counter()

@@ -16,26 +16,28 @@ The analysis of Dolensek et al. (2020), made explicit:
    it).
 4. The default test (``test="pairs"``) tests every (neuron, emotion) pair on its own, with
    Benjamini–Hochberg over all ``N x K`` pairs. A pair's correlation is expressed in standard
-   deviations of its own circular-shift null (``z``), and its p-value is the fraction of the pooled
-   null of that emotion (every pair of that emotion at every shift, each in its own standard
-   deviations) that reaches ``z``. Pooling gives the tail the resolution that one pair's own shifts
-   cannot: a pair's rank among its own shifts is rarely below ``(width of its correlation peak) / T``
-   (the shifts next to the true alignment share its peak), which on a 4-minute session is above what
-   BH over a thousand pairs needs. Each pair is still judged against its own emotion's null (a long
-   malaise block, a brief pain), and a neuron tuned to one stimulus no longer pays for the shifts
-   that land its responses on another emotion's stimulus. A neuron is significant when one of its
-   pairs is (q < ``alpha``), and its preferred emotion is its best pair (smallest p-value, ties broken
-   by ``z``); the other significant pairs are in ``q_pair`` (mixed neurons).
+   deviations of its own circular-shift null (``z``), and its p-value is the fraction of a pooled null
+   that reaches ``z``: the null of every pair of that emotion whose neuron has a similar activity
+   shape, at every shift, each in its own standard deviations. The neurons are cut into
+   :data:`STRATA` groups by the skewness of their activity, and pairs that are clearly correlated
+   (own-shift rank below :data:`POOL_MIN_P`) lend no null. Pooling gives the tail the resolution that
+   one pair's own shifts cannot: a pair's rank among its own shifts is rarely below ``(width of its
+   correlation peak) / T``, which on a 4-minute session is above what BH over a thousand pairs needs.
+   Grouping keeps the pool exchangeable with the pair: rare-event and bursty neurons have a
+   heavier-tailed null than busy ones, and against a pool of every pair (``strata=1``) their p-values
+   are too small (``benchmarks/correlates.py --calibration`` measures it). Each pair is still
+   judged against its own emotion's null, and a neuron tuned to one stimulus does not pay for the
+   shifts that land its responses on another emotion's stimulus. A neuron is significant when one of
+   its pairs is (q < ``alpha``), and its preferred emotion is its best pair (smallest p-value, ties
+   broken by ``z``); the other significant pairs are in ``q_pair`` (mixed neurons).
 
    ``test="neurons"`` is the stricter exact test: a neuron's p-value is its smallest pair rank
    p-value judged against the smallest one at every shift (min-p, Westfall & Young), corrected with
    BH across neurons. It is exact, but pays for every emotion tried, and its p-values are rarely
    below ``K x (width of the correlation peak) / T``: short recordings find little.
 
-   Measured with ``benchmarks/correlates.py`` (synthetic paired cohorts, 4 sessions per length, the
-   README has the table): on 4-minute sessions the pair test finds 0.98 of the selective neurons
-   (precision 0.91) where the neuron test finds 0.42, untuned cells are flagged at about 1 % by both,
-   and the pair test's false positives are licking neurons called pleasure neurons.
+   ``benchmarks/correlates.py`` measures recall and precision of both tests on synthetic sessions
+   (docs/results.md has the table) and, with ``--calibration``, the calibration of the null.
 
 All correlations at all circular shifts come from one FFT per neuron and trace
 (:func:`mouseemo.analysis.correlates_stats.circular_crosscorrelation`), so 1000 or all possible shifts cost the same.
@@ -52,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
+from mouseemo.analysis import correlates_stats as stats
 from mouseemo.analysis.correlates_stats import benjamini_hochberg, circular_crosscorrelation, standardise_rows
 from mouseemo.data.clock_alignment import ClockAlignment, align_clocks
 from mouseemo.data.sync import resample
@@ -71,6 +74,16 @@ TESTS = ("pairs", "neurons")
 
 #: Shifts per (neuron, trace) pair that enter its trace's pooled null (evenly spaced when there are more).
 POOL_SHIFTS = 4000
+
+#: Groups of neurons of similar activity skewness whose pairs with a trace pool their null.
+STRATA = 10
+
+#: Fewest pairs in one such group.
+MIN_STRATUM = 20
+
+#: Pairs whose rank among their own shifts is below this lend no null to the pool (tuned pairs: their
+#: shifts that land a response on another bout of the same emotion would thicken the pool's tail).
+POOL_MIN_P = 0.05
 
 #: Most circular shifts used when every shift is asked for (longer recordings draw this many).
 MAX_SHIFTS = 20000
@@ -214,6 +227,7 @@ def correlate_neurons(
     seed: int = 0,
     max_chunk_bytes: int = 256 * 2**20,
     test: str = "pairs",
+    strata: int | None = None,
 ) -> CorrelatesResult:
     """Correlate every neuron with every face trace; circular-shift null; Benjamini–Hochberg FDR.
 
@@ -238,6 +252,9 @@ def correlate_neurons(
         test: ``"pairs"`` (default): every (neuron, trace) pair is tested against the pooled null of
             its trace and BH runs over all ``N x K`` pairs; ``"neurons"``: one exact min-p test per
             neuron over all traces, BH across neurons (see the module docstring).
+        strata: pair test: groups of neurons, by the skewness of their activity, whose pairs pool
+            their null (at least :data:`MIN_STRATUM` neurons each); ``None`` for :data:`STRATA`, ``1``
+            for one pool of every pair of a trace.
 
     Returns:
         :class:`CorrelatesResult`.
@@ -286,6 +303,8 @@ def correlate_neurons(
         raise ConfigError(f"test must be one of {list(TESTS)}; got {test!r}")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1); got {alpha}")
+    if strata is not None and strata < 1:
+        raise ConfigError(f"strata must be >= 1; got {strata}")
     if num_shifts is not None and num_shifts < 1:
         raise ConfigError(f"num_shifts must be >= 1 (or None for every shift); got {num_shifts}")
 
@@ -332,7 +351,7 @@ def correlate_neurons(
     num_s = len(shifts)
     # the pooled null of each trace: every pair's null at (up to POOL_SHIFTS) shifts, in its own SDs
     pool_at = np.unique(np.linspace(0, num_s - 1, min(num_s, POOL_SHIFTS)).round().astype(np.int64))
-    pools: list[list[np.ndarray]] = [[] for _ in range(num_k)]
+    pools = np.zeros((num_n, num_k, len(pool_at)), np.float32)
     # bytes per neuron: the cross-correlations and their FFTs, and the (K, S, L) null windows
     per_neuron = max(num_k * num_t * 8 * 3, num_k * (num_s + 1) * (len(lag_samples) + 4) * 8)
     chunk = max(1, int(max_chunk_bytes // per_neuron))
@@ -353,10 +372,7 @@ def correlate_neurons(
         mu, sd = null.mean(axis=2), null.std(axis=2)
         sd_safe = np.where(sd > 0, sd, 1.0)
         z[a:b] = (obs_best - mu) / sd_safe
-        live = ~flat_x[a:b]
-        for k in np.flatnonzero(~flat_y):
-            standard = (null[live, k][:, pool_at] - mu[live, k, None]) / sd_safe[live, k, None]
-            pools[k].append(standard.astype(np.float32).ravel())
+        pools[a:b] = (null[:, :, pool_at] - mu[..., None]) / sd_safe[..., None]
         # every alignment's per-trace p-value among all of them (the true one included), then the best
         # trace: the true alignment and the shifts are exchangeable under the null, so counting how
         # many alignments have a minimum at least as small gives an exact min-p test
@@ -368,21 +384,14 @@ def correlate_neurons(
         p_neuron[a:b] = (minp <= minp[:, :1] + 1e-12).sum(axis=1) / (num_s + 1.0)
     p_shift = p_pair.copy()
     if test == "pairs":
-        # each pair's correlation in SDs of its own circular-shift null, judged against the same
-        # standardised null of every pair of its trace (a far finer tail than one pair's own shifts)
-        p_pair = np.ones((num_n, num_k))
-        pool_sizes = []
-        for k in range(num_k):
-            pool = np.sort(np.concatenate(pools[k])) if pools[k] else np.zeros(0, np.float32)
-            pool_sizes.append(len(pool))
-            if len(pool) == 0:
-                continue
-            above = len(pool) - np.searchsorted(pool, (z[:, k] - 1e-9).astype(np.float32), side="left")
-            p_pair[:, k] = (above + 1.0) / (len(pool) + 1.0)
-        p_pair[flat_x] = 1.0
+        # each pair's correlation in SDs of its own circular-shift null, judged against the standardised
+        # null of the pairs of its trace whose neurons fire alike (a far finer tail than its own shifts)
+        shape, in_pool = stats.activity_skewness(activity), p_shift >= POOL_MIN_P
+        groups = STRATA if strata is None else strata
+        p_pair, smallest = stats.pooled_pvalues(z, pools, shape, ~flat_x, groups, MIN_STRATUM, in_pool)
         p_pair[:, flat_y] = 1.0
         q_pair = benjamini_hochberg(p_pair)
-        p_min, num_tests = 1.0 / (max(min(pool_sizes), 0) + 1.0), num_n * num_k
+        p_min, num_tests = 1.0 / (smallest + 1.0), num_n * num_k
     else:
         q_pair = benjamini_hochberg(p_pair)
         p_min, num_tests = 1.0 / (num_s + 1.0), num_n

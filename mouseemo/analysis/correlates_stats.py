@@ -82,3 +82,52 @@ def circular_crosscorrelation(x: np.ndarray, y: np.ndarray, workers: int | None 
     fx = sp_fft.rfft(xs, axis=1, workers=workers or -1)
     fy = sp_fft.rfft(ys, axis=1, workers=workers or -1)
     return sp_fft.irfft(np.conj(fy)[None] * fx[:, None], n=num_t, axis=-1, workers=workers or -1)
+
+
+def activity_skewness(x: np.ndarray) -> np.ndarray:
+    """Skewness of each row: rare events and bursts make it large, busy or Gaussian activity small."""
+    x = np.asarray(x, dtype=np.float64)
+    c = x - x.mean(axis=1, keepdims=True)
+    sd = np.sqrt((c**2).mean(axis=1))
+    return (c**3).mean(axis=1) / np.where(sd > 0, sd, 1.0) ** 3
+
+
+def pooled_pvalues(
+    z: np.ndarray,
+    pools: np.ndarray,
+    shape: np.ndarray,
+    live: np.ndarray,
+    strata: int,
+    min_pairs: int,
+    in_pool: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """p-value of each pair's ``z`` among the standardised null of its trace's pairs of a similar ``shape``.
+
+    Per trace, the live neurons are sorted by ``shape`` (e.g. the skewness of their activity) and cut
+    into up to ``strata`` groups of at least ``min_pairs``; a pair's p-value is the fraction of its
+    group's pooled null values (every pair of the group that is ``in_pool``, at every pooled shift) at
+    or above its ``z``, counting itself. ``strata=1`` pools every live pair of a trace.
+
+    Returns:
+        ``(p (N, K), smallest pool size)``; neurons that are not live get 1.
+
+    Shape:
+        z, in_pool ``(N, K)``; pools ``(N, K, P)``; shape, live ``(N,)``.
+    """
+    p = np.ones(z.shape)
+    idx = np.flatnonzero(live)
+    if idx.size == 0:
+        return p, 0
+    num_groups = max(1, min(strata, idx.size // max(min_pairs, 1)))
+    shape = np.broadcast_to(shape.reshape(len(z), -1), z.shape)
+    in_pool = np.ones(z.shape, bool) if in_pool is None else in_pool
+    smallest = pools.shape[2] * idx.size
+    for k in range(z.shape[1]):
+        order = idx[np.argsort(shape[idx, k], kind="stable")]
+        for grp in np.array_split(order, num_groups):
+            keep = grp[in_pool[grp, k]] if in_pool[grp, k].any() else grp
+            pool = np.sort(pools[keep, k].ravel())
+            above = len(pool) - np.searchsorted(pool, (z[grp, k] - 1e-9).astype(pool.dtype), side="left")
+            p[grp, k] = (above + 1.0) / (len(pool) + 1.0)
+            smallest = min(smallest, len(pool))
+    return p, smallest
