@@ -268,7 +268,7 @@ def test_benchmark_reports_event_labels_beside_truth(tmp_path):
     assert float(rows[2]["macro_f1"]) > 0.7
 
 
-def test_benchmark_refuses_jobs_scored_on_different_labels(tmp_path, monkeypatch):
+def test_benchmark_refuses_jobs_scored_on_different_labels(dataset, tmp_path, monkeypatch):
     from mouseemo import tasks
 
     calls = []
@@ -288,7 +288,8 @@ def test_benchmark_refuses_jobs_scored_on_different_labels(tmp_path, monkeypatch
     cfg = compose_cfg(
         "evaluate",
         ["experiment=benchmark", "benchmark.models=[hog_proto,hog_rf]", "benchmark.shuffle_control=false",
-         "benchmark.label_sources=[truth]", f"paths.output_dir={tmp_path}/run"],
+         "benchmark.label_sources=[truth]", f"paths.output_dir={tmp_path}/run",
+         f"data.root={dataset}", "data.synthesize=null"],
         tmp_path,
     )  # fmt: skip
     with pytest.raises(DataError, match="tested on different frames or labels"):
