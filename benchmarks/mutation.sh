@@ -6,7 +6,7 @@
 # MODULE is one of: hog similarity cells frames metrics joint_metrics correlates scorers splits.
 # SAMPLE (optional) runs only that many mutants, drawn at random with a fixed seed (for modules
 # whose full run would take too long). Each module runs in its own copy of the project under
-# .mutation/MODULE/ (mutmut reads [tool.mutmut] from pyproject.toml there; this script sets the
+# .mutation/MODULE/, made afresh on every run (mutmut reads [tool.mutmut] from pyproject.toml there; this script sets the
 # files to mutate and the focused tests to run), so runs do not share or clobber mutmut's state.
 # Survivors: `cd .mutation/MODULE && mutmut results` and `mutmut show NAME`.
 set -euo pipefail
@@ -38,10 +38,11 @@ case "$module" in
 esac
 
 work="$root/.mutation/$module"
-mkdir -p "$work"
-# a fresh copy of the code (mutmut's results under $work/mutants are kept between runs of unchanged code)
+# a fresh copy of the project every time: mutmut keeps a survivor's verdict while its function is
+# unchanged, even after the tests change
+rm -rf "$work" && mkdir -p "$work"
 for p in mouseemo conf tests benchmarks docs setup.py pyproject.toml README.md mkdocs.yml; do
-  rm -rf "${work:?}/$p" && cp -a "$root/$p" "$work/$p"
+  cp -a "$root/$p" "$work/$p"
 done
 python3 - "$work/pyproject.toml" "$mutate" "$tests" <<'PY'
 import re, sys
