@@ -56,6 +56,9 @@ PY
 cd "$work"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 CUDA_VISIBLE_DEVICES=""
 unset PYTHONPATH
+# tests that read real frames find them from the copy too
+real="${MOUSEEMO_REAL_DATA:-$root/../shared/data/real}"
+[[ -d "$real" ]] && export MOUSEEMO_REAL_DATA="$(cd "$real" && pwd)"
 names=()
 if [[ -n "$sample" ]]; then
   # generate the mutants (a run of no mutant), then draw the sample with a fixed seed

@@ -259,3 +259,129 @@ def test_one_neuron_keeps_its_column():
     out, best = residual_ridge(x[:40], r[:40], x[40:50], r[40:50], x[50:])
     assert best == 1.0 and out.shape == (10, 1)
     assert ((out - r[50:]) ** 2).sum() < 0.01 * (r[50:] ** 2).sum()
+
+
+def test_half_roll_three_groups():
+    assert half_roll(["a", "b", "c", "a", "b", "a"]).tolist() == [5, 4, 2, 0, 1, 3]
+
+
+def test_retrieval_exact_on_narrow_dtypes_and_big_groups():
+    """Times and features are used as float64 (unsigned times do not wrap, int8 products do not
+    overflow), and top-k picks the k best of a large recording."""
+    rng = np.random.default_rng(9)
+    face = rng.integers(-100, 100, (40, 6)).astype(np.int8)
+    neural = (face.astype(np.int16) + rng.integers(-60, 60, (40, 6))).clip(-128, 127).astype(np.int8)
+    times = np.arange(40, dtype=np.uint16)
+    groups = ["a"] * 40
+    out = retrieval(face, neural, times, groups, ks=(1, 3), tolerance_s=1.0)
+    ref = reference_retrieval(
+        face.astype(float), neural.astype(float), times.astype(float), groups, (1, 3), 1.0
+    )
+    for key, value in ref.items():
+        assert out[key] == pytest.approx(value, abs=1e-12), key
+    face = rng.normal(size=(300, 5))
+    neural = face + rng.normal(size=(300, 5))
+    times = np.arange(300) * 0.1
+    out = retrieval(face, neural, times, ["a"] * 300, ks=(1, 4), tolerance_s=0.25)
+    ref = reference_retrieval(face, neural, times, ["a"] * 300, (1, 4), 0.25)
+    for key, value in ref.items():
+        assert out[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_variance_explained_small_and_narrow_inputs():
+    # int8 differences are taken in float64; a one-row group is named by its own row
+    target = np.array([[100], [-100], [50], [7]], dtype=np.int8)
+    pred = np.array([[-100], [100], [40], [7]], dtype=np.int8)
+    per, pop = variance_explained(pred, target, ["a", "a", "a", "b"])
+    y = target[:3, 0].astype(float)
+    sse = ((y - pred[:3, 0]) ** 2).sum()
+    assert per["a"][0] == pytest.approx(1 - sse / ((y - y.mean()) ** 2).sum(), rel=1e-12)
+    assert np.isnan(per["b"][0])
+    # variances below 1 still count
+    small = np.array([[0.1], [0.2], [0.3]])
+    per, pop = variance_explained(small * 0.5 + 0.1, small, ["a"] * 3)
+    assert per["a"][0] == pytest.approx(r2_score(small, small * 0.5 + 0.1), rel=1e-12)
+    assert pop == pytest.approx(per["a"][0], rel=1e-12)
+
+
+def test_ridge_and_components_keep_float64_for_float32_input():
+    x_tr, y_tr, x_te = ridge_data()
+    ref = ridge_baseline(x_tr, y_tr, x_te, num_components=4, alphas=(1.0,), folds=3)
+    out = ridge_baseline(
+        x_tr.astype(np.float32).astype(np.float64), y_tr, x_te, num_components=4, alphas=(1.0,), folds=3
+    )
+    x32, y32, t32 = x_tr.astype(np.float32), y_tr.astype(np.float32), x_te.astype(np.float32)
+    exact = ridge_baseline(
+        x32.astype(np.float64), y32.astype(np.float64), t32.astype(np.float64), 4, alphas=(1.0,), folds=3
+    )
+    got = ridge_baseline(x32, y32, t32, 4, alphas=(1.0,), folds=3)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-12)
+    assert out.shape == ref.shape
+    z = principal_components(x32, t32, 4)
+    z64 = principal_components(x32.astype(np.float64), t32.astype(np.float64), 4)
+    np.testing.assert_allclose(z[0], z64[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(z[1], z64[1], rtol=1e-12, atol=1e-12)
+
+
+def test_component_counts_at_their_limits():
+    rng = np.random.default_rng(10)
+    # one feature: one component; three rows: two components
+    assert principal_components(rng.normal(size=(6, 1)), rng.normal(size=(2, 1)), 5)[0].shape == (6, 1)
+    assert principal_components(rng.normal(size=(3, 3)), rng.normal(size=(2, 3)), 5)[0].shape == (3, 2)
+    x, y = rng.normal(size=(6, 1)), rng.normal(size=(6, 2))
+    assert ridge_baseline(x, y, x[:2]).shape == (2, 2)
+    # more than 50 features: the default keeps 50 components
+    x, y = rng.normal(size=(70, 60)), rng.normal(size=(70, 2))
+    np.testing.assert_allclose(
+        ridge_baseline(x, y, x[:3]), ridge_baseline(x, y, x[:3], num_components=50), rtol=1e-12
+    )
+    assert not np.allclose(
+        ridge_baseline(x, y, x[:3]), ridge_baseline(x, y, x[:3], num_components=51), rtol=1e-6
+    )
+    x = rng.normal(size=(90, 60))
+    r = x @ rng.normal(size=(60, 1))
+    a = residual_ridge(x[:70], r[:70], x[70:80], r[70:80], x[80:])
+    b = residual_ridge(x[:70], r[:70], x[70:80], r[70:80], x[80:], num_components=50)
+    c = residual_ridge(x[:70], r[:70], x[70:80], r[70:80], x[80:], num_components=51)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.allclose(a[0], c[0], rtol=1e-6)
+
+
+def test_principal_components_scale_of_tiny_variances():
+    """The scale is std + 1e-12, which matters for features of tiny variance."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(10, 2)) * 1e-10
+    z, _ = principal_components(x, x[:1], 2)
+    s = PCA(2).fit(x).transform(x).std(axis=0)
+    np.testing.assert_allclose(z.std(axis=0), s / (s + 1e-12), rtol=1e-9)
+
+
+def test_cross_fitted_passes_the_fit_rows_of_y():
+    x = np.arange(6.0)[:, None]
+    y = np.arange(6.0)[:, None] * 100
+    out = cross_fitted(lambda xf, yf, xh: np.full((len(xh), 1), yf.sum()), x, y, folds=2)
+    np.testing.assert_array_equal(out[:, 0], [1200, 1200, 1200, 300, 300, 300])
+
+
+def test_residual_ridge_baseline_is_the_error_of_no_correction():
+    """A penalty wins only by beating sum(r_val ** 2), the error of adding nothing."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(60, 3))
+    for value in (1.0, 1.5):
+        r_val = np.full((10, 1), value)
+        out, best = residual_ridge(x[:40], np.zeros((40, 1)), x[40:50], r_val, x[50:])
+        assert best is None and not out.any()
+
+
+def test_ridge_baseline_default_folds_and_knn_default_k():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 6))
+    y = x[:, :3] @ rng.normal(size=(3, 4)) + 2 * rng.normal(size=(40, 4))
+    alphas = tuple(np.geomspace(0.01, 1000, 60))
+    default = ridge_baseline(x[:30], y[:30], x[30:], alphas=alphas)
+    np.testing.assert_array_equal(default, ridge_baseline(x[:30], y[:30], x[30:], alphas=alphas, folds=5))
+    assert not np.allclose(default, ridge_baseline(x[:30], y[:30], x[30:], alphas=alphas, folds=6))
+    x_tr, y_tr, x_te = rng.normal(size=(30, 3)), rng.integers(0, 3, 30), rng.normal(size=(400, 3))
+    ref = KNeighborsClassifier(n_neighbors=5, weights="distance").fit(x_tr, y_tr).predict(x_te)
+    np.testing.assert_array_equal(knn_decode(x_tr, y_tr, x_te), ref)
