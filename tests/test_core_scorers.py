@@ -15,7 +15,7 @@ from mouseemo.inference.scorers import DEFAULT_MIN_CONFIDENCE, CheckpointScorer,
 class Recorder(pl.LightningModule):
     """Scores = per-frame means of the input (and of the reference when one is given)."""
 
-    def __init__(self, k=3, clip_length=1, predict=True, margin=None, tuple_out=False):
+    def __init__(self, k=3, clip_length=1, margin=None, tuple_out=False):
         super().__init__()
         self.k = k
         self.clip_length = clip_length
@@ -23,8 +23,6 @@ class Recorder(pl.LightningModule):
         self.tuple_out = tuple_out
         if margin is not None:
             self.save_hyperparameters({"margin": margin})
-        if not predict:
-            type(self).predict_step = pl.LightningModule.predict_step
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         self.batches.append({k: v.clone() for k, v in batch.items()})
@@ -121,7 +119,7 @@ def test_checkpoint_scorer_attributes():
     s = CheckpointScorer(loaded(Recorder(margin=0.2), prefix="similarity", reference_frames=None), "cpu")
     assert s.margin == 0.2 and s.kind == "checkpoint" and s.clip_length == 1 and s.clip_step == 1
     assert s.reference_frames == 300 and s.reference_kind is None and not s.needs_reference
-    assert s.target == "tests.test_core_scorers.Recorder"
+    assert s.target == Recorder.__module__ + ".Recorder"
     assert CheckpointScorer(loaded(Recorder(margin=0.2)), "cpu", margin=0.05).margin == 0.05
     assert CheckpointScorer(loaded(Recorder()), "cpu").margin == 0.0
     for clip, expected in ((4, 4), (True, 1), (2.0, 1), (1, 1)):
@@ -132,7 +130,7 @@ def test_checkpoint_scorer_attributes():
     s = CheckpointScorer(loaded(Recorder(), reference="median", reference_frames=7), "cpu")
     assert s.reference_frames == 7 and s.needs_reference
     d = s.describe()
-    assert d["module"] == "tests.test_core_scorers.Recorder" and d["classes"] == ["c0", "c1", "c2"]
+    assert d["module"] == Recorder.__module__ + ".Recorder" and d["classes"] == ["c0", "c1", "c2"]
     assert d["clip_length"] == 1 and d["reference"] == {"kind": "median", "frames": 7}
     assert CheckpointScorer(loaded(Recorder()), "cpu").describe()["reference"] is None
 
