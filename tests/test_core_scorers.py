@@ -250,3 +250,73 @@ def test_load_scorer_arguments():
         load_scorer(None, "c.ckpt", "cpu", neutral="video")
     with pytest.raises(ConfigError, match="apply to `prototypes`"):
         load_scorer(None, "c.ckpt", "cpu", neutral_until_s=3.0)
+
+
+class FakeReader:
+    """What video_reference reads from an open video: a frame count and frames by index."""
+
+    def __init__(self, frames, hint=None):
+        self.frames, self.frame_count_hint, self.path = frames, hint, "v.mp4"
+        self.num_frames = len(frames)
+        self.asked = []
+
+    def read_frames(self, idx):
+        self.asked.append(list(idx))
+        return self.frames[idx]
+
+
+def test_session_reference_from_a_video_per_copy():
+    frames = np.stack([np.full((4, 4), v, np.uint8) for v in (10, 200, 30, 40, 50)])
+    s = CheckpointScorer(loaded(Recorder(), reference="median", reference_frames=3), "cpu")
+    vr = FakeReader(frames)
+    video = s.for_video(vr)
+    assert video is not s and video.notes == [] and s._reference is None
+    assert vr.asked == [[0, 2, 4]] and int(video._reference[0, 0, 0, 0]) == 30
+    assert video._reference.shape == (1, 1, 4, 4) and video._reference.dtype == torch.uint8
+    # the frame count given wins over the reader's
+    vr = FakeReader(frames, hint=3)
+    s.for_video(vr, 5)
+    assert vr.asked == [[0, 2, 4]]
+    s.for_video(vr)
+    assert vr.asked[-1] == [0, 1, 2]
+    # resized to the model's input first
+    r = CheckpointScorer(loaded(Recorder(), reference="median", reference_frames=3, image_size=(2, 2)), "cpu")
+    assert r.for_video(FakeReader(frames))._reference.shape == (1, 1, 2, 2)
+    assert CheckpointScorer(loaded(Recorder()), "cpu").for_video(FakeReader(frames))._reference is None
+    with pytest.raises(ConfigError, match="a 'trial' reference"):
+        CheckpointScorer(loaded(Recorder(), reference="trial"), "cpu").for_video(FakeReader(frames))
+    base = Scorer("p", ["a"], "prob", None, None, "cpu")
+    assert base.for_video(FakeReader(frames), 5).notes == [] and not base.needs_reference
+
+
+def test_load_real_checkpoints(tmp_path):
+    from mouseemo.inference.trial_scorer import TrialScorer
+    from mouseemo.testing import untrained_checkpoint
+
+    ckpt = untrained_checkpoint(tmp_path / "cnn.ckpt", "cnn")
+    s = load_scorer(None, ckpt, "cpu", margin=0.3)
+    assert type(s) is CheckpointScorer and s.path == ckpt and s.margin == 0.3 and s.prefix == "prob"
+    assert s.columns == [f"prob_{c}" for c in s.classes] and s.device == torch.device("cpu")
+    assert CheckpointScorer.load(ckpt, "cpu").margin == 0.0
+    trial = untrained_checkpoint(tmp_path / "trial.ckpt", "trial_cnn")
+    t = load_scorer(None, trial, "cpu", margin=0.2)
+    assert type(t) is TrialScorer and t.margin == 0.2 and t.path == trial
+
+
+def test_load_prototypes_and_old_names(tmp_path):
+    from mouseemo.inference import prototype_scorer, scorers
+    from mouseemo.models.prototypes_io import Prototypes
+
+    rng = np.random.default_rng(0)
+    Prototypes(matrix=rng.random((2, 64)), names=["neutral", "fear"], hog={}, frame_size=(64, 128)).save(
+        tmp_path / "p.npz"
+    )
+    s = load_scorer(tmp_path / "p.npz", None, "cpu", margin=0.25, neutral="own", neutral_until_s=4)
+    assert type(s) is prototype_scorer.PrototypeScorer
+    assert (s.margin, s.neutral_source, s.neutral_until_s, s.names) == (0.25, "own", 4.0, ["neutral", "fear"])
+    d = load_scorer(tmp_path / "p.npz", None, "cpu")
+    assert (d.margin, d.neutral_source, d.neutral_until_s) == (0.0, "prototypes", None)
+    assert scorers.PrototypeScorer is prototype_scorer.PrototypeScorer
+    assert scorers.NEUTRAL_SOURCES is prototype_scorer.NEUTRAL_SOURCES
+    with pytest.raises(AttributeError, match="module 'mouseemo.inference.scorers' has no attribute 'Nope'"):
+        _ = scorers.Nope
