@@ -26,6 +26,7 @@ class Recorder(pl.LightningModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         self.batches.append({k: v.clone() for k, v in batch.items()})
+        self.indices = [dataloader_idx]
         return batch
 
     def forward(self, x):
@@ -33,6 +34,7 @@ class Recorder(pl.LightningModule):
         return torch.cat([m * (i + 1) for i in range(self.k)], dim=1)
 
     def predict_step(self, batch, batch_idx):
+        self.indices.append(batch_idx)
         key = "frames" if "frames" in batch else "image"
         out = self(batch[key])
         if "reference" in batch:
@@ -82,12 +84,14 @@ def test_base_scorer_columns_labels_confidence():
         "margin": 0.1,
     }
     p = Scorer("c.ckpt", ["a", "b"], "prob", None, None, "cpu")
-    assert p.confidence_measure == "highest class probability"
+    assert p.confidence_measure == "highest class probability" and p.margin == 0.0
     assert p.input_size(20, 30) == (20, 30)
     probs = torch.tensor([[0.3, 0.7], [0.6, 0.4]])
     assert p.labels(probs).tolist() == [1, 0]
     np.testing.assert_allclose(p.confidence(probs), [0.7, 0.6])
     assert p.describe()["margin"] is None and p.describe()["crop"] is None and p.describe()["resize"] is None
+    two = Scorer("p.npz", ["neutral", "fear"], "similarity", None, None, "cpu")
+    np.testing.assert_allclose(two.confidence(torch.tensor([[0.25, 0.75]])), [0.5])
     one = Scorer("p.npz", ["neutral"], "similarity", None, None, "cpu")
     np.testing.assert_allclose(one.confidence(torch.tensor([[0.25], [0.5]])), [0.25, 0.5])
     assert DEFAULT_MIN_CONFIDENCE == {"prob": 0.5, "similarity": 0.01}
@@ -113,6 +117,35 @@ def test_prepare_resizes_and_for_frames_checks():
             s.for_frames(bad, source="live")
     with pytest.raises(DataError, match="given frames: expected"):
         s.for_frames(np.zeros(3, np.uint8))
+
+
+class Bare(pl.LightningModule):
+    """A module without clip_length."""
+
+    k = 2
+
+    def forward(self, x):
+        return x.float().flatten(1)[:, :2]
+
+
+def test_checkpoint_scorer_defaults_for_missing_fields():
+    bare = SimpleNamespace(
+        module=Bare(),
+        path="b.ckpt",
+        score_names=["a", "b"],
+        score_prefix="prob",
+        crop=(0, 0, 4, 4),
+        image_size=None,
+        classes=["a", "b"],
+    )
+    s = CheckpointScorer(bare, "cpu")
+    assert (s.clip_length, s.clip_step, s.reference_kind, s.reference_frames, s.crop) == (
+        1,
+        1,
+        None,
+        300,
+        (0, 0, 4, 4),
+    )
 
 
 def test_checkpoint_scorer_attributes():
@@ -143,6 +176,7 @@ def test_run_image_batches_and_softmax():
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, torch.tensor([[10.0, 20.0, 30.0]] * 2))
     assert list(rec.batches[0]) == ["image"] and rec.batches[0]["image"].shape == (2, 1, 4, 5)
+    assert rec.indices == [0, 0]
     # without its own predict_step: forward, then softmax for probabilities
     no = CheckpointScorer(loaded(NoPredict()), "cpu")
     out = no.stream()(torch.full((1, 2, 2), 1, dtype=torch.uint8))
@@ -169,6 +203,13 @@ def test_temporal_windows_span_clip_step_and_carry_over():
     # frame i sees frames i-4, i-2, i (the first frame repeated before the start)
     assert first[:, :, 0, 0, 0].tolist() == [[1, 1, 1], [1, 1, 2], [1, 1, 3]]
     assert second[:, :, 0, 0, 0].tolist() == [[1, 2, 4], [1, 3, 5], [2, 4, 6], [3, 5, 7]]
+    # a per-frame reference reaches the model with the windows
+    rec3 = Recorder(clip_length=2)
+    out = CheckpointScorer(loaded(rec3), "cpu").stream()(
+        frames[:2], torch.full((2, 2, 2), 9, dtype=torch.uint8)
+    )
+    assert rec3.batches[0]["reference"].shape == (2, 1, 2, 2)
+    torch.testing.assert_close(out[:, 0], torch.tensor([10.0, 10.5]))
     rec2 = Recorder(clip_length=2)
     CheckpointScorer(loaded(rec2), "cpu").stream()(frames[:3])
     assert rec2.batches[0]["frames"][:, :, 0, 0, 0].tolist() == [[1, 1], [1, 2], [2, 3]]
@@ -177,17 +218,19 @@ def test_temporal_windows_span_clip_step_and_carry_over():
 def test_session_reference_from_frames():
     rec = Recorder()
     s = CheckpointScorer(loaded(rec, reference="median", reference_frames=3), "cpu")
-    frames = np.stack([np.full((4, 4), v, np.uint8) for v in (10, 200, 30, 40, 50)])
+    frames = np.stack([np.full((4, 4), v, np.uint8) for v in (10, 20, 90, 80, 100)])
     video = s.for_frames(frames)
     assert video._reference.shape == (1, 1, 4, 4) and video._reference.dtype == torch.uint8
     # median of frames 0, 2, 4 (three spread evenly)
-    assert int(video._reference[0, 0, 0, 0]) == 30
+    assert int(video._reference[0, 0, 0, 0]) == 90
     out = video.stream()(torch.full((2, 4, 4), 1, dtype=torch.uint8))
-    torch.testing.assert_close(out, torch.tensor([[31.0, 32.0, 33.0]] * 2))
+    torch.testing.assert_close(out, torch.tensor([[91.0, 92.0, 93.0]] * 2))
     assert rec.batches[-1]["reference"].shape == (2, 1, 4, 4)
     # a frame of another size (the size probe) gets a mid-gray reference
     out = video.stream()(torch.full((1, 2, 2), 1, dtype=torch.uint8))
     torch.testing.assert_close(out, torch.tensor([[129.0, 130.0, 131.0]]))
+    gray = rec.batches[-1]["reference"]
+    assert gray.shape == (1, 1, 2, 2) and gray.dtype == torch.uint8
     # an explicit per-frame reference wins
     ref = torch.full((1, 4, 4), 5, dtype=torch.uint8)
     torch.testing.assert_close(
@@ -239,14 +282,30 @@ def test_check_errors():
     CheckpointScorer(loaded(rec, image_size=(6, 7)), "cpu").check(4, 5, "v.mp4")
     assert rec.batches[0]["frames"].shape == (1, 3, 1, 6, 7)
     assert int(rec.batches[0]["frames"][0, 0, 0, 0, 0]) == 128
+    for clip, shape in ((1, (1, 1, 4, 5)), (2, (1, 2, 1, 4, 5))):
+        rec = Recorder(clip_length=clip)
+        CheckpointScorer(loaded(rec), "cpu").check(4, 5, "v.mp4")
+        (probe,) = rec.batches[0].values()
+        assert probe.shape == shape and probe.dtype == torch.uint8
+
+    class Silent(Recorder):
+        def forward(self, x):
+            raise RuntimeError()
+
+    with pytest.raises(ConfigError, match=r"frames of v.mp4: RuntimeError: $"):
+        CheckpointScorer(loaded(Silent()), "cpu").check(4, 5, "v.mp4")
 
 
 def test_load_scorer_arguments():
-    with pytest.raises(ConfigError, match="give exactly one of `prototypes` and `ckpt`"):
+    with pytest.raises(ConfigError, match="^give exactly one of `prototypes` and `ckpt`$"):
         load_scorer(None, None, "cpu")
     with pytest.raises(ConfigError, match="exactly one"):
         load_scorer("p.npz", "c.ckpt", "cpu")
-    with pytest.raises(ConfigError, match="`neutral` and `neutral_until_s` apply to `prototypes`"):
+    with pytest.raises(
+        ConfigError,
+        match="^`neutral` and `neutral_until_s` apply to `prototypes`; a checkpoint compares frames with the "
+        "reference it was trained with$",
+    ):
         load_scorer(None, "c.ckpt", "cpu", neutral="video")
     with pytest.raises(ConfigError, match="apply to `prototypes`"):
         load_scorer(None, "c.ckpt", "cpu", neutral_until_s=3.0)
@@ -320,3 +379,17 @@ def test_load_prototypes_and_old_names(tmp_path):
     assert scorers.NEUTRAL_SOURCES is prototype_scorer.NEUTRAL_SOURCES
     with pytest.raises(AttributeError, match="module 'mouseemo.inference.scorers' has no attribute 'Nope'"):
         _ = scorers.Nope
+
+
+class Spy(Scorer):
+    def begin_video(self, vr, num_frames=None, *, clock=None, events=None, trials=None):
+        self.seen = (vr, num_frames, clock, events, trials)
+
+    def begin_frames(self, frames, source="given frames"):
+        self.seen = (frames.shape, source)
+
+
+def test_for_video_and_for_frames_pass_everything_on():
+    s = Spy("p", ["a"], "prob", None, None, "cpu")
+    assert s.for_video("vr", 7, clock="c", events="e", trials="t").seen == ("vr", 7, "c", "e", "t")
+    assert s.for_frames(np.zeros((4, 5), np.uint8), source="live").seen == ((1, 4, 5), "live")
