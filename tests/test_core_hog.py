@@ -29,8 +29,8 @@ def frames(kind, n=2, shape=(37, 45), seed=0):
     rng = np.random.default_rng(seed)
     if kind == "uint8":
         x = rng.integers(0, 256, (n, *shape)).astype(np.uint8)
-        x[:, 10:20, 5:15] = 100  # flat patches and exact 45/90-degree ties
-        x[:, 20:30, 20:30] = np.add.outer(np.arange(10), np.arange(10)) * 7
+        x[:, 2:10, 3:12] = 100  # flat patches and exact 45/90-degree ties
+        x[:, 12:22, 14:24] = np.add.outer(np.arange(10), np.arange(10)) * 7
         return x
     if kind == "levels":  # few gray levels: many exact ties on the 0/45/90/135 edges
         return (rng.integers(0, 4, (n, *shape)) * 60).astype(np.uint8)
@@ -249,11 +249,14 @@ def test_exact_and_numpy_bins_follow_skimage(n):
 def test_orientation_bins_constants():
     b8 = orientation_bins(8)
     assert b8.n == 8 and b8.symmetric and b8.has_45
-    assert b8.edges == tuple(22.5 * k for k in range(9))
+    assert b8.edges == tuple(22.5 * k for k in range(1, 8))
     assert [k for k, _ in b8.low] == ["tan", "45", "cot"] and b8.num_irrational_low == 2
+    assert b8.low[0][1] == pytest.approx(np.tan(np.pi / 8), rel=1e-15)
+    assert b8.low[2][1] == pytest.approx(np.tan(np.pi / 8), rel=1e-15)
     b7 = orientation_bins(7)
-    assert not b7.has_45 and not b7.symmetric
-    assert orientation_bins(4).num_irrational_low == 0
+    assert not b7.has_45 and not b7.symmetric and b7.num_irrational_low == 3
+    assert [k for k, _ in b7.low] == ["tan", "cot", "cot"]
+    assert orientation_bins(4).num_irrational_low == 0 and orientation_bins(4).edges == (45.0, 90.0, 135.0)
 
 
 def real_frames(real_data_dir, folder):
