@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/mutation.sh MODULE [SAMPLE]
 #
-# MODULE is one of: hog similarity cells frames metrics joint_metrics correlates scorers splits.
+# MODULE is one of: hog similarity cells frames metrics joint_metrics correlates correlates_stats
+# scorers splits.
 # SAMPLE (optional) runs only that many mutants, drawn at random with a fixed seed (for modules
 # whose full run would take too long). Each module runs in its own copy of the project under
 # .mutation/MODULE/, made afresh on every run (mutmut reads [tool.mutmut] from pyproject.toml there; this script sets the
@@ -30,6 +31,8 @@ case "$module" in
                  tests='"tests/test_core_joint_metrics.py"' ;;
   correlates)    mutate='"mouseemo/analysis/correlates.py", "mouseemo/analysis/correlates_stats.py"'
                  tests='"tests/test_core_correlates.py", "tests/test_correlates.py"' ;;
+  correlates_stats) mutate='"mouseemo/analysis/correlates_stats.py"'
+                 tests='"tests/test_core_correlates.py"' ;;
   scorers)       mutate='"mouseemo/inference/scorers.py"'
                  tests='"tests/test_core_scorers.py"' ;;
   splits)        mutate='"mouseemo/data/splits.py"'

@@ -13,6 +13,21 @@ from mouseemo.ops._hog.bins import exact_bins, numpy_bins, orientation_bins
 skimage_feature = pytest.importorskip("skimage.feature")
 
 
+@pytest.fixture(autouse=True)
+def fresh_tables():
+    """Rebuild the cached HOG tables in every test, so that each test checks how they are built and
+    not only what an earlier test left in the cache."""
+    import mouseemo.ops._hog.bins as bins
+    import mouseemo.ops._hog.index as index
+    import mouseemo.ops._hog.opencv as opencv
+    import mouseemo.ops._hog.tiling as tiling
+
+    for module in (bins, index, opencv, tiling):
+        for value in vars(module).values():
+            if callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
+
+
 def sk_hog(frame, orientations=8, ppc=(32, 32), cpb=(1, 1), norm="L2-Hys", sqrt=True):
     return skimage_feature.hog(
         frame,
@@ -138,6 +153,28 @@ def test_float16_and_wide_integers():
     )
 
 
+@pytest.mark.parametrize(
+    "kind, sqrt, norm",
+    [
+        ("uint8", True, "L2-Hys"),
+        ("uint8", False, "L1"),
+        ("float64", False, "L2"),
+        ("float32", True, "L2-Hys"),
+    ],
+)
+def test_full_size_frames_match_skimage(kind, sqrt, norm):
+    """Frames large enough to be cut into several tiles and to need more than one cached index."""
+    x = frames(kind, n=2, shape=(480, 640), seed=3)
+    check(x, ppc=(16, 16), cpb=(2, 2), sqrt=sqrt, norm=norm, rtol=5e-6)
+
+
+def test_faint_images_keep_the_block_epsilon():
+    """A block of tiny gradients: eps = 1e-5 is not negligible beside its norm."""
+    x = frames("float64", n=1, shape=(32, 32), seed=4) * 1e-5
+    for norm in BLOCK_NORMS:
+        check(x, ppc=(8, 8), cpb=(2, 2), sqrt=False, norm=norm, rtol=1e-9)
+
+
 def test_module_form():
     m = HOG(orientations=6, pixels_per_cell=(8, 6), cells_per_block=2, block_norm="L1", transform_sqrt=False)
     x = frames("uint8", n=2, shape=(24, 30))
@@ -150,6 +187,12 @@ def test_module_form():
         "transform_sqrt=False, feature_vector=True)"
     )
     assert HOG(feature_vector=False)(torch.zeros(1, 64, 64, dtype=torch.uint8)).shape == (1, 2, 2, 1, 1, 8)
+    ramp = np.zeros((1, 64, 64), np.uint8)
+    ramp[0, :, :32] = np.arange(32) * 8  # a horizontal ramp beside a vertical one: sqrt changes the mix
+    ramp[0, :, 32:] = np.arange(64)[:, None] * 2
+    x = torch.from_numpy(ramp)
+    torch.testing.assert_close(HOG()(x), hog(x), rtol=0, atol=0)
+    assert not torch.equal(HOG()(x), hog(x, transform_sqrt=False))
 
 
 def test_errors():
