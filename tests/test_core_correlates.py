@@ -102,3 +102,15 @@ def test_circular_crosscorrelation_against_pearson():
 def test_circular_crosscorrelation_shapes(x, y):
     with pytest.raises(DataError, match=r"^need activity \(N, T\) and traces \(K, T\) on one clock; got"):
         circular_crosscorrelation(x, y)
+
+
+def test_standardise_rows_thresholds():
+    """Flat means a centred norm of at most 1e-12 (flat rows are all zeros); other rows get unit norm."""
+    out, flat = standardise_rows(np.array([[0.0, 1e-13, 0.0, 0.0]]))
+    assert flat.tolist() == [True] and not out.any()
+    just_above = np.array([[0.0, 1.6e-12, 0.0, 0.0]])
+    assert standardise_rows(just_above)[1].tolist() == [False]
+    weak = np.array([[0.0, 0.0, 0.3]])
+    out, flat = standardise_rows(weak)
+    assert flat.tolist() == [False]
+    np.testing.assert_allclose(np.linalg.norm(out), 1.0, rtol=1e-15)

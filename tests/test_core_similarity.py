@@ -117,3 +117,64 @@ def test_minmax_scale_numpy_and_torch():
         minmax_scale(torch.tensor([[0.0, 2.0, 1.0]]), axis=1).numpy(), [[0.0, 1.0, 0.5]]
     )
     torch.testing.assert_close(minmax_scale(torch.tensor([[1.0], [1.0 + 1e-6]]), eps=1e-5), torch.zeros(2, 1))
+
+
+def test_pearson_precision_rules():
+    rng = np.random.default_rng(3)
+    f32 = torch.tensor(rng.normal(size=(200, 50)), dtype=torch.float32)
+    p64 = torch.tensor(rng.normal(size=(3, 50)))
+    # float32 features with float64 prototypes: computed in float64, returned as float32
+    exact = pearson_similarity(f32.double(), p64).float()
+    assert torch.equal(pearson_similarity(f32, p64), exact)
+    # float32 by default, float64 only when asked
+    p32 = p64.float()
+    assert torch.equal(pearson_similarity(f32, p32), pearson_similarity(f32, p32, accumulate_float64=False))
+    assert not torch.equal(
+        pearson_similarity(f32, p32), pearson_similarity(f32, p32, accumulate_float64=True)
+    )
+    # numpy float32 input is computed in float64
+    np.testing.assert_array_equal(
+        pearson_similarity(f32.numpy(), p32.numpy()),
+        pearson_similarity(f32.double().numpy(), p32.double().numpy()),
+    )
+    # rows of small norm are not constant rows
+    small = 1e-3 * rng.normal(size=(2, 5))
+    np.testing.assert_allclose(pearson_similarity(small, small), np.corrcoef(small), atol=1e-12)
+    # rounding never leaves [-1, 1]
+    same = pearson_similarity(f32, f32)
+    assert float(same.max()) <= 1.0 and float(same.min()) >= -1.0
+    assert float(pearson_similarity(f32, -f32).min()) >= -1.0
+    assert float(same.diagonal().max()) == 1.0
+    with pytest.raises(
+        ValueError,
+        match=r"^feature length 50 does not match prototype length 3 \(built with different HOG parameters or frame size\?\)$",
+    ):
+        pearson_similarity(f32, p32[:, :3])
+
+
+def test_module_forward_passes_its_precision():
+    p = np.random.default_rng(4).normal(size=(3, 40))
+    x = torch.randn(50, 40)
+    m = PearsonSimilarity(p, accumulate_float64=True)
+    assert torch.equal(m(x), pearson_similarity(x, m.prototypes, accumulate_float64=True))
+
+
+def test_minmax_scale_along_rows():
+    x = np.array([[0.0, 2.0, 1.0], [4.0, 4.0, 8.0]])
+    expected = [[0.0, 1.0, 0.5], [0.0, 0.0, 1.0]]
+    np.testing.assert_array_equal(minmax_scale(x, axis=1), expected)
+    np.testing.assert_array_equal(minmax_scale(torch.tensor(x), axis=1).numpy(), expected)
+    nan_row = np.array([[np.nan, np.nan, np.nan], [1.0, 3.0, 2.0]])
+    out = minmax_scale(nan_row, axis=1)
+    assert np.isnan(out[0]).all() and out[1].tolist() == [0.0, 1.0, 0.5]
+
+
+def test_expression_intensity_small_directions():
+    """Directions of norm below 1 are fine; only a prototype equal to neutral is refused."""
+    p = 0.1 * np.eye(3)
+    out = expression_intensity((p[0] + 0.5 * (p[1] - p[0]))[None], p)
+    np.testing.assert_allclose(out, [[0.5, 0.0]], atol=1e-12)
+    with pytest.raises(
+        ValueError, match="^an expression prototype equals the neutral one: its intensity is undefined$"
+    ):
+        expression_intensity(np.ones((1, 3)), np.stack([p[0], p[0], p[1]]))
