@@ -260,6 +260,8 @@ def test_params_and_sizes():
         match=r"it needs at least 16x32 pixels \(cells_per_block=\(2, 4\), pixels_per_cell=\(8, 8\)\)",
     ):
         check_frame_size(16, 31, 8, (2, 4))
+    with pytest.raises(ConfigError, match=r"^cells_per_block must be positive; got 0$"):
+        check_frame_size(32, 32, 8, 0)
     with pytest.raises(ConfigError, match=r"a 15x64 \(h x w\) frame"):
         check_frame_size(15, 64, 8, 2)
     with pytest.raises(ConfigError):

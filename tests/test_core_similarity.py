@@ -108,6 +108,7 @@ def test_minmax_scale_numpy_and_torch():
     np.testing.assert_array_equal(minmax_scale(np.array([[1.0], [1.0 + 1e-13]]), eps=1e-12), [[0.0], [0.0]])
     np.testing.assert_allclose(minmax_scale(np.array([[1.0], [1.0 + 1e-11]])), [[0.0], [1.0]])
     t = minmax_scale(torch.tensor(x))
+    assert t.dtype == torch.float64
     np.testing.assert_array_equal(t.numpy(), out)  # NaN stays NaN in torch too
     c = minmax_scale(torch.tensor([[5.0], [np.nan], [5.0]]))
     assert c[0, 0] == 0 and torch.isnan(c[1, 0]) and c[2, 0] == 0
