@@ -169,8 +169,8 @@ def ridge_baseline(
     cv = KFold(int(min(folds, len(z_train)))) if len(z_train) >= 4 else None
     model = RidgeCV(alphas=list(alphas), cv=cv).fit(z_train, y_train)
     if rank is None or rank >= min(y_train.shape[1], ncomp):
-        return model.predict(z_test)
-    fitted = model.predict(z_train) - model.intercept_
+        return _columns(model.predict(z_test), y_train)
+    fitted = _columns(model.predict(z_train), y_train) - model.intercept_
     _, _, vt = np.linalg.svd(fitted, full_matrices=False)
     proj = vt[:rank].T @ vt[:rank]  # (N, N) onto the leading output directions
     return (z_test @ model.coef_.T) @ proj + model.intercept_
@@ -216,12 +216,17 @@ def residual_ridge(
     z_val, z_te = z_rest[: len(x_val)], z_rest[len(x_val) :]
     for a in alphas:
         model = Ridge(alpha=a).fit(z_tr, r_train)
-        sse = float(((model.predict(z_val) - r_val) ** 2).sum())
+        sse = float(((_columns(model.predict(z_val), r_train) - r_val) ** 2).sum())
         if sse < best_sse:
             best, best_sse = a, sse
     if best is None:
         return np.zeros((len(x_test), r_train.shape[1])), None
-    return Ridge(alpha=best).fit(z_tr, r_train).predict(z_te), best
+    return _columns(Ridge(alpha=best).fit(z_tr, r_train).predict(z_te), r_train), best
+
+
+def _columns(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scikit-learn's prediction ``(M,)`` for a single-column target back to ``(M, 1)``."""
+    return np.asarray(pred).reshape(len(pred), np.shape(y)[1])
 
 
 def principal_components(

@@ -214,7 +214,8 @@ def minmax_scale(
         lo = torch.where(torch.isnan(x), torch.full_like(x, float("inf")), x).amin(dim=axis, keepdim=True)
         hi = torch.where(torch.isnan(x), torch.full_like(x, float("-inf")), x).amax(dim=axis, keepdim=True)
         span = hi - lo
-        return torch.where(span > eps, (x - lo) / span.clamp_min(eps), torch.zeros_like(x))
+        out = torch.where(span > eps, (x - lo) / span.clamp_min(eps), torch.zeros_like(x))
+        return torch.where(torch.isnan(x), x, out)  # NaN stays NaN, also in all-NaN or constant traces
     x = np.asarray(traces, dtype=np.float64)
     if x.size == 0:
         return x.copy()

@@ -1,0 +1,322 @@
+"""HOG against scikit-image's ``hog`` on synthetic and real frames, for every setting that changes
+the arithmetic (dtype, square root, orientations, cells, blocks, block norms), plus the exact
+orientation-bin rule against scikit-image's formula."""
+
+import numpy as np
+import pytest
+import torch
+
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.ops import BLOCK_NORMS, HOG, HOGParams, check_frame_size, hog, hog_output_size
+from mouseemo.ops._hog.bins import exact_bins, numpy_bins, orientation_bins
+
+skimage_feature = pytest.importorskip("skimage.feature")
+
+
+@pytest.fixture(autouse=True)
+def fresh_tables():
+    """Rebuild the cached HOG tables in every test, so that each test checks how they are built and
+    not only what an earlier test left in the cache."""
+    import mouseemo.ops._hog.bins as bins
+    import mouseemo.ops._hog.index as index
+    import mouseemo.ops._hog.opencv as opencv
+    import mouseemo.ops._hog.tiling as tiling
+
+    for module in (bins, index, opencv, tiling):
+        for value in vars(module).values():
+            if callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
+
+
+def sk_hog(frame, orientations=8, ppc=(32, 32), cpb=(1, 1), norm="L2-Hys", sqrt=True):
+    return skimage_feature.hog(
+        frame,
+        orientations=orientations,
+        pixels_per_cell=ppc,
+        cells_per_block=cpb,
+        block_norm=norm,
+        transform_sqrt=sqrt,
+        feature_vector=True,
+    )
+
+
+def frames(kind, n=2, shape=(37, 45), seed=0):
+    rng = np.random.default_rng(seed)
+    if kind == "uint8":
+        x = rng.integers(0, 256, (n, *shape)).astype(np.uint8)
+        x[:, 2:10, 3:12] = 100  # flat patches and exact 45/90-degree ties
+        x[:, 12:22, 14:24] = np.add.outer(np.arange(10), np.arange(10)) * 7
+        return x
+    if kind == "levels":  # few gray levels: many exact ties on the 0/45/90/135 edges
+        return (rng.integers(0, 4, (n, *shape)) * 60).astype(np.uint8)
+    if kind == "float64":
+        return rng.random((n, *shape))
+    if kind == "float32":
+        return rng.random((n, *shape)).astype(np.float32)
+    if kind == "int16":
+        return rng.integers(0, 3000, (n, *shape)).astype(np.int16)
+    if kind == "uint16":
+        return rng.integers(0, 60000, (n, *shape)).astype(np.uint16)
+    raise AssertionError(kind)
+
+
+def check(images, *, rtol=2e-6, **kw):
+    ours = hog(images, kw.get("orientations", 8), kw.get("ppc", (32, 32)), kw.get("cpb", (1, 1)),
+               kw.get("norm", "L2-Hys"), kw.get("sqrt", True))  # fmt: skip
+    assert isinstance(ours, np.ndarray)
+    ref = np.stack([sk_hog(f, **kw) for f in images])
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=1e-6)
+    return ours
+
+
+@pytest.mark.parametrize("kind", ["uint8", "levels", "float64", "float32", "int16", "uint16"])
+@pytest.mark.parametrize("sqrt", [True, False])
+def test_matches_skimage_per_dtype(kind, sqrt):
+    x = frames(kind)
+    out = check(x, ppc=(8, 8), cpb=(2, 2), sqrt=sqrt)
+    assert out.dtype == (np.float32 if kind == "float32" else np.float64)
+
+
+@pytest.mark.parametrize("norm", BLOCK_NORMS)
+@pytest.mark.parametrize("kind", ["uint8", "float64"])
+def test_matches_skimage_per_block_norm(norm, kind):
+    check(frames(kind, n=1), ppc=(6, 7), cpb=(2, 3), norm=norm, sqrt=kind == "uint8")
+
+
+@pytest.mark.parametrize("orientations", [1, 2, 3, 4, 5, 6, 7, 9, 11, 12, 13])
+@pytest.mark.parametrize("kind, sqrt", [("levels", False), ("uint8", True), ("float64", False)])
+def test_matches_skimage_per_orientation_count(orientations, kind, sqrt):
+    check(frames(kind, n=1, shape=(24, 30)), orientations=orientations, ppc=(4, 5), cpb=(1, 2), sqrt=sqrt)
+
+
+def test_cells_that_do_not_fit_are_dropped_and_defaults():
+    x = frames("uint8", n=2, shape=(70, 99))
+    ours = hog(x)
+    np.testing.assert_allclose(ours, np.stack([sk_hog(f) for f in x]), rtol=2e-6, atol=1e-6)
+    assert ours.shape == (2, hog_output_size(70, 99)) == (2, 2 * 3 * 8)
+
+
+def test_tensor_in_tensor_out_and_shapes():
+    x = frames("uint8", n=3, shape=(32, 48))
+    ref = np.stack([sk_hog(f, ppc=(8, 8), cpb=(2, 2)) for f in x])
+    t = hog(torch.from_numpy(x), pixels_per_cell=8, cells_per_block=2)
+    assert torch.is_tensor(t) and t.dtype == torch.float32 and t.shape == (3, 3 * 5 * 2 * 2 * 8)
+    np.testing.assert_allclose(t.numpy(), ref, rtol=1e-5, atol=1e-6)
+    t64 = hog(torch.from_numpy(x.astype(np.float64)), pixels_per_cell=8, cells_per_block=2)
+    assert t64.dtype == torch.float64
+    one = hog(x[0], pixels_per_cell=8, cells_per_block=2)
+    assert one.shape == (3 * 5 * 2 * 2 * 8,)
+    np.testing.assert_allclose(one, ref[0], rtol=2e-6, atol=1e-6)
+    grid = hog(x, pixels_per_cell=8, cells_per_block=2, feature_vector=False)
+    assert grid.shape == (3, 3, 5, 2, 2, 8)
+    np.testing.assert_array_equal(grid.reshape(3, -1), hog(x, pixels_per_cell=8, cells_per_block=2))
+    empty = hog(np.zeros((0, 32, 48), np.uint8), pixels_per_cell=8)
+    assert empty.shape == (0, 4 * 6 * 8)
+    # chunking does not change values
+    np.testing.assert_array_equal(hog(x, pixels_per_cell=8, chunk_size=2), hog(x, pixels_per_cell=8))
+    # bool images count as 0/1
+    b = frames("levels", n=1, shape=(16, 16))[0] > 60
+    np.testing.assert_allclose(
+        hog(b, pixels_per_cell=8, transform_sqrt=False),
+        sk_hog(b.astype(np.uint8), ppc=(8, 8), sqrt=False),
+        rtol=2e-6,
+        atol=1e-6,
+    )
+    # big-endian input is read by value
+    f = frames("float64", n=1, shape=(16, 16))
+    np.testing.assert_array_equal(hog(f.astype(">f8"), pixels_per_cell=8), hog(f, pixels_per_cell=8))
+
+
+def test_float16_and_wide_integers():
+    f16 = frames("float32", n=1, shape=(16, 24)).astype(np.float16)
+    out = hog(f16, pixels_per_cell=8)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], sk_hog(f16[0], ppc=(8, 8)), rtol=1e-5, atol=1e-6)
+    u32 = frames("uint16", n=1, shape=(16, 24)).astype(np.uint32) * 1000
+    np.testing.assert_allclose(
+        hog(u32, pixels_per_cell=8, transform_sqrt=False)[0],
+        sk_hog(u32[0], ppc=(8, 8), sqrt=False),
+        rtol=2e-6,
+        atol=1e-6,
+    )
+    u64 = u32.astype(np.uint64)
+    np.testing.assert_allclose(
+        hog(u64, pixels_per_cell=8)[0], sk_hog(u64[0], ppc=(8, 8)), rtol=2e-6, atol=1e-6
+    )
+    neg = frames("int16", n=1, shape=(16, 24)) - 1500
+    np.testing.assert_allclose(
+        hog(neg, pixels_per_cell=8, transform_sqrt=False)[0],
+        sk_hog(neg[0], ppc=(8, 8), sqrt=False),
+        rtol=2e-6,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, sqrt, norm",
+    [
+        ("uint8", True, "L2-Hys"),
+        ("uint8", False, "L1"),
+        ("float64", False, "L2"),
+        ("float32", True, "L2-Hys"),
+    ],
+)
+def test_full_size_frames_match_skimage(kind, sqrt, norm):
+    """Frames large enough to be cut into several tiles and to need more than one cached index."""
+    x = frames(kind, n=2, shape=(480, 640), seed=3)
+    check(x, ppc=(16, 16), cpb=(2, 2), sqrt=sqrt, norm=norm, rtol=5e-6)
+
+
+def test_faint_images_keep_the_block_epsilon():
+    """A block of tiny gradients: eps = 1e-5 is not negligible beside its norm."""
+    x = frames("float64", n=1, shape=(32, 32), seed=4) * 1e-5
+    for norm in BLOCK_NORMS:
+        check(x, ppc=(8, 8), cpb=(2, 2), sqrt=False, norm=norm, rtol=1e-9)
+
+
+def test_module_form():
+    m = HOG(orientations=6, pixels_per_cell=(8, 6), cells_per_block=2, block_norm="L1", transform_sqrt=False)
+    x = frames("uint8", n=2, shape=(24, 30))
+    np.testing.assert_array_equal(
+        m(torch.from_numpy(x)).numpy(), hog(torch.from_numpy(x), 6, (8, 6), 2, "L1", False).numpy()
+    )
+    assert m.output_size(24, 30) == 2 * 4 * 2 * 2 * 6
+    assert repr(m) == (
+        "HOG(orientations=6, pixels_per_cell=(8, 6), cells_per_block=(2, 2), block_norm='L1', "
+        "transform_sqrt=False, feature_vector=True)"
+    )
+    assert HOG(feature_vector=False)(torch.zeros(1, 64, 64, dtype=torch.uint8)).shape == (1, 2, 2, 1, 1, 8)
+    ramp = np.zeros((1, 64, 64), np.uint8)
+    ramp[0, :, :32] = np.arange(32) * 8  # a horizontal ramp beside a vertical one: sqrt changes the mix
+    ramp[0, :, 32:] = np.arange(64)[:, None] * 2
+    x = torch.from_numpy(ramp)
+    torch.testing.assert_close(HOG()(x), hog(x), rtol=0, atol=0)
+    assert not torch.equal(HOG()(x), hog(x, transform_sqrt=False))
+
+
+def test_errors():
+    x = np.zeros((1, 64, 64), np.uint8)
+    with pytest.raises(ConfigError, match="chunk_size must be a positive int or None; got 0"):
+        hog(x, chunk_size=0)
+    with pytest.raises(ConfigError, match="chunk_size must be a positive int or None; got True"):
+        hog(x, chunk_size=True)
+    with pytest.raises(ConfigError, match=r"chunk_size .* got 1.5"):
+        hog(x, chunk_size=1.5)
+    with pytest.raises(ConfigError, match="backend must be one of auto, torch, cupy; got 'gpu'"):
+        hog(x, backend="gpu")
+    with pytest.raises(ConfigError, match="backend='cupy' needs a CUDA tensor"):
+        hog(x, backend="cupy")
+    with pytest.raises(
+        DataError, match=r"images must be \(H, W\) or \(B, H, W\); got shape \(1, 1, 64, 64\)"
+    ):
+        hog(x[None])
+    with pytest.raises(DataError, match="images must be a torch.Tensor or a numpy.ndarray; got list"):
+        hog([[1, 2]])
+    with pytest.raises(DataError, match="numpy array of dtype <U1"):
+        hog(np.array([["a"]]))
+    with pytest.raises(DataError, match="got dtype torch.complex64"):
+        hog(torch.zeros(64, 64, dtype=torch.complex64))
+    with pytest.raises(DataError, match="images contain NaN or infinite values"):
+        hog(np.full((64, 64), np.inf))
+    with pytest.raises(DataError, match="transform_sqrt=True needs non-negative images"):
+        hog(np.full((64, 64), -1.0))
+    hog(np.full((64, 64), -1.0), transform_sqrt=False)
+    with pytest.raises(ConfigError, match=r"a 20x64 \(h x w\) frame is smaller than one HOG block"):
+        hog(np.zeros((20, 64)))
+    for kw, msg in [
+        ({"orientations": 0}, "orientations must be positive; got 0"),
+        ({"orientations": True}, "orientations must be a positive int; got True"),
+        ({"orientations": 2.0}, "orientations must be a positive int; got 2.0"),
+        ({"block_norm": "L3"}, "block_norm must be one of L1, L1-sqrt, L2, L2-Hys; got 'L3'"),
+        ({"transform_sqrt": 1}, "transform_sqrt must be a bool; got 1"),
+        ({"pixels_per_cell": 0}, r"pixels_per_cell must be positive; got 0"),
+        ({"pixels_per_cell": (8, -1)}, r"pixels_per_cell must be positive; got \(8, -1\)"),
+        ({"pixels_per_cell": (8, 8, 8)}, r"pixels_per_cell must be a positive int or a pair of them"),
+        ({"pixels_per_cell": (8, True)}, r"pixels_per_cell must be a positive int or a pair"),
+        ({"pixels_per_cell": 8.0}, r"pixels_per_cell must be a positive int or a pair of them; got 8.0"),
+        ({"cells_per_block": True}, r"cells_per_block must be a positive int or a pair"),
+        ({"cells_per_block": (1, 0)}, r"cells_per_block must be positive"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            HOGParams.create(**kw)
+
+
+def test_params_and_sizes():
+    p = HOGParams.create(9, (8, 6), 2, "L1", False)
+    assert p == HOGParams(9, (8, 6), (2, 2), "L1", False)
+    assert HOGParams.create() == HOGParams(8, (32, 32), (1, 1), "L2-Hys", True)
+    assert p.grid(33, 25) == (4, 4, 3, 3)
+    assert p.output_shape(33, 25) == (3, 3, 2, 2, 9)
+    assert p.output_size(33, 25) == 3 * 3 * 2 * 2 * 9
+    assert HOGParams.create(pixels_per_cell=np.array([4, 5])).pixels_per_cell == (4, 5)
+    assert HOGParams.create(orientations=np.int64(3)).orientations == 3
+    assert hog_output_size(480, 640) == 2400
+    assert hog_output_size(64, 96, 9, 16, (2, 3)) == 3 * 4 * 2 * 3 * 9
+    check_frame_size(32, 32)
+    check_frame_size(16, 24, 8, (2, 3))
+    with pytest.raises(
+        ConfigError,
+        match=r"it needs at least 16x32 pixels \(cells_per_block=\(2, 4\), pixels_per_cell=\(8, 8\)\)",
+    ):
+        check_frame_size(16, 31, 8, (2, 4))
+    with pytest.raises(ConfigError, match=r"^cells_per_block must be positive; got 0$"):
+        check_frame_size(32, 32, 8, 0)
+    with pytest.raises(ConfigError, match=r"a 15x64 \(h x w\) frame"):
+        check_frame_size(15, 64, 8, 2)
+    with pytest.raises(ConfigError):
+        HOGParams.create(pixels_per_cell=8, cells_per_block=2).grid(16, 15)
+
+
+def skimage_bin(gx, gy, n):
+    theta = np.rad2deg(np.arctan2(gy, gx)) % 180
+    edges = 180.0 / n * np.arange(n + 1)
+    return np.array([next((i for i in range(n) if edges[i] <= t < edges[i + 1]), n) for t in theta])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6, 7, 8, 9, 12])
+def test_exact_and_numpy_bins_follow_skimage(n):
+    rng = np.random.default_rng(n)
+    g = rng.integers(-40, 41, (2, 3000)).astype(np.float64)
+    g = np.concatenate([g, rng.normal(size=(2, 3000)) * 10.0 ** rng.integers(-3, 4, 3000)], axis=1)
+    ref = skimage_bin(g[0], g[1], n)
+    np.testing.assert_array_equal(numpy_bins(g[0], g[1], n), ref)
+    exact = exact_bins(torch.from_numpy(g[0]), torch.from_numpy(g[1]), orientation_bins(n)).numpy()
+    assert exact.dtype == np.int64
+    np.testing.assert_array_equal(exact, ref)
+    assert exact_bins(torch.zeros(3, dtype=torch.float64), torch.zeros(3), orientation_bins(n)).tolist() == [
+        0,
+        0,
+        0,
+    ]
+
+
+def test_orientation_bins_constants():
+    b8 = orientation_bins(8)
+    assert b8.n == 8 and b8.symmetric and b8.has_45
+    assert b8.edges == tuple(22.5 * k for k in range(1, 8))
+    assert [k for k, _ in b8.low] == ["tan", "45", "cot"] and b8.num_irrational_low == 2
+    assert b8.low[0][1] == pytest.approx(np.tan(np.pi / 8), rel=1e-15)
+    assert b8.low[2][1] == pytest.approx(np.tan(np.pi / 8), rel=1e-15)
+    b7 = orientation_bins(7)
+    assert not b7.has_45 and not b7.symmetric and b7.num_irrational_low == 3
+    assert [k for k, _ in b7.low] == ["tan", "cot", "cot"]
+    assert orientation_bins(4).num_irrational_low == 0 and orientation_bins(4).edges == (45.0, 90.0, 135.0)
+
+
+def real_frames(real_data_dir, folder):
+    cv2 = pytest.importorskip("cv2")
+    paths = sorted((real_data_dir / folder).glob("*.png"))[:2]
+    if not paths:
+        pytest.skip(f"no frames in {folder}")
+    return np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)[:160, :224] for p in paths])
+
+
+@pytest.mark.parametrize("folder", ["facemap_face_frames", "dlc_reaching_face_frames"])
+@pytest.mark.parametrize(
+    "sqrt, ppc, cpb, norm", [(True, 32, 1, "L2-Hys"), (False, 16, 2, "L2-Hys"), (True, 16, 3, "L1-sqrt")]
+)
+def test_real_frames_match_skimage(real_data_dir, folder, sqrt, ppc, cpb, norm):
+    x = real_frames(real_data_dir, folder)
+    check(x, ppc=(ppc, ppc), cpb=(cpb, cpb), sqrt=sqrt, norm=norm)
+    check(x.astype(np.float64) / 255.0, ppc=(ppc, ppc), cpb=(cpb, cpb), sqrt=sqrt, norm=norm)
