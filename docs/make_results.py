@@ -92,7 +92,13 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "correlates",
         "Neurons vs expressions: recall and precision by session length",
-        "python benchmarks/correlates.py --seeds 0 1 2 3 --markdown docs/results/correlates.md",
+        "python benchmarks/correlates.py --minutes 4 10 --seeds 0 1 --markdown docs/results/correlates.md",
+    ),
+    Section(
+        "correlates_calibration",
+        "Neurons vs expressions: the null on untuned neurons of six kinds",
+        "python benchmarks/correlates.py --calibration --calibration-seeds 12 "
+        "--markdown docs/results/correlates_calibration.md",
     ),
     Section(
         "joint",
