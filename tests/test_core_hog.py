@@ -232,6 +232,7 @@ def test_errors():
         ({"transform_sqrt": 1}, "transform_sqrt must be a bool; got 1"),
         ({"pixels_per_cell": 0}, r"pixels_per_cell must be positive; got 0"),
         ({"pixels_per_cell": (8, -1)}, r"pixels_per_cell must be positive; got \(8, -1\)"),
+        ({"pixels_per_cell": (0, 8)}, r"pixels_per_cell must be positive; got \(0, 8\)"),
         ({"pixels_per_cell": (8, 8, 8)}, r"pixels_per_cell must be a positive int or a pair of them"),
         ({"pixels_per_cell": (8, True)}, r"pixels_per_cell must be a positive int or a pair"),
         ({"pixels_per_cell": 8.0}, r"pixels_per_cell must be a positive int or a pair of them; got 8.0"),
@@ -344,7 +345,8 @@ def _job(x, orientations, ppc, sqrt, reduce="scatter"):
         (7, "float32", False, (64, 72)),
         (8, "uint8", False, (400, 400)),
         (6, "levels", False, (64, 72)),
-    ],  # fmt: skip
+        (9, "float32", True, (64, 72)),
+    ],
 )
 def test_whole_chunk_path_matches_cpu_tiles(reduce, orientations, kind, sqrt, shape):
     """The GPU's path (whole chunks of frames, square roots in the chunk, whole-buffer sign tests,
@@ -452,6 +454,10 @@ def test_exact_bins_within_an_ulp_of_the_edges(n):
                 for sx in (1.0, -1.0):
                     gx.append(sx * scale)
                     gy.append(sx * y)
+    # subnormal gradients (scaled up by a power of two beyond 2**1000 first)
+    for x, y in [(3e-310, 1e-310), (-5e-320, 2e-320), (1e-321, -4e-322), (2e-310, 5e-310)]:
+        gx.append(x)
+        gy.append(y)
     for x, y in [(-1.0, 1e-17), (-1.0, -1e-17), (-3.0, 2e-16), (-1.0, 3e-16), (1.0, 1e-300)]:
         gx.append(x)
         gy.append(y)
@@ -468,3 +474,52 @@ def test_exact_bins_of_many_pixels_in_pieces():
     out = exact_bins(g[0].view(100, 300), g[1].view(100, 300), orientation_bins(9))
     assert out.shape == (100, 300)
     np.testing.assert_array_equal(out.reshape(-1).numpy(), skimage_bin(g[0].numpy(), g[1].numpy(), 9))
+
+
+@pytest.mark.parametrize("orientations", [9, 10, 7])
+def test_ramps_spread_over_ulps_of_the_edges_match_skimage(orientations):
+    """Ramps without an offset: rounding spreads their gradients over a few ulps around each edge, so
+    that the sign tests and numpy's arctan2 disagree on some pixels unless every near tie is re-decided."""
+    ramps = []
+    for k in range(1, orientations):
+        a = np.radians(180.0 / orientations * k)
+        for scale in (1.0, 0.37, 5.0):
+            gx, gy = scale * np.cos(a), scale * np.sin(a)
+            r, c = np.meshgrid(np.arange(24), np.arange(24), indexing="ij")
+            ramps.append(0.5 * gx * c + 0.5 * gy * r)
+    x = np.stack(ramps)
+    check(x, orientations=orientations, ppc=(8, 8), cpb=(1, 1), sqrt=False, norm="L1", rtol=1e-12)
+
+
+class _IdleCores:
+    @staticmethod
+    def cores():
+        return 0.0
+
+
+def test_two_threads_on_idle_cores_match_skimage(monkeypatch):
+    """Two torch threads and no other load: whole-buffer tiles and uint8 runs split over threads."""
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_OTHER_LOAD", _IdleCores())
+    monkeypatch.setattr(tiling.os, "cpu_count", lambda: 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check(frames("uint8", n=3), ppc=(8, 8), cpb=(2, 2), sqrt=True)
+        check(frames("float64", n=2), orientations=9, ppc=(8, 8), cpb=(2, 2), sqrt=True)
+        check(frames("levels", n=2), orientations=10, ppc=(8, 8), cpb=(1, 1), sqrt=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_many_cells_and_one_pixel_cells_match_skimage(monkeypatch):
+    """More (cell, bin) slots than int16 holds (uint8 square-root path), and one-row tiles at the
+    frame's last row (cells of one pixel row)."""
+    x = frames("uint8", n=1, shape=(90, 92), seed=9)
+    check(x, ppc=(2, 2), cpb=(1, 1), sqrt=True)
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_TILE_PIXELS", 1)
+    monkeypatch.setattr(tiling, "_TILE_PIXELS_PER_THREAD", 1)
+    check(frames("float64", n=1, shape=(13, 16), seed=9), ppc=(1, 4), cpb=(1, 1), sqrt=False)
