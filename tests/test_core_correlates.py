@@ -114,3 +114,24 @@ def test_standardise_rows_thresholds():
     out, flat = standardise_rows(weak)
     assert flat.tolist() == [False]
     np.testing.assert_allclose(np.linalg.norm(out), 1.0, rtol=1e-15)
+
+
+def test_benjamini_hochberg_computes_in_float64():
+    """float32 p-values are widened before p * m / rank (float32 products would round differently)."""
+    p32 = np.array([0.013, 0.041, 0.0277, 0.5, 0.31, 0.0099, 0.07], dtype=np.float32)
+    np.testing.assert_array_equal(benjamini_hochberg(p32), benjamini_hochberg(p32.astype(np.float64)))
+    # ties share one q-value whatever their order; the largest p-value bounds all q-values
+    np.testing.assert_array_equal(benjamini_hochberg(np.array([0.3, 0.3, 0.3])), [0.3, 0.3, 0.3])
+    assert benjamini_hochberg(np.array([0.99, 0.98, 0.97])).max() <= 0.99
+
+
+def test_standardise_rows_of_large_rows_and_no_rows():
+    """The flat test is on the centred norm alone: large offsets and large spreads do not matter."""
+    offset = np.full((1, 4), 1e6) + np.array([0.0, 2.5e-10, 0.0, 0.0])  # two ulps of 1e6
+    assert standardise_rows(offset)[1].tolist() == [False]  # a centred norm of 2e-10
+    spread = np.array([[0.0, 1e9, 0.0, 2e9]])
+    out, flat = standardise_rows(spread)
+    assert flat.tolist() == [False]
+    np.testing.assert_allclose(np.linalg.norm(out), 1.0, rtol=1e-15)
+    out, flat = standardise_rows(np.zeros((0, 5)))
+    assert out.shape == (0, 5) and flat.shape == (0,)
