@@ -506,7 +506,7 @@ def test_two_threads_on_idle_cores_match_skimage(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        check(frames("uint8", n=3), ppc=(8, 8), cpb=(2, 2), sqrt=True)
+        check(frames("uint8", n=4), ppc=(8, 8), cpb=(2, 2), sqrt=True)  # runs of 2 frames
         check(frames("float64", n=2), orientations=9, ppc=(8, 8), cpb=(2, 2), sqrt=True)
         check(frames("levels", n=2), orientations=10, ppc=(8, 8), cpb=(1, 1), sqrt=False)
     finally:
