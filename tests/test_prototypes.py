@@ -249,7 +249,8 @@ def test_cli_prototypes_then_predict(session, tmp_path, capsys):
     args = ["predict", str(video), "--prototypes", str(protos), "--out", str(out), "--device", "cpu"]
     assert main(args) == 0
     rows = (out / "face.csv").read_text().splitlines()
-    assert rows[0] == "frame,time_s,label," + ",".join(f"similarity_{n}" for n in p.names)
+    names = ",".join(f"similarity_{n}" for n in p.names)
+    assert rows[0] == f"frame,time_s,label,{names},rateable,unrateable_score"
     assert len(rows) == 161
     labels = [r.split(",")[2] for r in rows[1:]]
     truth = [r.split(",")[2] for r in (session / "truth" / "frames.csv").read_text().splitlines()[1:]]

@@ -7,8 +7,9 @@ The analysis of Dolensek et al. (2020), made explicit:
    (:func:`traces_on_imaging_clock`: bin means, since the camera is usually faster).
 2. Every neuron's activity is correlated (Pearson) with every trace, optionally at several lags
    (neural activity following the face by ``lag`` seconds).
-3. Significance comes from a circular-shift null: the neural traces are rotated against the face
-   traces, which keeps the autocorrelation of both (slow calcium, long expressions) and breaks only
+3. Significance comes from a circular-shift null (each neuron's slow baseline, over
+   :data:`BASELINE_WINDOW_S`, taken off first, so that a drift makes no step where the recording
+   wraps): the neural traces are rotated against the face traces, which keeps the autocorrelation of both (slow calcium, long expressions) and breaks only
    their alignment. Each (neuron, emotion) pair takes its best correlation over the lags, at the true
    alignment and at every shift. By default every shift is used, the shifts near the true alignment
    included (leaving them out, as is often done, makes p-values of autocorrelated signals too small:
@@ -84,6 +85,10 @@ MIN_STRATUM = 20
 #: Pairs whose rank among their own shifts is below this lend no null to the pool (tuned pairs: their
 #: shifts that land a response on another bout of the same emotion would thicken the pool's tail).
 POOL_MIN_P = 0.05
+
+#: Window (s) of the running minimum-then-maximum baseline taken off each neuron before the null: longer
+#: than the longest emotion block, so slow emotion signals stay, shorter than a session's drift.
+BASELINE_WINDOW_S = 120.0
 
 #: Most circular shifts used when every shift is asked for (longer recordings draw this many).
 MAX_SHIFTS = 20000
@@ -335,6 +340,8 @@ def correlate_neurons(
     else:
         shifts = np.sort(rng.choice(allowed, size=want, replace=False))
 
+    # a slow baseline off each neuron (a drift would make a step where the shifted recording wraps)
+    activity = stats.remove_slow_baseline(activity, fs, BASELINE_WINDOW_S)
     _, flat_x = standardise_rows(activity)
     _, flat_y = standardise_rows(traces)
     if flat_y.any():

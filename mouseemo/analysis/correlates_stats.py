@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import fft as sp_fft
+from scipy import ndimage
 
 from mouseemo.errors import DataError
 
@@ -84,6 +85,32 @@ def circular_crosscorrelation(x: np.ndarray, y: np.ndarray, workers: int | None 
         fx = sp_fft.rfft(xs)
         fy = sp_fft.rfft(ys)
         return sp_fft.irfft(np.conj(fy)[None] * fx[:, None], n=num_t)
+
+
+def remove_slow_baseline(x: np.ndarray, fs: float, window_s: float, smooth_s: float = 2.0) -> np.ndarray:
+    """Each row less its slow lower envelope: a running mean of ``smooth_s`` seconds, then a running
+    minimum and a running maximum over ``window_s`` seconds (the maximin baseline of dF/F).
+
+    A circular shift of a drifting row puts a step where the recording wraps, which the unshifted row
+    lacks; without its drift the row is continuous enough for every shift to be like the true alignment.
+    Signals shorter than ``window_s`` (emotion blocks) are kept; a row shorter than the window loses
+    only a constant.
+
+    Shape:
+        ``(N, T)`` -> ``(N, T)`` float64.
+
+    Example:
+        >>> t = np.arange(3000) / 10.0
+        >>> x = (t / 60.0 + (np.sin(t) > 0.9))[None]  # events on a linear drift
+        >>> y = remove_slow_baseline(x, 10.0, 60.0)
+        >>> bool(np.ptp(y[0, 600:2400]) < 1.2 < np.ptp(x[0, 600:2400]))
+        True
+    """
+    x = np.asarray(x, dtype=np.float64)
+    win = max(1, min(int(round(window_s * fs)), x.shape[1]))
+    smooth = ndimage.uniform_filter1d(x, max(1, int(round(smooth_s * fs))), axis=1, mode="reflect")
+    base = ndimage.maximum_filter1d(ndimage.minimum_filter1d(smooth, win, axis=1), win, axis=1)
+    return x - base
 
 
 def activity_skewness(x: np.ndarray) -> np.ndarray:
