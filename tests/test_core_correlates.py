@@ -135,3 +135,11 @@ def test_standardise_rows_of_large_rows_and_no_rows():
     np.testing.assert_allclose(np.linalg.norm(out), 1.0, rtol=1e-15)
     out, flat = standardise_rows(np.zeros((0, 5)))
     assert out.shape == (0, 5) and flat.shape == (0,)
+
+
+def test_standardise_rows_widens_float32_first():
+    """float32 rows are centred and scaled in float64 (the result's dtype and its last bits)."""
+    x32 = np.array([[1.1, 2.7, 4.3, 0.2], [3.0, 3.0, 3.0, 3.0]], dtype=np.float32)
+    out, flat = standardise_rows(x32)
+    assert out.dtype == np.float64 and flat.tolist() == [False, True]
+    np.testing.assert_array_equal(out, standardise_rows(x32.astype(np.float64))[0])
