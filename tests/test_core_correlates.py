@@ -143,3 +143,99 @@ def test_standardise_rows_widens_float32_first():
     out, flat = standardise_rows(x32)
     assert out.dtype == np.float64 and flat.tolist() == [False, True]
     np.testing.assert_array_equal(out, standardise_rows(x32.astype(np.float64))[0])
+
+
+def test_activity_skewness_is_the_biased_sample_skewness():
+    from scipy.stats import skew
+
+    from mouseemo.analysis.correlates_stats import activity_skewness
+
+    rng = np.random.default_rng(3)
+    x = np.stack([rng.exponential(size=50), rng.normal(size=50), -rng.exponential(size=50) * 3.0 + 7.0])
+    np.testing.assert_allclose(activity_skewness(x), skew(x, axis=1, bias=True), rtol=1e-12)
+    # constant rows are 0; integer rows are read as float64
+    assert activity_skewness(np.full((1, 6), 4.0)).tolist() == [0.0]
+    ints = np.array([[0, 0, 0, 200]], dtype=np.uint8)
+    np.testing.assert_allclose(activity_skewness(ints), skew(ints.astype(float), axis=1), rtol=1e-12)
+
+
+def _reflect_filter(row, size, fn):
+    """scipy.ndimage's 1-D filter of ``size`` (window ``i - size // 2`` on), mode "reflect", by hand."""
+    n = len(row)
+    out = np.empty(n)
+    for i in range(n):
+        idx = np.arange(i - size // 2, i - size // 2 + size) % (2 * n)
+        idx = np.where(idx >= n, 2 * n - 1 - idx, idx)
+        out[i] = fn(row[idx])
+    return out
+
+
+@pytest.mark.parametrize(
+    "fs, window_s, smooth_s, length", [(10.0, 3.0, 0.5, 80), (4.0, 2.6, 2.0, 40), (10.0, 30.0, 0.4, 25)]
+)
+def test_remove_slow_baseline_is_a_smoothed_maximin(fs, window_s, smooth_s, length):
+    from mouseemo.analysis.correlates_stats import remove_slow_baseline
+
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.normal(size=(2, length)), axis=1) + (rng.random((2, length)) > 0.9) * 5.0
+    win = max(1, min(round(window_s * fs), length))
+    out = remove_slow_baseline(x, fs, window_s, smooth_s)
+    assert out.shape == x.shape and out.dtype == np.float64
+    for row, got in zip(x, out, strict=True):
+        smooth = _reflect_filter(row, max(1, round(smooth_s * fs)), np.mean)
+        base = _reflect_filter(_reflect_filter(smooth, win, np.min), win, np.max)
+        np.testing.assert_allclose(got, row - base, rtol=1e-12, atol=1e-12)
+    # the default smoothing is 2 s; integer input is read as float64
+    ints = (x * 10).astype(np.int16)
+    np.testing.assert_array_equal(remove_slow_baseline(ints, fs, window_s), remove_slow_baseline(
+        ints.astype(np.float64), fs, window_s, 2.0))  # fmt: skip
+
+
+def _reference_pooled(z, pools, shape, live, strata, min_pairs, in_pool):
+    n, k_traces = z.shape
+    p = np.ones(z.shape)
+    alive = [i for i in range(n) if live[i]]
+    if not alive:
+        return p, 0
+    groups = max(1, min(strata, len(alive) // max(min_pairs, 1)))
+    shp = np.broadcast_to(shape.reshape(n, -1), z.shape)
+    smallest = pools.shape[2] * len(alive)
+    for k in range(k_traces):
+        order = sorted(alive, key=lambda i: (shp[i, k], i))
+        base, extra = divmod(len(order), groups)
+        start = 0
+        for g in range(groups):
+            grp = order[start : start + base + (g < extra)]
+            start += base + (g < extra)
+            members = [i for i in grp if in_pool[i, k]] or grp
+            vals = np.concatenate([pools[i, k] for i in members])
+            for i in grp:
+                p[i, k] = (np.sum(vals >= z[i, k] - 1e-9) + 1.0) / (len(vals) + 1.0)
+            smallest = min(smallest, len(vals))
+    return p, smallest
+
+
+def test_pooled_pvalues_against_the_rule():
+    from mouseemo.analysis.correlates_stats import pooled_pvalues
+
+    rng = np.random.default_rng(5)
+    n, k, shifts = 9, 2, 6
+    z = rng.normal(size=(n, k)) * 1.5
+    pools = rng.normal(size=(n, k, shifts))
+    pools[0, 0, 0] = z[0, 0]  # a tie counts as at or above
+    pools[2, 1, 3] = z[2, 1] - 5e-10  # within the tolerance of 1e-9
+    shape = np.array([0.3, 0.1, 0.3, 2.0, -1.0, 0.5, 0.3, 0.9, 0.0])  # ties keep the neuron order
+    live = np.ones(n, bool)
+    live[[4, 7]] = False
+    in_pool = rng.random((n, k)) > 0.3
+    in_pool[:, 1] = False  # no pair of trace 1 is in its pool: each group pools all its pairs
+    for strata, min_pairs in [(3, 2), (1, 1), (5, 0), (4, 3)]:
+        for sh, ip in [(shape, in_pool), (np.stack([shape, -shape], axis=1), None)]:
+            ip_ref = np.ones((n, k), bool) if ip is None else ip
+            got, smallest = pooled_pvalues(z, pools, sh, live, strata, min_pairs, ip)
+            ref, ref_smallest = _reference_pooled(z, pools, sh, live, strata, min_pairs, ip_ref)
+            np.testing.assert_allclose(got, ref, rtol=1e-15)
+            assert smallest == ref_smallest
+            assert (got[~live] == 1.0).all()
+    p, smallest = pooled_pvalues(z, pools, shape, np.zeros(n, bool), 2, 2)
+    assert (p == 1.0).all() and p.shape == (n, k) and smallest == 0
