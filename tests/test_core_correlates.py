@@ -239,3 +239,44 @@ def test_pooled_pvalues_against_the_rule():
             assert (got[~live] == 1.0).all()
     p, smallest = pooled_pvalues(z, pools, shape, np.zeros(n, bool), 2, 2)
     assert (p == 1.0).all() and p.shape == (n, k) and smallest == 0
+
+
+def test_correlate_neurons_and_the_clock_refuse_bad_input_with_one_clear_line():
+    from mouseemo.analysis.correlates import correlate_neurons, traces_on_imaging_clock
+    from mouseemo.errors import ConfigError
+
+    act = np.random.default_rng(6).normal(size=(3, 40))
+    with pytest.raises(DataError, match=r"^no face traces to correlate with$"):
+        correlate_neurons(act, np.zeros((0, 40)), 10.0)
+    for fs in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match=r"^imaging frame rate must be positive; got "):
+            correlate_neurons(act, act[:1], fs)
+    with pytest.raises(ConfigError, match=r"^lags_s is empty; use \(0,\) for no lag sweep$"):
+        correlate_neurons(act, act[:1], 10.0, lags_s=())
+    with pytest.raises(ConfigError, match=r"^strata must be >= 1; got 0$"):
+        correlate_neurons(act, act[:1], 10.0, strata=0)
+    t_cam = np.arange(50) / 20.0
+    with pytest.raises(DataError, match=r"^4 score rows for 50 camera frames$"):
+        traces_on_imaging_clock(np.zeros(4), t_cam, t_cam[::2])
+    with pytest.raises(DataError, match=r"^0 score rows for 50 camera frames$"):
+        traces_on_imaging_clock(np.float64(1.0), t_cam, t_cam[::2])
+    scores = np.zeros((50, 2))
+    scores[:, 1] = np.nan
+    with pytest.raises(
+        DataError, match=r"^face traces on the imaging clock contain NaN or inf \(25 values; first: row 1"
+    ):
+        traces_on_imaging_clock(scores, t_cam, t_cam[::2], min_overlap_s=1.0)
+
+
+def test_correlate_neurons_warns_at_the_callers_line_and_takes_one_stratum():
+    import warnings
+
+    from mouseemo.analysis.correlates import correlate_neurons
+
+    act = np.random.default_rng(7).normal(size=(4, 40))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        result = correlate_neurons(act, act[:1], 10.0, num_shifts=100, strata=1)
+    shifts = [w for w in rec if "circular shifts fit in 4.0 s of data" in str(w.message)]
+    assert len(shifts) == 1 and shifts[0].filename == __file__
+    assert result is not None
