@@ -171,7 +171,8 @@ def _reflect_filter(row, size, fn):
 
 
 @pytest.mark.parametrize(
-    "fs, window_s, smooth_s, length", [(10.0, 3.0, 0.5, 80), (4.0, 2.6, 2.0, 40), (10.0, 30.0, 0.4, 25)]
+    "fs, window_s, smooth_s, length",
+    [(10.0, 3.0, 0.5, 80), (4.0, 2.6, 2.0, 40), (10.0, 30.0, 0.4, 25), (10.0, 0.04, 0.02, 30)],
 )
 def test_remove_slow_baseline_is_a_smoothed_maximin(fs, window_s, smooth_s, length):
     from mouseemo.analysis.correlates_stats import remove_slow_baseline
@@ -280,3 +281,23 @@ def test_correlate_neurons_warns_at_the_callers_line_and_takes_one_stratum():
     shifts = [w for w in rec if "circular shifts fit in 4.0 s of data" in str(w.message)]
     assert len(shifts) == 1 and shifts[0].filename == __file__
     assert result is not None
+
+
+def test_skewness_of_float32_rows_and_pooled_pvalues_of_one_live_neuron_and_float32_pools():
+    from scipy.stats import skew
+
+    from mouseemo.analysis.correlates_stats import activity_skewness, pooled_pvalues
+
+    x32 = np.random.default_rng(8).exponential(size=(2, 30)).astype(np.float32) * 1000.0 + 3000.0
+    np.testing.assert_array_equal(activity_skewness(x32), activity_skewness(x32.astype(np.float64)))
+    np.testing.assert_allclose(activity_skewness(x32), skew(x32.astype(np.float64), axis=1), rtol=1e-10)
+    # one live neuron still gets its p-values
+    z = np.array([[0.5], [9.0]])
+    pools = np.array([[[0.1, 0.7, 0.4]], [[5.0, 5.0, 5.0]]])
+    p, smallest = pooled_pvalues(z, pools, np.zeros(2), np.array([True, False]), 2, 1)
+    np.testing.assert_allclose(p, [[2.0 / 4.0], [1.0]])
+    assert smallest == 3
+    # float32 pools: z is compared in float64 less 1e-9, then rounded to the pool's dtype
+    pool32 = np.array([[[1.0, 0.5, 0.25]]], dtype=np.float32)
+    p, _ = pooled_pvalues(np.array([[1.0 + 2e-9]]), pool32, np.zeros(1), np.ones(1, bool), 1, 1)
+    np.testing.assert_allclose(p, [[2.0 / 4.0]])  # 1 + 1e-9 rounds to 1.0 in float32: a tie
