@@ -232,6 +232,7 @@ def test_errors():
         ({"transform_sqrt": 1}, "transform_sqrt must be a bool; got 1"),
         ({"pixels_per_cell": 0}, r"pixels_per_cell must be positive; got 0"),
         ({"pixels_per_cell": (8, -1)}, r"pixels_per_cell must be positive; got \(8, -1\)"),
+        ({"pixels_per_cell": (0, 8)}, r"pixels_per_cell must be positive; got \(0, 8\)"),
         ({"pixels_per_cell": (8, 8, 8)}, r"pixels_per_cell must be a positive int or a pair of them"),
         ({"pixels_per_cell": (8, True)}, r"pixels_per_cell must be a positive int or a pair"),
         ({"pixels_per_cell": 8.0}, r"pixels_per_cell must be a positive int or a pair of them; got 8.0"),
@@ -320,3 +321,205 @@ def test_real_frames_match_skimage(real_data_dir, folder, sqrt, ppc, cpb, norm):
     x = real_frames(real_data_dir, folder)
     check(x, ppc=(ppc, ppc), cpb=(cpb, cpb), sqrt=sqrt, norm=norm)
     check(x.astype(np.float64) / 255.0, ppc=(ppc, ppc), cpb=(cpb, cpb), sqrt=sqrt, norm=norm)
+
+
+def _job(x, orientations, ppc, sqrt, reduce="scatter"):
+    from mouseemo.ops._hog.tiling import _Job
+
+    params = HOGParams.create(orientations, ppc, 1, "L2-Hys", sqrt)
+    if x.dtype == torch.uint8 and not sqrt:
+        mode = "lut"
+    else:
+        mode = "f32" if x.dtype == torch.float32 else "f64"
+    return _Job(
+        params, orientation_bins(orientations), x.shape[1], x.shape[2], mode, reduce, False, rowwise=False
+    )
+
+
+@pytest.mark.parametrize("reduce", ["scatter", "perbin"])
+@pytest.mark.parametrize(
+    "orientations, kind, sqrt, shape",
+    [
+        (9, "float64", True, (400, 400)),
+        (8, "uint8", True, (400, 400)),
+        (7, "float32", False, (64, 72)),
+        (8, "uint8", False, (400, 400)),
+        (6, "levels", False, (64, 72)),
+        (9, "float32", True, (64, 72)),
+    ],
+)
+def test_whole_chunk_path_matches_cpu_tiles(reduce, orientations, kind, sqrt, shape):
+    """The GPU's path (whole chunks of frames, square roots in the chunk, whole-buffer sign tests,
+    broadcast cell indices above the cache size, optionally the per-bin reduction of deterministic
+    mode) run on CPU tensors gives the CPU tiles' cell sums."""
+    from mouseemo.ops._hog.tiling import _histograms_cpu, _histograms_torch_device
+
+    x = torch.from_numpy(frames(kind, n=2, shape=shape, seed=5))
+    job = _job(x, orientations, (16, 16), sqrt, reduce)
+    ncy, ncx = shape[0] // 16, shape[1] // 16
+    ref = _histograms_cpu(x, _job(x, orientations, (16, 16), sqrt), 1, ncy, ncx)
+    for chunk in (1, 2):
+        got = _histograms_torch_device(x, job, chunk, ncy, ncx)
+        assert got.shape == ref.shape and got.dtype == torch.float64
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-9)
+
+
+def test_tiles_cover_the_grid_within_the_budget():
+    from mouseemo.ops._hog.tiling import _tiles
+
+    # whole rows of cells while they fit (a row of 5 cells of 8x8 is 320 pixels), per frame of the chunk
+    assert _tiles(3, 5, 8, 8, 1, 400) == [(0, 1, 0, 5), (1, 2, 0, 5), (2, 3, 0, 5)]
+    assert _tiles(3, 5, 8, 8, 2, 1300) == [(0, 2, 0, 5), (2, 3, 0, 5)]
+    # else runs of cells in one row: 3 cells of 64 pixels fit in 200
+    assert _tiles(2, 5, 8, 8, 1, 200) == [(0, 1, 0, 3), (0, 1, 3, 5), (1, 2, 0, 3), (1, 2, 3, 5)]
+    assert _tiles(1, 3, 8, 4, 4, 1) == [(0, 1, 0, 1), (0, 1, 1, 2), (0, 1, 2, 3)]
+
+
+@pytest.mark.parametrize("pixels", [1, 200])
+@pytest.mark.parametrize(
+    "kind, sqrt, orientations", [("uint8", False, 8), ("float64", True, 9), ("float32", False, 7)]
+)
+def test_small_tiles_match_skimage(monkeypatch, pixels, kind, sqrt, orientations):
+    """Tiles of one to three cells (gradients across tile seams, the frame's last column and row)."""
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_TILE_PIXELS", pixels)
+    monkeypatch.setattr(tiling, "_TILE_PIXELS_PER_THREAD", pixels)
+    for shape in ((37, 45), (32, 40)):
+        x = frames(kind, n=2, shape=shape, seed=6)
+        check(x, orientations=orientations, ppc=(8, 8), cpb=(2, 2), sqrt=sqrt)
+
+
+def test_normalize_blocks_refuses_an_unknown_norm():
+    from mouseemo.ops._hog.tiling import normalize_blocks
+
+    with pytest.raises(ConfigError, match=r"^block_norm must be one of L1, L1-sqrt, L2, L2-Hys; got 'L3'$"):
+        normalize_blocks(torch.ones(1, 2, 2, 8), (1, 1), "L3")
+    with pytest.raises(
+        ConfigError, match=r"^cells_per_block must be a positive int or a pair of them; got True$"
+    ):
+        check_frame_size(32, 32, 8, True)
+
+
+def test_very_faint_images_keep_the_second_epsilon():
+    """L2-Hys renormalises the clipped block with eps too: with gradients of 1e-10 it dominates."""
+    x = frames("float64", n=1, shape=(32, 32), seed=4) * 1e-10
+    check(x, ppc=(8, 8), cpb=(2, 2), sqrt=False, norm="L2-Hys", rtol=1e-9)
+
+
+def _ramp(gx, gy, shape=(24, 24)):
+    """A float64 frame whose central differences are (about) ``(gx, gy)`` everywhere inside."""
+    r, c = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    return 1000.0 + 0.5 * gx * c + 0.5 * gy * r
+
+
+@pytest.mark.parametrize("orientations", [7, 9, 8])
+def test_ramps_on_the_bin_edges_match_skimage(orientations):
+    """Gradients within rounding of every edge k * 180 / n (near ties on the generic and symmetric paths)."""
+    ramps = []
+    for k in range(1, orientations):
+        a = np.radians(180.0 / orientations * k)
+        for scale in (1.0, 3.0):
+            ramps.append(_ramp(scale * np.cos(a), scale * np.sin(a)))
+            ramps.append(_ramp(-scale * np.cos(a), -scale * np.sin(a)))
+    x = np.stack(ramps)
+    check(x, orientations=orientations, ppc=(8, 8), cpb=(1, 1), sqrt=False, norm="L1", rtol=1e-12)
+
+
+def _correctly_rounded_bins(gx, gy, n):
+    """scikit-image's bin rule with a correctly rounded arctan2 (mpmath), the rule of exact_bins."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workprec(300):
+        a = np.array(
+            [float(mpmath.atan2(mpmath.mpf(float(y)), mpmath.mpf(float(x)))) for x, y in zip(gx, gy)]
+        )
+    theta = np.remainder(np.rad2deg(a), 180.0)
+    edges = np.array([180.0 / n * k for k in range(1, n + 1)])
+    return np.searchsorted(edges, theta, side="right")
+
+
+@pytest.mark.parametrize("n", [7, 8, 9])
+def test_exact_bins_within_an_ulp_of_the_edges(n):
+    """Gradients whose angle lies within a few ulps of every edge, in all four quadrants, and angles
+    that round to 180 degrees (bin 0): exact_bins follows the correctly rounded rule."""
+    gx, gy = [], []
+    for k in range(1, n):
+        a = np.radians(180.0 / n * k)
+        for scale in (1.0, 3.0, 1e-3):
+            y0 = np.tan(a) * scale
+            for j in range(-12, 13):
+                y = y0
+                for _ in range(abs(j)):
+                    y = np.nextafter(y, np.inf if j > 0 else -np.inf)
+                for sx in (1.0, -1.0):
+                    gx.append(sx * scale)
+                    gy.append(sx * y)
+    # subnormal gradients (scaled up by a power of two beyond 2**1000 first)
+    for x, y in [(3e-310, 1e-310), (-5e-320, 2e-320), (1e-321, -4e-322), (2e-310, 5e-310)]:
+        gx.append(x)
+        gy.append(y)
+    for x, y in [(-1.0, 1e-17), (-1.0, -1e-17), (-3.0, 2e-16), (-1.0, 3e-16), (1.0, 1e-300)]:
+        gx.append(x)
+        gy.append(y)
+    gx, gy = np.array(gx), np.array(gy)
+    ref = _correctly_rounded_bins(gx, gy, n)
+    got = exact_bins(torch.from_numpy(gx), torch.from_numpy(gy), orientation_bins(n)).numpy()
+    np.testing.assert_array_equal(got, ref)
+    assert got[-5] == 0 and got[-4] == 0
+
+
+def test_exact_bins_of_many_pixels_in_pieces():
+    rng = np.random.default_rng(8)
+    g = torch.from_numpy(rng.integers(-30, 31, (2, 30000)).astype(np.float64))
+    out = exact_bins(g[0].view(100, 300), g[1].view(100, 300), orientation_bins(9))
+    assert out.shape == (100, 300)
+    np.testing.assert_array_equal(out.reshape(-1).numpy(), skimage_bin(g[0].numpy(), g[1].numpy(), 9))
+
+
+@pytest.mark.parametrize("orientations", [9, 10, 7])
+def test_ramps_spread_over_ulps_of_the_edges_match_skimage(orientations):
+    """Ramps without an offset: rounding spreads their gradients over a few ulps around each edge, so
+    that the sign tests and numpy's arctan2 disagree on some pixels unless every near tie is re-decided."""
+    ramps = []
+    for k in range(1, orientations):
+        a = np.radians(180.0 / orientations * k)
+        for scale in (1.0, 0.37, 5.0):
+            gx, gy = scale * np.cos(a), scale * np.sin(a)
+            r, c = np.meshgrid(np.arange(24), np.arange(24), indexing="ij")
+            ramps.append(0.5 * gx * c + 0.5 * gy * r)
+    x = np.stack(ramps)
+    check(x, orientations=orientations, ppc=(8, 8), cpb=(1, 1), sqrt=False, norm="L1", rtol=1e-12)
+
+
+class _IdleCores:
+    @staticmethod
+    def cores():
+        return 0.0
+
+
+def test_two_threads_on_idle_cores_match_skimage(monkeypatch):
+    """Two torch threads and no other load: whole-buffer tiles and uint8 runs split over threads."""
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_OTHER_LOAD", _IdleCores())
+    monkeypatch.setattr(tiling.os, "cpu_count", lambda: 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check(frames("uint8", n=4), ppc=(8, 8), cpb=(2, 2), sqrt=True)  # runs of 2 frames
+        check(frames("float64", n=2), orientations=9, ppc=(8, 8), cpb=(2, 2), sqrt=True)
+        check(frames("levels", n=2), orientations=10, ppc=(8, 8), cpb=(1, 1), sqrt=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_many_cells_and_one_pixel_cells_match_skimage(monkeypatch):
+    """More (cell, bin) slots than int16 holds (uint8 square-root path), and one-row tiles at the
+    frame's last row (cells of one pixel row)."""
+    x = frames("uint8", n=1, shape=(90, 92), seed=9)
+    check(x, ppc=(2, 2), cpb=(1, 1), sqrt=True)
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_TILE_PIXELS", 1)
+    monkeypatch.setattr(tiling, "_TILE_PIXELS_PER_THREAD", 1)
+    check(frames("float64", n=1, shape=(13, 16), seed=9), ppc=(1, 4), cpb=(1, 1), sqrt=False)

@@ -246,6 +246,17 @@ def test_session_reference_from_frames():
         trial.for_frames(frames)
 
 
+def test_session_reference_from_frames_is_resized_to_the_model_input():
+    """begin_frames resizes the picked frames (area interpolation) before taking their median."""
+    s = CheckpointScorer(loaded(Recorder(), reference="median", reference_frames=3, image_size=(2, 2)), "cpu")
+    frames = np.zeros((3, 4, 4), np.uint8)
+    frames[:, :2, :2] = 40  # one 2x2 quadrant per output pixel
+    frames[:, 2:, 2:] = 200
+    ref = s.for_frames(frames)._reference
+    assert ref.shape == (1, 1, 2, 2)
+    assert ref[0, 0].tolist() == [[40, 0], [0, 200]]
+
+
 def test_check_errors():
     s = CheckpointScorer(loaded(Recorder(k=2)), "cpu")
     with pytest.raises(

@@ -58,7 +58,7 @@ def fast_path_bins(gx: torch.Tensor, gy: torch.Tensor, n: int) -> torch.Tensor:
     if bins.symmetric:
         buf = torch.empty((_sign_code(n).rows, 1, 1, size), dtype=torch.float64)
         buf[-2, 0, 0], buf[-1, 0, 0] = gx, gy
-        idx = _index_symmetric(buf, q, m, bins, 1, 1, size, 1, 1)
+        idx = _index_symmetric(buf, q, m, bins, 1, 1, size, 1, 1, False, False)
     else:
         cell = _cell_slots(1, 1, size, 1, 1, n + 1, torch.device("cpu"))
         idx = _index_generic(gx.view(1, 1, size), gy.view(1, 1, size), m, bins, cell)

@@ -13,8 +13,8 @@ from mouseemo.errors import DataError
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg q-values (adjusted p-values) of independent or positively dependent tests.
 
-    ``q_(i) = min_{j >= i} p_(j) * m / j`` over the sorted p-values, capped at 1; NaN stays NaN and does
-    not count as a test.
+    ``q_(i) = min_{j >= i} p_(j) * m / j`` over the sorted p-values (at most 1: the largest p-value
+    bounds every q-value); NaN stays NaN and does not count as a test. Tied p-values get one q-value.
 
     Shape:
         any shape -> the same shape.
@@ -32,9 +32,9 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     m = int(ok.sum())
     if m:
         vals = flat[ok]
-        order = np.argsort(vals, kind="stable")
+        order = np.argsort(vals)
         ranked = vals[order] * m / np.arange(1, m + 1)
-        adjusted = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+        adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
         out = np.empty(m)
         out[order] = adjusted
         q[ok] = out
@@ -46,8 +46,9 @@ def standardise_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     x = x - x.mean(axis=-1, keepdims=True)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    flat = norm[..., 0] <= 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))
-    return np.where(flat[..., None], 0.0, x / np.where(norm > 0, norm, 1.0)), flat
+    # (a centred row with an entry above 1 has a norm above 1: an absolute bound suffices)
+    flat = norm[..., 0] <= 1e-12
+    return np.divide(x, norm, out=np.zeros_like(x), where=~flat[..., None]), flat
 
 
 def circular_crosscorrelation(x: np.ndarray, y: np.ndarray, workers: int | None = None) -> np.ndarray:
@@ -80,9 +81,10 @@ def circular_crosscorrelation(x: np.ndarray, y: np.ndarray, workers: int | None 
     num_t = x.shape[1]
     xs, _ = standardise_rows(x)
     ys, _ = standardise_rows(y)
-    fx = sp_fft.rfft(xs, axis=1, workers=workers or -1)
-    fy = sp_fft.rfft(ys, axis=1, workers=workers or -1)
-    return sp_fft.irfft(np.conj(fy)[None] * fx[:, None], n=num_t, axis=-1, workers=workers or -1)
+    with sp_fft.set_workers(workers or -1):
+        fx = sp_fft.rfft(xs)
+        fy = sp_fft.rfft(ys)
+        return sp_fft.irfft(np.conj(fy)[None] * fx[:, None], n=num_t)
 
 
 def remove_slow_baseline(x: np.ndarray, fs: float, window_s: float, smooth_s: float = 2.0) -> np.ndarray:

@@ -24,15 +24,17 @@ class StageMetrics(nn.Module):
         self.stage = stage
         self.classes = list(classes)
         k = len(self.classes)
+        # update() drops frames labelled IGNORE_INDEX before any metric sees them; "macro" is
+        # torchmetrics' default average
         self.scalars = MetricCollection(
             {
-                "accuracy": MulticlassAccuracy(k, average="micro", ignore_index=IGNORE_INDEX),
-                "balanced_accuracy": MulticlassAccuracy(k, average="macro", ignore_index=IGNORE_INDEX),
-                "macro_f1": MulticlassF1Score(k, average="macro", ignore_index=IGNORE_INDEX),
+                "accuracy": MulticlassAccuracy(k, average="micro"),
+                "balanced_accuracy": MulticlassAccuracy(k),
+                "macro_f1": MulticlassF1Score(k),
             }
         )
-        self.per_class_f1 = MulticlassF1Score(k, average=None, ignore_index=IGNORE_INDEX)
-        self.confmat = MulticlassConfusionMatrix(k, ignore_index=IGNORE_INDEX)
+        self.per_class_f1 = MulticlassF1Score(k, average=None)
+        self.confmat = MulticlassConfusionMatrix(k)
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         keep = target != IGNORE_INDEX

@@ -162,8 +162,8 @@ def _index_symmetric(
     cols: int,
     pr: int,
     pc: int,
-    axes_exact: bool = False,
-    rowwise: bool = False,
+    axes_exact: bool,
+    rowwise: bool,
 ) -> Tensor:
     """Scatter index (int64, flat) for symmetric edge sets; see :func:`_sign_code`.
 

@@ -72,7 +72,8 @@ def _fine_steps(orientations: int) -> int | None:
     """``K`` for the fast path (see above), or None when no power of two fits."""
     k = 1 << max(0, round(math.log2(2100.0 / orientations)))
     half = 90.0 / (k * orientations)  # 0.5 / D, degrees
-    ok = _PHASE_TOL * 1.5 < half < _AXIS_GAP - _PHASE_TOL * 1.5 and 2 * orientations * k < 32767
+    # (half > 0.03 keeps the int16 codes 2 n K < 6000 below 32767)
+    ok = _PHASE_TOL * 1.5 < half < _AXIS_GAP - _PHASE_TOL * 1.5
     return k if ok else None
 
 
