@@ -34,6 +34,7 @@ import numpy as np
 from mouseemo.errors import ConfigError, DataError
 from mouseemo.inference.qc import BLUR_RATIO, DRIFT_R_FLAG, FrameStats
 from mouseemo.inference.rateable_model import FEATURES, RateableModel
+from mouseemo.inference.scorers import confidence_of
 from mouseemo.utils.io import atomic_path
 
 #: Columns appended to the prediction CSV, after the score columns.
@@ -91,16 +92,6 @@ class MotionCollector:
 def _log_ratio(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return np.log((x + _EPS) / (float(np.median(x)) + _EPS)) if len(x) else x
-
-
-def confidence_of(scores: np.ndarray, prefix: str) -> np.ndarray:
-    """Per-frame confidence as QC measures it: the top probability, or the gap between the best and
-    second-best similarity (:meth:`mouseemo.inference.scorers.Scorer.confidence`)."""
-    s = np.asarray(scores, np.float64)
-    if prefix == "prob" or s.shape[1] < 2:
-        return s.max(axis=1)
-    top = np.sort(s, axis=1)
-    return top[:, -1] - top[:, -2]
 
 
 def label_agreement(labels: np.ndarray, half: int = AGREEMENT_HALF_WINDOW) -> np.ndarray:

@@ -48,6 +48,16 @@ DEFAULT_MIN_CONFIDENCE = {"prob": 0.5, "similarity": 0.01}
 ScoreFn = Callable[..., torch.Tensor]
 
 
+def confidence_of(scores: np.ndarray, prefix: str) -> np.ndarray:
+    """Per-frame confidence of ``(b, K)`` scores: the top probability (``prefix == "prob"``, or one
+    score), else the gap between the best and second-best similarity."""
+    s = np.asarray(scores)
+    if prefix == "prob" or s.shape[1] < 2:
+        return s.max(axis=1)
+    top = np.sort(s, axis=1)
+    return top[:, -1] - top[:, -2]
+
+
 class Scorer:
     """What :func:`mouseemo.inference.pipeline.predict_video` needs from a model.
 
@@ -158,11 +168,7 @@ class Scorer:
 
     def confidence(self, scores: torch.Tensor) -> np.ndarray:
         """Per-frame confidence, ``(b,)`` float32 (see :attr:`confidence_measure`)."""
-        s = scores.float()
-        if self.prefix == "prob" or s.shape[1] < 2:
-            return s.max(dim=1).values.cpu().numpy()
-        top = torch.topk(s, 2, dim=1).values
-        return (top[:, 0] - top[:, 1]).cpu().numpy()
+        return confidence_of(scores.float().cpu().numpy(), self.prefix).astype(np.float32)
 
     def describe(self) -> dict:
         """The model's entry in the summary JSON."""
