@@ -29,10 +29,18 @@ case "$module" in
                  tests='"tests/test_core_metrics.py"' ;;
   joint_metrics) mutate='"mouseemo/models/joint_metrics.py"'
                  tests='"tests/test_core_joint_metrics.py"' ;;
-  # (the command-line test runs `python -m mouseemo` in a subprocess, which inherits mutmut's
-  # stats-collecting mode and fails there)
-  correlates)    mutate='"mouseemo/analysis/correlates.py", "mouseemo/analysis/correlates_stats.py"'
-                 tests='"tests/test_core_correlates.py", "tests/test_correlates.py", "--deselect", "tests/test_correlates.py::test_bad_input_is_one_clear_line"' ;;
+  # correlate_neurons against its direct reference, and the fast tests of the older file (its
+  # calibration-population tests take minutes per mutant; the command-line test runs
+  # `python -m mouseemo` in a subprocess, which inherits mutmut's stats-collecting mode and fails there)
+  correlates)    mutate='"mouseemo/analysis/correlates.py"'
+                 ct=tests/test_correlates.py
+                 tests="\"tests/test_core_correlates.py\", \"tests/test_core_correlate_neurons.py\""
+                 for t in planted_neurons_are_found_with_their_emotion_and_lag null_is_calibrated_for_autocorrelated_independent_signals \
+                          pair_test_is_calibrated_on_untuned_neurons_and_finds_the_tuned_ones two_sided_finds_suppressed_neurons \
+                          correlate_bad_input short_session_warns_with_the_smallest_achievable_p_value \
+                          traces_on_imaging_clock_bins_and_errors slow_baseline_keeps_an_emotion_block_and_takes_the_drift; do
+                   tests+=", \"$ct::test_$t\""
+                 done ;;
   correlates_stats) mutate='"mouseemo/analysis/correlates_stats.py"'
                  tests='"tests/test_core_correlates.py"' ;;
   scorers)       mutate='"mouseemo/inference/scorers.py"'

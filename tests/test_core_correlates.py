@@ -211,7 +211,9 @@ def _reference_pooled(z, pools, shape, live, strata, min_pairs, in_pool):
             members = [i for i in grp if in_pool[i, k]] or grp
             vals = np.concatenate([pools[i, k] for i in members])
             for i in grp:
-                p[i, k] = (np.sum(vals >= z[i, k] - 1e-9) + 1.0) / (len(vals) + 1.0)
+                # the threshold in the pool's dtype (float32 pools: a z equal to a null value is a tie)
+                thr = np.asarray(z[i, k] - 1e-9).astype(vals.dtype)
+                p[i, k] = (np.sum(vals >= thr) + 1.0) / (len(vals) + 1.0)
             smallest = min(smallest, len(vals))
     return p, smallest
 

@@ -1,0 +1,225 @@
+"""`correlate_neurons` against a direct reference: every field of its result recomputed with shifted
+copies and dot products (no FFT, no pooling code of the product), on small recordings that exercise
+the lag sweep, both tails, both tests, the slow baseline, the strata of the pooled null, chunking,
+drawn shifts, constant neurons and constant traces."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
+
+from mouseemo.analysis.correlates import correlate_neurons
+from tests.test_core_correlates import _reference_pooled, reference_bh
+
+FS = 2.0  # 2 Hz: 600 samples cover 300 s, longer than the 120 s baseline window
+
+
+def _baseline_off(x, fs):
+    """Each row less its running mean (2 s) followed by a running minimum and maximum over 120 s."""
+    win = min(int(round(120.0 * fs)), x.shape[1])
+    smooth = uniform_filter1d(x, max(1, int(round(2.0 * fs))), axis=1, mode="reflect")
+    return x - maximum_filter1d(minimum_filter1d(smooth, win, axis=1), win, axis=1)
+
+
+def _corr_at_shift(x, y, s):
+    """corr(y[k, t], x[n, t + s]) for every (n, k), by rolling and dot products."""
+    xr = np.roll(x, -s, axis=1)
+    xc = xr - xr.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    nx, ny = np.linalg.norm(xc, axis=1), np.linalg.norm(yc, axis=1)
+    out = (xc @ yc.T) / np.outer(np.where(nx > 1e-12, nx, np.inf), np.where(ny > 1e-12, ny, np.inf))
+    return out
+
+
+def reference(activity, traces, fs, lags_s, shifts, alpha, tail, test):
+    """What `correlate_neurons` returns, from its definition, for the given shifts (in samples)."""
+    x = _baseline_off(np.asarray(activity, float), fs)
+    y = np.asarray(traces, float)
+    n, k = x.shape[0], y.shape[0]
+    t = x.shape[1]
+    lags = np.unique(np.round(np.asarray(lags_s) * fs).astype(int))
+    cc = {
+        s: _corr_at_shift(x, y, s % t)
+        for s in set(np.concatenate([lags, (shifts[:, None] + lags).ravel()]) % t)
+    }
+
+    def score(c):
+        return np.abs(c) if tail == "two-sided" else c
+
+    obs_all = np.stack([score(cc[lag % t]) for lag in lags], axis=2)  # (n, k, L)
+    j = obs_all.argmax(axis=2)
+    r = np.stack([cc[lag % t] for lag in lags], axis=2)[np.arange(n)[:, None], np.arange(k)[None], j]
+    obs = obs_all.max(axis=2)
+    null = np.stack([np.max([score(cc[(s + lag) % t]) for lag in lags], axis=0) for s in shifts], axis=2)
+    mu, sd = null.mean(axis=2), null.std(axis=2)
+    sd = np.where(sd > 0, sd, 1.0)
+    z = (obs - mu) / sd
+    num_s = len(shifts)
+    p_shift = (1.0 + (null >= obs[..., None]).sum(axis=2)) / (num_s + 1.0)
+    # min-p over traces at every alignment (the true one first), each among all alignments of its pair
+    align = np.concatenate([obs[..., None], null], axis=2)
+    p_all = np.empty(align.shape)
+    for i in range(n):
+        for kk in range(k):
+            ordered = np.sort(align[i, kk])
+            p_all[i, kk] = (num_s + 1 - np.searchsorted(ordered, align[i, kk], side="left")) / (num_s + 1.0)
+    minp = p_all.min(axis=1)
+    p_neuron = (minp <= minp[:, :1] + 1e-12).sum(axis=1) / (num_s + 1.0)
+    flat_x = np.linalg.norm(x - x.mean(axis=1, keepdims=True), axis=1) <= 1e-12
+    flat_y = np.linalg.norm(y - y.mean(axis=1, keepdims=True), axis=1) <= 1e-12
+    if test == "pairs":
+        pool_at = np.unique(np.linspace(0, num_s - 1, min(num_s, 4000)).round().astype(int))
+        pools = (null[:, :, pool_at] - mu[..., None]) / sd[..., None]
+        c = x - x.mean(axis=1, keepdims=True)
+        s2 = np.sqrt((c**2).mean(axis=1))
+        skew = (c**3).mean(axis=1) / np.where(s2 > 0, s2, 1.0) ** 3
+        p_pair, _ = _reference_pooled(z, pools.astype(np.float32), skew, ~flat_x, 10, 20, p_shift >= 0.05)
+        p_pair[:, flat_y] = 1.0
+    else:
+        p_pair = p_shift.copy()
+    q_pair = reference_bh(p_pair.ravel()).reshape(n, k)
+    best = np.array([min(range(k), key=lambda kk: (p_pair[i, kk], -z[i, kk])) for i in range(n)])
+    stat = score(r)[np.arange(n), best]
+    if test == "pairs":
+        p, q = p_pair[np.arange(n), best], q_pair[np.arange(n), best]
+    else:
+        p = np.where(flat_x, 1.0, p_neuron)
+        q = reference_bh(p)
+    significant = (q < alpha) & ((stat > 0) | (tail == "two-sided"))
+    return dict(
+        r=r,
+        lag_s=lags[j] / fs,
+        z=z,
+        p_shift=p_shift,
+        p_pair=p_pair,
+        q_pair=q_pair,
+        best=best,
+        stat=stat,
+        p=p,
+        q=q,
+        significant=significant,
+        null_minp=minp[:, 1:],
+        lags_s=lags / fs,
+    )
+
+
+def recording(seed, n=64, k=3, t=600):
+    """Neurons of varied shapes (Gaussian, sparse events, drift), some following a trace at a lag,
+    one suppressed by a trace, one constant; traces of bouts, the last one constant when asked."""
+    rng = np.random.default_rng(seed)
+    y = uniform_filter1d((rng.random((k, t)) < 0.03).astype(float), 8, axis=1, mode="wrap") * 4.0
+    y += 0.05 * rng.standard_normal((k, t))
+    x = uniform_filter1d(rng.standard_normal((n, t)), 3, axis=1, mode="wrap")
+    x[: n // 3] = rng.exponential(1.0, (n // 3, t)) ** 3  # skewed, sparse-like rows
+    x[n // 3 : n // 2] += np.linspace(0, 4, t) * rng.uniform(0.5, 2, (n // 2 - n // 3, 1))  # drift
+    for i, kk in zip(range(n // 2, n // 2 + 9), [0, 1, 2] * 3):
+        x[i] += 1.5 * np.roll(y[kk], 1 + i % 2)  # activity follows the face by 0.5 s or 1 s
+    x[n - 2] -= 2.0 * y[1]  # suppressed
+    x[n - 1] = 3.0  # constant
+    return x, y
+
+
+CASES = [
+    # (seed, lags_s, tail, test, num_shifts, min_shift_s, max_chunk_bytes, constant trace)
+    (0, (0.0, 0.5, 1.0), "greater", "pairs", None, 0.0, 256 * 2**20, False),
+    (1, (0.5,), "two-sided", "pairs", 150, 0.0, 40_000, True),
+    (2, (-0.5, 0.0, 1.0), "greater", "neurons", None, 0.0, 256 * 2**20, False),
+    (3, (0.0, 1.0), "two-sided", "neurons", 200, 30.0, 40_000, False),
+    (4, (1.0,), "greater", "pairs", None, 20.0, 256 * 2**20, True),
+]
+
+
+@pytest.mark.parametrize("seed,lags,tail,test,num_shifts,min_shift_s,chunk,flat_trace", CASES)
+def test_correlate_neurons_equals_its_definition(
+    seed, lags, tail, test, num_shifts, min_shift_s, chunk, flat_trace
+):
+    x, y = recording(seed)
+    alpha = 0.1 if test == "pairs" else 0.5  # the exact neuron test resolves little in 5 minutes
+    if flat_trace:
+        y[-1] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = correlate_neurons(
+            x,
+            y,
+            FS,
+            lags_s=lags,
+            tail=tail,
+            test=test,
+            num_shifts=num_shifts,
+            min_shift_s=min_shift_s,
+            max_chunk_bytes=chunk,
+            seed=seed,
+            alpha=alpha,
+        )
+    t = x.shape[1]
+    lo = max(int(np.ceil(min_shift_s * FS)), 1)
+    allowed = np.arange(lo, t - lo + 1)
+    if num_shifts is None:
+        shifts = allowed
+    else:
+        shifts = np.sort(np.random.default_rng(seed).choice(allowed, size=num_shifts, replace=False))
+    np.testing.assert_array_equal(got.shifts_s * FS, shifts)
+    ref = reference(x, y, FS, lags, shifts, alpha, tail, test)
+    for name in ("r", "lag_s", "z", "stat", "lags_s"):
+        np.testing.assert_allclose(getattr(got, name), ref[name], rtol=1e-9, atol=1e-9, err_msg=name)
+    for name in ("p_shift", "p_pair", "q_pair", "p", "q", "null_minp"):
+        np.testing.assert_allclose(getattr(got, name), ref[name], rtol=1e-12, atol=0, err_msg=name)
+    np.testing.assert_array_equal(got.best, ref["best"])
+    np.testing.assert_array_equal(got.significant, ref["significant"])
+    assert got.test == test and got.tail == tail and got.alpha == alpha and got.fs == FS
+    # the test has something to find and something to leave: not all-or-nothing
+    assert 0 < got.significant.sum() < len(x) - 10
+    if flat_trace:
+        assert (got.p_pair[:, -1] == 1.0).all() and (got.r[:, -1] == 0.0).all()
+    assert got.p[-1] == 1.0 and not got.significant[-1]  # the constant neuron
+
+
+def test_result_tables_counts_and_preferred_emotions():
+    x, y = recording(0)
+    res = correlate_neurons(
+        x, y, FS, names=["joy", "fear", "pain"], neuron_ids=np.arange(64) + 100, lags_s=(0.5, 1.0)
+    )
+    sig = res.significant
+    assert 0 < sig.sum() < 64 and res.num_neurons == 64
+    pref = res.preferred
+    assert pref == [["joy", "fear", "pain"][b] if s else "none" for b, s in zip(res.best, sig)]
+    counts = res.counts()
+    assert list(counts) == ["joy", "fear", "pain", "none"]
+    assert counts == {n: pref.count(n) for n in ["joy", "fear", "pain", "none"]}
+    assert counts["none"] == 64 - sig.sum()
+    frac = res.fractions()
+    assert frac == {n: c / 64 for n, c in counts.items()}
+    np.testing.assert_array_equal(res.r_best, res.r[np.arange(64), res.best])
+    np.testing.assert_array_equal(res.lag_best, res.lag_s[np.arange(64), res.best])
+    header, rows = res.rows()
+    assert header == [
+        "neuron",
+        "preferred",
+        "r",
+        "lag_s",
+        "p",
+        "q",
+        "significant",
+        "r_joy",
+        "r_fear",
+        "r_pain",
+        "p_joy",
+        "p_fear",
+        "p_pain",
+        "q_joy",
+        "q_fear",
+        "q_pain",
+    ]
+    assert len(rows) == 64 and all(len(row) == len(header) for row in rows)
+    i = int(np.flatnonzero(sig)[0])
+    row = rows[i]
+    assert row[0] == 100 + i and isinstance(row[0], int) and row[1] == pref[i] and row[6] == 1
+    assert row[2] == f"{res.r_best[i]:.5f}" and row[3] == f"{res.lag_best[i]:.4f}"
+    assert row[4] == f"{res.p[i]:.6g}" and row[5] == f"{res.q[i]:.6g}"
+    assert row[7:10] == [f"{v:.5f}" for v in res.r[i]]
+    assert row[10:13] == [f"{v:.6g}" for v in res.p_pair[i]]
+    assert row[13:16] == [f"{v:.6g}" for v in res.q_pair[i]]
+    assert rows[63][6] == 0 and rows[63][1] == "none"  # the constant neuron
+    assert "null_minp" not in repr(res) and "names=" in repr(res)
