@@ -223,3 +223,36 @@ def test_result_tables_counts_and_preferred_emotions():
     assert row[13:16] == [f"{v:.6g}" for v in res.q_pair[i]]
     assert rows[63][6] == 0 and rows[63][1] == "none"  # the constant neuron
     assert "null_minp" not in repr(res) and "names=" in repr(res)
+
+
+def test_calibration_table_rates_errors_and_verdicts():
+    from scipy.stats import binom
+
+    from mouseemo.analysis.correlates_sim import calibration_table
+
+    calls = []
+
+    def pvalues_of(act, traces):
+        # untuned rows get 0.005 (below 0.01) in the first recording and 0.2 in the second
+        calls.append(act.shape)
+        return np.full((act.shape[0], traces.shape[0]), 0.005 if len(calls) % 2 else 0.2)
+
+    small = dict(minutes=1.0, num_untuned=20, num_tuned=6, num_background=4, k=2)
+    (row,) = calibration_table(pvalues_of, ["gaussian"], seeds=(0, 1), **small)
+    assert calls == [(30, 900), (30, 900)]
+    assert row["population"] == "gaussian" and row["pairs"] == 80
+    assert row["rate@0.01"] == 0.5 and row["rate@0.05"] == 0.5 and row["rate@0.001"] == 0.0
+    # the per-recording rates are 1 and 0: their standard error is 0.5
+    assert row["se@0.01"] == pytest.approx(0.5) and row["se@0.001"] == 0.0
+    assert row["limit@0.01"] == binom.ppf(0.95, 80, 0.01) / 80 and not row["pass"]
+    assert 0.5 < row["upper@0.01"] < 0.7
+    # the deep tail is reported, not judged; one recording has no spread to measure
+    (row,) = calibration_table(
+        lambda a, t: np.full((a.shape[0], t.shape[0]), 0.0005),
+        ["sparse"],
+        seeds=(3,),
+        alphas=(0.0001,),
+        **small,
+    )
+    assert row["rate@0.001"] == 1.0 and row["pass"] and np.isnan(row["se@0.0001"])
+    assert "rate@0.01" not in row
