@@ -245,6 +245,8 @@ def test_calibration_table_rates_errors_and_verdicts():
     # the per-recording rates are 1 and 0: their standard error is 0.5
     assert row["se@0.01"] == pytest.approx(0.5) and row["se@0.001"] == 0.0
     assert row["limit@0.01"] == binom.ppf(0.95, 80, 0.01) / 80 and not row["pass"]
+    # within alpha + 1.645 SE: 0.5 <= 0.01 + 0.82 and 0.5 <= 0.05 + 0.82
+    assert row["pass_se"]
     assert 0.5 < row["upper@0.01"] < 0.7
     # the deep tail is reported, not judged; one recording has no spread to measure
     (row,) = calibration_table(
@@ -255,4 +257,5 @@ def test_calibration_table_rates_errors_and_verdicts():
         **small,
     )
     assert row["rate@0.001"] == 1.0 and row["pass"] and np.isnan(row["se@0.0001"])
+    assert not row["pass_se"]  # no spread measured: no claim
     assert "rate@0.01" not in row

@@ -172,7 +172,9 @@ def calibration_table(
         ``se@a`` (its standard error from the spread between recordings: pairs of one recording share
         its face traces, so they are not independent draws; ``nan`` for one recording), ``upper@a``
         (its Clopper-Pearson upper 95 % bound), ``limit@a`` (the most a calibrated null shows 95 % of
-        the time) and ``pass`` (every rate of ``alphas`` at most its limit).
+        the time), ``pass`` (every rate of ``alphas`` at most its limit) and ``pass_se`` (every rate of
+        ``alphas`` at most ``alpha + 1.645 se``: calibration not rejected at 5 % with the error the
+        recordings show; ``nan`` errors never pass).
     """
     rows = []
     for population in populations:
@@ -181,7 +183,7 @@ def calibration_table(
             act, traces, tuned = calibration_recording(population, seed, **recording)
             ps.append(np.asarray(pvalues_of(act, traces))[tuned == -1].ravel())
         p = np.concatenate(ps)
-        row = {"population": population, "pairs": len(p), "pass": True}
+        row = {"population": population, "pairs": len(p), "pass": True, "pass_se": True}
         for a in (*alphas, *report_alphas):
             count = int((p < a).sum())
             per_recording = np.array([np.mean(q < a) for q in ps])
@@ -193,5 +195,6 @@ def calibration_table(
             row[f"limit@{a:g}"] = _limit(len(p), a)
             if a in alphas:
                 row["pass"] &= row[f"rate@{a:g}"] <= row[f"limit@{a:g}"]
+                row["pass_se"] &= bool(row[f"rate@{a:g}"] <= a + 1.645 * row[f"se@{a:g}"])
         rows.append(row)
     return rows
