@@ -259,3 +259,143 @@ def test_calibration_table_rates_errors_and_verdicts():
     assert row["rate@0.001"] == 1.0 and row["pass"] and np.isnan(row["se@0.0001"])
     assert not row["pass_se"]  # no spread measured: no claim
     assert "rate@0.01" not in row
+
+
+def _one_line(exc_type, call, message):
+    with pytest.raises(exc_type) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_every_refusal_and_warning_of_correlate_neurons_word_for_word():
+    from mouseemo.errors import ConfigError, DataError
+
+    rng = np.random.default_rng(9)
+    act, tr = rng.normal(size=(3, 40)), rng.normal(size=(2, 40))
+    run = correlate_neurons
+    _one_line(DataError, lambda: run(act[0], tr, 10.0), "activity must be (neurons, frames); got shape (40,)")
+    _one_line(
+        DataError,
+        lambda: run(act, tr[:, :30], 10.0),
+        "traces (2, 30) and activity (3, 40) are not on one clock (need (K, T) and (N, T) with the same T)",
+    )
+    _one_line(ConfigError, lambda: run(act, tr, 10.0, names=["joy"]), "1 names for 2 traces")
+    _one_line(DataError, lambda: run(act, tr, 10.0, neuron_ids=[4, 5]), "2 neuron ids for 3 neurons")
+    _one_line(DataError, lambda: run(act[:0], tr, 10.0), "no neurons to correlate")
+    bad = act.copy()
+    bad[1, 5] = np.inf
+    _one_line(
+        DataError,
+        lambda: run(bad, tr, 10.0, neuron_ids=[10, 12, 14]),
+        "neural traces contain NaN or inf (1 values; first: neuron 12 at sample 5); fill or drop those samples first",
+    )
+    bad = tr.copy()
+    bad[1, 3:5] = np.nan
+    _one_line(
+        DataError,
+        lambda: run(act, bad, 10.0, names=["joy", "fear"]),
+        "face traces contain NaN or inf (2 values; first: fear at sample 3); fill or drop those samples first",
+    )
+    for alpha in (0.0, 1.0):
+        _one_line(
+            ConfigError, lambda a=alpha: run(act, tr, 10.0, alpha=a), f"alpha must be in (0, 1); got {alpha}"
+        )
+    _one_line(
+        ConfigError,
+        lambda: run(act, tr, 10.0, num_shifts=0),
+        "num_shifts must be >= 1 (or None for every shift); got 0",
+    )
+    _one_line(
+        ConfigError,
+        lambda: run(act, tr, 10.0, lags_s=[1.0]),
+        "lags up to 1.0 s are too long for 4.0 s of data",
+    )
+    _one_line(
+        DataError,
+        lambda: run(act, tr, 10.0, min_shift_s=2.1),
+        "4.0 s of overlapping data is too short for circular shifts of at least 2.1 s; record longer or lower min_shift_s",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the edges of what is accepted
+        assert run(act, tr, 0.5).fs == 0.5  # a slow microscope
+        assert run(act, tr, 10.0, lags_s=[0.9]).lags_s.tolist() == [0.9]  # 9 samples < 40 // 4
+        assert len(run(act, tr, 10.0, num_shifts=1).shifts_s) == 1
+        assert run(act, tr, 10.0, strata=1).p_pair.shape == (3, 2)
+        assert run(act, tr, 10.0, min_shift_s=2.0).shifts_s.tolist() == [2.0]  # the one shift of 20
+        one = run(act, tr[0], 10.0)  # a single trace as a 1-D array
+        assert one.names == ["trace0"] and one.r.shape == (3, 1)
+        np.testing.assert_allclose(
+            one.r[:, 0], [np.corrcoef(tr[0], a)[0, 1] for a in _baseline_off(act, 10.0)], atol=1e-12
+        )
+        # the default seed draws the shifts
+        drawn = run(act, tr, 10.0, num_shifts=5).shifts_s * 10.0
+        np.testing.assert_array_equal(
+            drawn, np.sort(np.random.default_rng(0).choice(np.arange(1, 40), 5, replace=False))
+        )
+    flat = tr.copy()
+    flat[1] = 2.0
+    with pytest.warns(UserWarning) as rec:
+        run(act, flat, 10.0, names=["joy", "fear"])
+    messages = [str(w.message) for w in rec]
+    assert "face trace(s) ['fear'] are constant: they correlate 0" in messages
+    with pytest.warns(UserWarning) as rec:
+        run(act, tr, 10.0, num_shifts=100)
+    assert str(rec[0].message) == (
+        "only 39 circular shifts fit in 4.0 s of data; using all of them (p-values no smaller than 0.025)"
+    )
+    with pytest.warns(UserWarning) as rec:
+        run(act, tr, 10.0, test="neurons")
+    assert str(rec[0].message) == (
+        "4.0 s of data is too short for the 'neurons' test: its smallest achievable p-value is 0.025, above "
+        "alpha / 3 tests = 0.017, so a lone selective neuron cannot be significant; record longer or use test='pairs'"
+    )
+    with pytest.warns(UserWarning) as rec:
+        run(act, tr, 10.0)
+    assert str(rec[0].message) == (
+        "4.0 s of data is too short for the 'pairs' test: its smallest achievable p-value is 0.0085, above "
+        "alpha / 6 tests = 0.0083, so a lone selective neuron cannot be significant; record longer"
+    )
+
+
+def test_fractions_of_a_single_neuron():
+    x, y = recording(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = correlate_neurons(x[60:61], y, FS)
+    frac = res.fractions()
+    assert sum(frac.values()) == 1.0 and max(frac.values()) == 1.0
+
+
+def test_traces_on_imaging_clock_means_bins_and_interpolates_empty_ones():
+    from mouseemo.analysis.correlates import traces_on_imaging_clock
+    from mouseemo.data.sync import resample
+    from mouseemo.errors import DataError
+
+    t_cam = np.arange(400) / 20.0
+    t_cam = np.delete(t_cam, np.arange(100, 110))  # half a second of dropped camera frames
+    scores = np.stack([t_cam**2, np.sin(3 * t_cam)], axis=1).astype(np.float32)
+    t_img = 0.3 + np.arange(150) / 10.0
+    tr, align = traces_on_imaging_clock(scores, t_cam, t_img, lag_s=0.25, min_overlap_s=1.0)
+    assert align.lag_s == 0.25 and align.t_neural[0] == pytest.approx(0.55)
+    assert tr.dtype == np.float64 and tr.shape == (2, len(align.t_neural))
+    s64 = scores.astype(np.float64)
+    mean = resample(s64, t_cam, align.t_neural, method="mean", axis=0).T
+    lin = resample(s64, t_cam, align.t_neural, method="linear", axis=0).T
+    empty = ~np.isfinite(mean)
+    assert empty.any() and (~empty).any()
+    np.testing.assert_array_equal(tr[~empty], mean[~empty])
+    np.testing.assert_array_equal(tr[empty], lin[empty])
+    assert np.abs(mean[~empty] - lin[~empty]).max() > 1e-3  # a bin mean is not the interpolation
+    # the default overlap needed is 10 s: 10.5 s in common pass, 9.5 s do not
+    t_img = np.arange(0.0, 10.51, 0.1)
+    assert traces_on_imaging_clock(scores, t_cam, t_img)[0].shape[1] == len(t_img)
+    with pytest.raises(DataError, match="need at least 10.0 s in common"):
+        traces_on_imaging_clock(scores, t_cam, t_img[:96])
+    # two imaging frames in the overlap are enough; one is not
+    assert traces_on_imaging_clock(scores, t_cam, np.array([2.0, 2.1]), min_overlap_s=0.0)[0].shape == (2, 2)
+    _one_line(
+        DataError,
+        lambda: traces_on_imaging_clock(scores, t_cam, np.array([2.0]), min_overlap_s=0.0),
+        "fewer than 2 imaging frames overlap the face video",
+    )
