@@ -4,7 +4,7 @@ agreement and the false-positive rate among untuned cells, for each significance
     python benchmarks/correlates.py                     # 3, 4, 6, 10 min, seed 0: about 5 min on 2 cores
     python benchmarks/correlates.py --seeds 0 1 2 3     # the README's table (about 11 min once generated)
     python benchmarks/correlates.py --minutes 4 --tests pairs
-    python benchmarks/correlates.py --calibration                 # the null's calibration: about 3 min
+    python benchmarks/correlates.py --calibration --calibration-seeds 48   # the null's calibration: about 15 min
 
 Each (length, seed) is a paired cohort of 2 animals (one session each, 176 cells per field of view,
 72x96 video), generated once under ``--data`` and reused on later runs. Every session is analysed

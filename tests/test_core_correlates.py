@@ -209,14 +209,12 @@ def _reference_pooled(z, pools, shape, live, strata, min_pairs, in_pool):
             grp = order[start : start + base + (g < extra)]
             start += base + (g < extra)
             members = [i for i in grp if in_pool[i, k]] or grp
-            shared = np.concatenate([pools[i, k] for i in members])
+            vals = np.concatenate([pools[i, k] for i in members])
             for i in grp:
-                # a pair's own null always counts, also when it lends none to the others
-                vals = shared if i in members else np.concatenate([shared, pools[i, k]])
                 # the threshold in the pool's dtype (float32 pools: a z equal to a null value is a tie)
                 thr = np.asarray(z[i, k] - 1e-9).astype(vals.dtype)
                 p[i, k] = (np.sum(vals >= thr) + 1.0) / (len(vals) + 1.0)
-            smallest = min(smallest, len(shared))
+            smallest = min(smallest, len(vals))
     return p, smallest
 
 

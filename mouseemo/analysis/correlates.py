@@ -21,8 +21,10 @@ The analysis of Dolensek et al. (2020), made explicit:
    that reaches ``z``: the null of every pair of that emotion whose neuron has a similar activity
    shape, at every shift, each in its own standard deviations. The neurons are cut into
    :data:`STRATA` groups by the skewness of their activity, and pairs that are clearly correlated
-   (own-shift rank below :data:`POOL_MIN_P`) lend no null to the others (each pair's own null always
-   counts in its own pool: leaving it out just when the pair stands out would bias it). Pooling gives the tail the resolution that
+   (own-shift rank below :data:`POOL_MIN_P`) lend no null, not even to their own pool: a tuned pair's
+   shifts that land its responses on other bouts of the same emotion would make its own null heavy.
+   For an untuned pair that stands out by chance this leaves a slightly light pool, which
+   ``benchmarks/correlates.py --calibration`` shows in the deep tail (p < 0.001). Pooling gives the tail the resolution that
    one pair's own shifts cannot: a pair's rank among its own shifts is rarely below ``(width of its
    correlation peak) / T``, which on a 4-minute session is above what BH over a thousand pairs needs.
    Grouping keeps the pool exchangeable with the pair: rare-event and bursty neurons have a

@@ -134,9 +134,8 @@ def pooled_pvalues(
 
     Per trace, the live neurons are sorted by ``shape`` (e.g. the skewness of their activity) and cut
     into up to ``strata`` groups of at least ``min_pairs``; a pair's p-value is the fraction of its
-    group's pooled null values (every pair of the group that is ``in_pool``, at every pooled shift, and
-    always the pair's own) at or above its ``z``, counting itself. ``strata=1`` pools every live pair
-    of a trace.
+    group's pooled null values (every pair of the group that is ``in_pool``, at every pooled shift) at
+    or above its ``z``, counting itself. ``strata=1`` pools every live pair of a trace.
 
     Returns:
         ``(p (N, K), smallest pool size)``; neurons that are not live get 1.
@@ -155,17 +154,9 @@ def pooled_pvalues(
     for k in range(z.shape[1]):
         order = idx[np.argsort(shape[idx, k], kind="stable")]
         for grp in np.array_split(order, num_groups):
-            lends = in_pool[grp, k] if in_pool[grp, k].any() else np.ones(len(grp), bool)
-            pool = np.sort(pools[grp[lends], k].ravel())
-            thr = (z[grp, k] - 1e-9).astype(pool.dtype)
-            above = (len(pool) - np.searchsorted(pool, thr, side="left")).astype(np.float64)
-            size = np.full(len(grp), float(len(pool)))
-            # a pair that lends no null is still judged with its own null in the pool: leaving it out
-            # exactly when the pair's correlation stands out among its own shifts would bias its p-value
-            # down (a heavy-tailed pair would lose its heavy tail just when it matters)
-            for j in np.flatnonzero(~lends):
-                above[j] += np.count_nonzero(pools[grp[j], k] >= thr[j])
-                size[j] += pools.shape[2]
-            p[grp, k] = (above + 1.0) / (size + 1.0)
+            keep = grp[in_pool[grp, k]] if in_pool[grp, k].any() else grp
+            pool = np.sort(pools[keep, k].ravel())
+            above = len(pool) - np.searchsorted(pool, (z[grp, k] - 1e-9).astype(pool.dtype), side="left")
+            p[grp, k] = (above + 1.0) / (len(pool) + 1.0)
             smallest = min(smallest, len(pool))
     return p, smallest
