@@ -32,7 +32,7 @@ def _corr_at_shift(x, y, s):
     return out
 
 
-def reference(activity, traces, fs, lags_s, shifts, alpha, tail, test):
+def reference(activity, traces, fs, lags_s, shifts, alpha, tail, test, strata=10):
     """What `correlate_neurons` returns, from its definition, for the given shifts (in samples)."""
     x = _baseline_off(np.asarray(activity, float), fs)
     y = np.asarray(traces, float)
@@ -74,7 +74,7 @@ def reference(activity, traces, fs, lags_s, shifts, alpha, tail, test):
         c = x - x.mean(axis=1, keepdims=True)
         s2 = np.sqrt((c**2).mean(axis=1))
         skew = (c**3).mean(axis=1) / np.where(s2 > 0, s2, 1.0) ** 3
-        p_pair, _ = _reference_pooled(z, pools.astype(np.float32), skew, ~flat_x, 10, 20, p_shift >= 0.05)
+        p_pair, _ = _reference_pooled(z, pools.astype(np.float32), skew, ~flat_x, strata, 20, p_shift >= 0.05)
         p_pair[:, flat_y] = 1.0
     else:
         p_pair = p_shift.copy()
@@ -114,7 +114,7 @@ def recording(seed, n=64, k=3, t=600):
     x[: n // 3] = rng.exponential(1.0, (n // 3, t)) ** 3  # skewed, sparse-like rows
     x[n // 3 : n // 2] += np.linspace(0, 4, t) * rng.uniform(0.5, 2, (n // 2 - n // 3, 1))  # drift
     for i, kk in zip(range(n // 2, n // 2 + 9), [0, 1, 2] * 3):
-        x[i] += 1.5 * np.roll(y[kk], 1 + i % 2)  # activity follows the face by 0.5 s or 1 s
+        x[i] += 1.5 * np.roll(y[kk % k], 1 + i % 2)  # activity follows the face by 0.5 s or 1 s
     x[n - 2] -= 2.0 * y[1]  # suppressed
     x[n - 1] = 3.0  # constant
     return x, y
@@ -174,6 +174,28 @@ def test_correlate_neurons_equals_its_definition(
     if flat_trace:
         assert (got.p_pair[:, -1] == 1.0).all() and (got.r[:, -1] == 0.0).all()
     assert got.p[-1] == 1.0 and not got.significant[-1]  # the constant neuron
+
+
+def test_strata_two_traces_and_an_alpha_equal_to_a_q_value():
+    x, y = recording(5, k=2)
+    shifts = np.arange(1, x.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_strata = {}
+        for strata in (None, 1, 2):
+            got = correlate_neurons(x, y, FS, lags_s=(0.5,), strata=strata, alpha=0.1)
+            ref = reference(x, y, FS, (0.5,), shifts, 0.1, "greater", "pairs", strata=strata or 10)
+            np.testing.assert_allclose(got.p_pair, ref["p_pair"], rtol=1e-12, atol=0)
+            np.testing.assert_array_equal(got.best, ref["best"])
+            by_strata[strata] = got
+        assert not np.array_equal(by_strata[None].p_pair, by_strata[1].p_pair)  # the groups matter
+        got = by_strata[None]
+        assert set(got.best.tolist()) == {0, 1}  # with two traces, either can be a neuron's best
+        # significance is q < alpha, strictly: an alpha equal to a neuron's q-value leaves it out
+        i = int(np.flatnonzero(got.significant)[0])
+        at = correlate_neurons(x, y, FS, lags_s=(0.5,), alpha=float(got.q[i]))
+        assert not at.significant[i]
+        assert correlate_neurons(x, y, FS, lags_s=(0.5,), alpha=float(got.q[i]) * (1 + 1e-9)).significant[i]
 
 
 def test_result_tables_counts_and_preferred_emotions():
