@@ -1,0 +1,127 @@
+"""HOG's less travelled paths against scikit-image: the general path for uint8 square-root frames
+when OpenCV's ``phase`` is not used, CPU results under torch's deterministic mode, and the helpers
+of the exact bin rule (the search over doubles, numpy's bins of wider inputs)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mouseemo.errors import DataError
+from mouseemo.ops import HOGParams, hog
+from mouseemo.ops._hog.bins import _RAD2DEG, _first_double, numpy_bins
+from tests.test_core_hog import check, frames, fresh_tables  # noqa: F401 - fresh_tables is autouse
+
+
+@pytest.mark.parametrize("orientations", [8, 9, 7])
+def test_uint8_square_root_frames_without_opencv_phase_match_skimage(monkeypatch, orientations):
+    """Where OpenCV's ``phase`` fails its accuracy check, uint8 frames with ``transform_sqrt`` take
+    the general tiles (square roots from the table, float64 gradients), not the uint8 lookup table
+    of frames without square root."""
+    import mouseemo.ops._hog.opencv as opencv
+
+    monkeypatch.setattr(opencv, "_phase_error_ok", lambda: False)
+    x = frames("uint8", n=2)
+    assert not opencv._use_uint8_sqrt_path(torch.from_numpy(x), HOGParams.create(orientations))
+    check(x, orientations=orientations, ppc=(8, 8), cpb=(2, 2), sqrt=True)
+    t = hog(torch.from_numpy(x), orientations, 8, 2, "L2-Hys", True)
+    assert t.dtype == torch.float32
+    np.testing.assert_allclose(t.numpy(), hog(x, orientations, 8, 2, "L2-Hys", True), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind, sqrt", [("float64", True), ("uint8", False), ("int16", True)])
+def test_cpu_results_do_not_depend_on_deterministic_mode(kind, sqrt):
+    """CPU tiles add each cell's pixels in one order whatever torch's deterministic setting (the
+    per-bin sums of deterministic mode stand in for CUDA's atomics): the same features bit for bit."""
+    x = frames(kind, n=2, shape=(96, 128), seed=3)
+    ref = check(x, orientations=9, ppc=(16, 16), cpb=(2, 2), norm="L1", sqrt=sqrt)
+    ref_t = hog(torch.from_numpy(x), 9, 16, 2, "L1", sqrt, chunk_size=2)
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        got = hog(x, 9, 16, 2, "L1", sqrt)
+        got_t = hog(torch.from_numpy(x), 9, 16, 2, "L1", sqrt, chunk_size=2)
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    np.testing.assert_array_equal(got, ref)
+    assert got_t.dtype == ref_t.dtype and torch.equal(got_t, ref_t)
+
+
+def test_first_double_is_a_binary_search_over_doubles():
+    """The smallest double in ``[lo, hi]`` with a monotone predicate, in at most 64 probes (one per
+    bit of the doubles' ordering key), also across zero and when ``lo == hi``."""
+    probes = []
+
+    def counted(predicate):
+        def probe(a):
+            probes.append(a)
+            assert len(probes) <= 64, "more probes than a binary search over 64-bit keys makes"
+            return predicate(a)
+
+        return probe
+
+    cases = [
+        (lambda a: a * _RAD2DEG >= 22.5, math.ulp(0.0), math.pi),
+        (lambda a: a * _RAD2DEG + 180.0 >= 135.0, -math.pi, -math.ulp(0.0)),
+        (lambda a: a >= -3e-310, -1.0, 1.0),
+        (lambda a: a >= 0.25, 0.25, 0.5),
+    ]
+    for predicate, lo, hi in cases:
+        probes.clear()
+        t = _first_double(counted(predicate), lo, hi)
+        assert lo <= t <= hi and predicate(t)
+        assert t == lo or not predicate(math.nextafter(t, -math.inf))
+    assert _first_double(lambda a: a * _RAD2DEG >= 22.5, math.ulp(0.0), math.pi) == math.radians(22.5)
+    probes.clear()
+    assert _first_double(counted(lambda a: True), 2.0, 2.0) == 2.0
+    assert len(probes) == 0
+
+
+def test_numpy_bins_reads_gradients_as_float64():
+    """Wider inputs are rounded to float64 first, as scikit-image's gradients are float64: a long
+    double gradient a hair off the 45 or 135 degree edge is an exact tie there in float64 (the
+    upper bin)."""
+    if np.finfo(np.longdouble).nmant <= np.finfo(np.float64).nmant:
+        pytest.skip("long double is float64 on this machine")
+    one = np.longdouble(1)
+    hair = one + np.longdouble(2) ** -60
+    gx = np.array([hair, one, -hair, one, hair], dtype=np.longdouble)
+    gy = np.array([one, hair, one, -hair, -one], dtype=np.longdouble)
+    assert (gx != np.round(gx)).any()  # the hair survives in long double
+    got = numpy_bins(gx, gy, 8)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, [2, 2, 6, 6, 6])
+    np.testing.assert_array_equal(got, numpy_bins(gx.astype(np.float64), gy.astype(np.float64), 8))
+
+
+def test_uint8_square_root_frames_take_the_opencv_path_for_usual_orientation_counts():
+    """``K`` fine steps per bin exist for every orientation count up to 360: a power of two with
+    half a step (``90 / (K n)`` degrees) above twice OpenCV's phase error bound, below the axis gap
+    less that margin, and int16 codes ``2 n K`` (so uint8 square-root CPU frames take the OpenCV path)."""
+    import mouseemo.ops._hog.opencv as opencv
+
+    for n in range(1, 361):
+        k = opencv._fine_steps(n)
+        assert k is not None and k & (k - 1) == 0, n
+        half = 90.0 / (k * n)
+        assert 1.5 * opencv._PHASE_TOL < half < opencv._AXIS_GAP - 1.5 * opencv._PHASE_TOL, n
+        assert 2 * n * k < 6000
+    assert opencv._fine_steps(8) == 256 and opencv._fine_steps(9) == 256 and opencv._fine_steps(360) == 8
+    assert opencv._fine_steps(4000) is None  # steps finer than the phase error: the general path
+    x = torch.zeros(2, 64, 64, dtype=torch.uint8)
+    assert opencv._use_uint8_sqrt_path(x, HOGParams.create())
+    assert not opencv._use_uint8_sqrt_path(x, HOGParams.create(transform_sqrt=False))
+    assert not opencv._use_uint8_sqrt_path(x.to(torch.int16), HOGParams.create())
+    assert not opencv._use_uint8_sqrt_path(x, HOGParams.create(orientations=4000))
+
+
+def test_tensor_dtypes_without_arithmetic_are_refused():
+    """Sub-byte integer tensors (torch's shell dtypes) hold no values HOG can difference."""
+    for name in ("uint3", "int4", "uint1"):
+        dtype = getattr(torch, name, None)
+        if dtype is None:
+            continue
+        with pytest.raises(DataError, match=f"images must hold real numbers; got dtype torch.{name}$"):
+            hog(torch.zeros(64, 64, dtype=dtype))
