@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mouseemo.errors import DataError
-from mouseemo.ops import HOGParams, hog
+from mouseemo.errors import ConfigError, DataError
+from mouseemo.ops import HOGParams, check_frame_size, hog
 from mouseemo.ops._hog.bins import _RAD2DEG, _first_double, numpy_bins
-from tests.test_core_hog import check, frames, fresh_tables  # noqa: F401 - fresh_tables is autouse
+from tests.test_core_hog import _job, check, frames, fresh_tables, skimage_bin  # noqa: F401 - fresh_tables is autouse
 
 
 @pytest.mark.parametrize("orientations", [8, 9, 7])
@@ -94,6 +94,10 @@ def test_numpy_bins_reads_gradients_as_float64():
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, [2, 2, 6, 6, 6])
     np.testing.assert_array_equal(got, numpy_bins(gx.astype(np.float64), gy.astype(np.float64), 8))
+    # any shape in, flat bins out
+    flat = numpy_bins(gx[:4].reshape(2, 2), gy[:4].reshape(2, 2), 8)
+    assert flat.shape == (4,)
+    np.testing.assert_array_equal(flat, got[:4])
 
 
 def test_uint8_square_root_frames_take_the_opencv_path_for_usual_orientation_counts():
@@ -125,3 +129,52 @@ def test_tensor_dtypes_without_arithmetic_are_refused():
             continue
         with pytest.raises(DataError, match=f"images must hold real numbers; got dtype torch.{name}$"):
             hog(torch.zeros(64, 64, dtype=dtype))
+
+
+@pytest.mark.parametrize("orientations", [9, 7])
+@pytest.mark.parametrize(
+    "kind, sqrt",
+    [("float64", False), ("float64", True), ("float32", True), ("int16", False), ("huge", False)],
+)
+def test_one_pixel_cells_hold_the_magnitude_in_the_skimage_bin(kind, sqrt, orientations):
+    """Cells of one pixel: each cell holds that pixel's magnitude (``hypot`` of scikit-image's
+    gradients, float32 images differenced in float32; also for gradients near 1e200, whose squares
+    overflow) in the slot of scikit-image's formula (slot ``n``: in no bin), every other slot 0."""
+    from mouseemo.ops._hog.tiling import _histograms_cpu
+
+    x = frames(kind, n=2, shape=(20, 23), seed=11) if kind != "huge" else frames("float64") * 1e200
+    img = x.astype(np.float32 if kind == "float32" else np.float64)
+    img = np.sqrt(img) if sqrt else img
+    gx, gy = np.zeros_like(img), np.zeros_like(img)
+    gx[:, :, 1:-1] = img[:, :, 2:] - img[:, :, :-2]
+    gy[:, 1:-1] = img[:, 2:] - img[:, :-2]
+    gx, gy = gx.astype(np.float64), gy.astype(np.float64)
+    expected = np.zeros((*img.shape, orientations + 1))
+    slot = skimage_bin(gx.ravel(), gy.ravel(), orientations).reshape(img.shape)
+    np.put_along_axis(expected, slot[..., None], np.hypot(gx, gy)[..., None], axis=-1)
+    t = torch.from_numpy(x)
+    got = _histograms_cpu(t, _job(t, orientations, (1, 1), sqrt), 1, *x.shape[1:])
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), expected, rtol=4e-16, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(16, 2), (16, 3), (2, 16), (3, 16)])
+def test_narrow_uint8_square_root_frames_match_skimage(shape):
+    """Frames two or three pixels across (OpenCV path): no inner column or row, or just one."""
+    ppc = tuple(s if s < 4 else 4 for s in shape)
+    x = frames("uint8", n=2, shape=(24, 24), seed=12)[:, : shape[0], : shape[1]]
+    check(np.ascontiguousarray(x), ppc=ppc, cpb=(1, 1), sqrt=True)
+    check(np.ascontiguousarray(x), orientations=7, ppc=ppc, cpb=(1, 1), sqrt=True)
+
+
+def test_error_messages_name_the_argument():
+    with pytest.raises(ConfigError, match=r"^pixels_per_cell must be positive; got 0$"):
+        check_frame_size(32, 32, 0)
+    with pytest.raises(
+        ConfigError, match=r"^pixels_per_cell must be a positive int or a pair of them; got 'a'$"
+    ):
+        check_frame_size(32, 32, "a")
+    with pytest.raises(
+        DataError, match=r"^transform_sqrt=True needs non-negative images; found negative values$"
+    ):
+        hog(np.full((64, 64), -1.0))
