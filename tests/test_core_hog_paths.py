@@ -178,3 +178,28 @@ def test_error_messages_name_the_argument():
         DataError, match=r"^transform_sqrt=True needs non-negative images; found negative values$"
     ):
         hog(np.full((64, 64), -1.0))
+
+
+@pytest.mark.parametrize("orientations", [8, 6, 9])
+def test_huge_gradients_leave_the_near_ties_of_their_tile_to_numpy(orientations):
+    """Ramps spread over ulps around every edge, beside a patch of gradients near 1e200 in the same
+    tile (their squares overflow, and so do the near-tie tests that use them): every other pixel's
+    near tie is still decided by numpy's arctan2, as scikit-image."""
+    from mouseemo.ops._hog.tiling import _histograms_cpu
+
+    r, c = np.meshgrid(np.arange(24), np.arange(24), indexing="ij")
+    ramps = []
+    for k in range(1, orientations):
+        a = np.radians(180.0 / orientations * k)
+        for scale in (1.0, 0.37):
+            ramps.append(0.5 * scale * (np.cos(a) * c + np.sin(a) * r))
+            ramps[-1][20:, 20:] = np.arange(16).reshape(4, 4) * 1e200
+    x = np.stack(ramps)
+    gx, gy = np.zeros_like(x), np.zeros_like(x)
+    gx[:, :, 1:-1] = x[:, :, 2:] - x[:, :, :-2]
+    gy[:, 1:-1] = x[:, 2:] - x[:, :-2]
+    slot = skimage_bin(gx.ravel(), gy.ravel(), orientations).reshape(x.shape)
+    t = torch.from_numpy(x)
+    got = _histograms_cpu(t, _job(t, orientations, (1, 1), False), 1, 24, 24).numpy()
+    moving = np.hypot(gx, gy) > 0
+    np.testing.assert_array_equal(got.argmax(-1)[moving], slot[moving])
