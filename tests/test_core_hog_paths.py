@@ -131,6 +131,15 @@ def test_tensor_dtypes_without_arithmetic_are_refused():
             hog(torch.zeros(64, 64, dtype=dtype))
 
 
+def skimage_gradients(images):
+    """scikit-image's ``(gx, gy)`` of ``(B, H, W)`` images in their dtype, as float64: central
+    differences, zero on the border columns (gx) and rows (gy)."""
+    gx, gy = np.zeros_like(images), np.zeros_like(images)
+    gx[:, :, 1:-1] = images[:, :, 2:] - images[:, :, :-2]
+    gy[:, 1:-1] = images[:, 2:] - images[:, :-2]
+    return gx.astype(np.float64), gy.astype(np.float64)
+
+
 @pytest.mark.parametrize("orientations", [9, 7])
 @pytest.mark.parametrize(
     "kind, sqrt",
@@ -145,10 +154,7 @@ def test_one_pixel_cells_hold_the_magnitude_in_the_skimage_bin(kind, sqrt, orien
     x = frames(kind, n=2, shape=(20, 23), seed=11) if kind != "huge" else frames("float64") * 1e200
     img = x.astype(np.float32 if kind == "float32" else np.float64)
     img = np.sqrt(img) if sqrt else img
-    gx, gy = np.zeros_like(img), np.zeros_like(img)
-    gx[:, :, 1:-1] = img[:, :, 2:] - img[:, :, :-2]
-    gy[:, 1:-1] = img[:, 2:] - img[:, :-2]
-    gx, gy = gx.astype(np.float64), gy.astype(np.float64)
+    gx, gy = skimage_gradients(img)
     expected = np.zeros((*img.shape, orientations + 1))
     slot = skimage_bin(gx.ravel(), gy.ravel(), orientations).reshape(img.shape)
     np.put_along_axis(expected, slot[..., None], np.hypot(gx, gy)[..., None], axis=-1)
@@ -195,9 +201,7 @@ def test_huge_gradients_leave_the_near_ties_of_their_tile_to_numpy(orientations)
             ramps.append(0.5 * scale * (np.cos(a) * c + np.sin(a) * r))
             ramps[-1][20:, 20:] = np.arange(16).reshape(4, 4) * 1e200
     x = np.stack(ramps)
-    gx, gy = np.zeros_like(x), np.zeros_like(x)
-    gx[:, :, 1:-1] = x[:, :, 2:] - x[:, :, :-2]
-    gy[:, 1:-1] = x[:, 2:] - x[:, :-2]
+    gx, gy = skimage_gradients(x)
     slot = skimage_bin(gx.ravel(), gy.ravel(), orientations).reshape(x.shape)
     t = torch.from_numpy(x)
     got = _histograms_cpu(t, _job(t, orientations, (1, 1), False), 1, 24, 24).numpy()
