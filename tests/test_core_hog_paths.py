@@ -114,6 +114,7 @@ def test_uint8_square_root_frames_take_the_opencv_path_for_usual_orientation_cou
         assert 2 * n * k < 6000
     assert opencv._fine_steps(8) == 256 and opencv._fine_steps(9) == 256 and opencv._fine_steps(360) == 8
     assert opencv._fine_steps(4000) is None  # steps finer than the phase error: the general path
+    assert opencv._fine_steps(3010) is None  # K = 1: half a step is 0.0299 degrees
     x = torch.zeros(2, 64, 64, dtype=torch.uint8)
     assert opencv._use_uint8_sqrt_path(x, HOGParams.create())
     assert not opencv._use_uint8_sqrt_path(x, HOGParams.create(transform_sqrt=False))
@@ -207,3 +208,16 @@ def test_huge_gradients_leave_the_near_ties_of_their_tile_to_numpy(orientations)
     got = _histograms_cpu(t, _job(t, orientations, (1, 1), False), 1, 24, 24).numpy()
     moving = np.hypot(gx, gy) > 0
     np.testing.assert_array_equal(got.argmax(-1)[moving], slot[moving])
+
+
+def test_small_tiles_of_two_frames_match_skimage(monkeypatch):
+    """``chunk_size=2`` with tiles of three cells: each tile holds the same rows of two frames, down
+    to the frames' last row; the features are those of one frame at a time."""
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_TILE_PIXELS", 400)
+    monkeypatch.setattr(tiling, "_TILE_PIXELS_PER_THREAD", 400)
+    for kind, sqrt in (("float64", True), ("uint8", False), ("float32", False)):
+        x = frames(kind, n=3, shape=(32, 40), seed=14)
+        ours = check(x, ppc=(8, 8), cpb=(2, 2), sqrt=sqrt)
+        np.testing.assert_array_equal(hog(x, 8, 8, 2, "L2-Hys", sqrt, chunk_size=2), ours)
