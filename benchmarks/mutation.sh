@@ -18,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 case "$module" in
   hog)           mutate='"mouseemo/ops/_hog/*.py"'
-                 tests='"tests/test_core_hog.py"' ;;
+                 tests='"tests/test_core_hog.py", "tests/test_core_hog_paths.py"' ;;
   similarity)    mutate='"mouseemo/ops/similarity.py"'
                  tests='"tests/test_core_similarity.py", "tests/test_similarity.py"' ;;
   cells)         mutate='"mouseemo/ops/cells.py"'

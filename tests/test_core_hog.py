@@ -197,29 +197,29 @@ def test_module_form():
 
 def test_errors():
     x = np.zeros((1, 64, 64), np.uint8)
-    with pytest.raises(ConfigError, match="chunk_size must be a positive int or None; got 0"):
+    with pytest.raises(ConfigError, match="^chunk_size must be a positive int or None; got 0$"):
         hog(x, chunk_size=0)
-    with pytest.raises(ConfigError, match="chunk_size must be a positive int or None; got True"):
+    with pytest.raises(ConfigError, match="^chunk_size must be a positive int or None; got True$"):
         hog(x, chunk_size=True)
     with pytest.raises(ConfigError, match=r"chunk_size .* got 1.5"):
         hog(x, chunk_size=1.5)
-    with pytest.raises(ConfigError, match="backend must be one of auto, torch, cupy; got 'gpu'"):
+    with pytest.raises(ConfigError, match="^backend must be one of auto, torch, cupy; got 'gpu'$"):
         hog(x, backend="gpu")
-    with pytest.raises(ConfigError, match="backend='cupy' needs a CUDA tensor"):
+    with pytest.raises(ConfigError, match="^backend='cupy' needs a CUDA tensor$"):
         hog(x, backend="cupy")
     with pytest.raises(
-        DataError, match=r"images must be \(H, W\) or \(B, H, W\); got shape \(1, 1, 64, 64\)"
+        DataError, match=r"^images must be \(H, W\) or \(B, H, W\); got shape \(1, 1, 64, 64\)$"
     ):
         hog(x[None])
-    with pytest.raises(DataError, match="images must be a torch.Tensor or a numpy.ndarray; got list"):
+    with pytest.raises(DataError, match="^images must be a torch.Tensor or a numpy.ndarray; got list$"):
         hog([[1, 2]])
-    with pytest.raises(DataError, match="numpy array of dtype <U1"):
+    with pytest.raises(DataError, match="^images must hold real numbers; got a numpy array of dtype <U1$"):
         hog(np.array([["a"]]))
-    with pytest.raises(DataError, match="got dtype torch.complex64"):
+    with pytest.raises(DataError, match="^images must hold real numbers; got dtype torch.complex64$"):
         hog(torch.zeros(64, 64, dtype=torch.complex64))
-    with pytest.raises(DataError, match="images contain NaN or infinite values"):
+    with pytest.raises(DataError, match="^images contain NaN or infinite values$"):
         hog(np.full((64, 64), np.inf))
-    with pytest.raises(DataError, match="transform_sqrt=True needs non-negative images"):
+    with pytest.raises(DataError, match="^transform_sqrt=True needs non-negative images"):
         hog(np.full((64, 64), -1.0))
     hog(np.full((64, 64), -1.0), transform_sqrt=False)
     with pytest.raises(ConfigError, match=r"a 20x64 \(h x w\) frame is smaller than one HOG block"):

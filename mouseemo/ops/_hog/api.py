@@ -64,7 +64,7 @@ def _settings(
     return params
 
 
-def _cupy_usable() -> bool:
+def _cupy_usable() -> bool:  # pragma: no mutate block (CUDA tensors only)
     from mouseemo.ops._hog import cupy_kernel
 
     return cupy_kernel.available()
@@ -157,9 +157,9 @@ def hog(
     if num > 0 and x.is_cuda and backend != "torch" and (backend == "cupy" or _cupy_usable()):
         from mouseemo.ops._hog import cupy_kernel
 
-        try:
+        try:  # pragma: no mutate block (CUDA tensors only)
             feats = cupy_kernel.hog_cupy(x, params, out_dtype=out_dtype, chunk_size=chunk_size)
-        except cupy_kernel.CupyUnavailable as err:
+        except cupy_kernel.CupyUnavailable as err:  # pragma: no mutate block
             if backend == "cupy":
                 raise ConfigError(f"backend='cupy' is not usable here: {err}") from err
             if not _WARNED_FALLBACK:
@@ -194,7 +194,7 @@ def _hog_torch(
     elif x.device.type == "cpu":
         job = _Job(params, bins, height, width, mode, "scatter", axes_exact)
         hist = _histograms_cpu(x, job, chunk_size or 1, ncy, ncx)
-    else:
+    else:  # pragma: no mutate block (CUDA tensors only)
         # scatter_add_ uses atomics on CUDA (order-dependent rounding); honour deterministic mode
         reduce = "perbin" if torch.are_deterministic_algorithms_enabled() else "scatter"
         job = _Job(params, bins, height, width, mode, reduce, axes_exact, rowwise=False)

@@ -40,7 +40,7 @@ def _sqrt_exact(x: Tensor) -> Tensor:
     IEEE-rounded too.
     """
     if x.device.type != "cpu":
-        return x.sqrt()
+        return x.sqrt()  # pragma: no mutate (CUDA tensors only)
     return torch.from_numpy(np.sqrt(x.contiguous().numpy()))
 
 
@@ -153,7 +153,7 @@ def _tile_histograms(frames: Tensor, cy0: int, cy1: int, cx0: int, cx1: int, job
         if dev.type == "cpu":
             m = torch.hypot(buf[-2], buf[-1])
             q = m * m
-        else:
+        else:  # pragma: no mutate block (CUDA tensors only)
             q = buf[-2] * buf[-2]
             q.addcmul_(buf[-1], buf[-1])
             m = torch.sqrt(q)
