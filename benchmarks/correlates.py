@@ -128,7 +128,11 @@ def main() -> None:
     ap.add_argument("--strata", type=int, nargs="+", default=[STRATA], help="pair test: null-shape groups")
     _harness.add_markdown_argument(ap)
     args = ap.parse_args()
-    report = _harness.Report(args.markdown, seed=" ".join(map(str, args.seeds)))
+    seeds = " ".join(map(str, args.seeds))
+    if args.calibration:
+        first = args.calibration_first_seed
+        seeds = f"{first}-{first + args.calibration_seeds - 1}"
+    report = _harness.Report(args.markdown, seed=seeds)
     if args.calibration:
         calibration(args, report)
         report.write()
