@@ -221,3 +221,15 @@ def test_small_tiles_of_two_frames_match_skimage(monkeypatch):
         x = frames(kind, n=3, shape=(32, 40), seed=14)
         ours = check(x, ppc=(8, 8), cpb=(2, 2), sqrt=sqrt)
         np.testing.assert_array_equal(hog(x, 8, 8, 2, "L2-Hys", sqrt, chunk_size=2), ours)
+
+
+@pytest.mark.parametrize("kind", ["float64", "uint8"])
+def test_one_column_tiles_down_to_the_frames_last_column(monkeypatch, kind):
+    """Cells one pixel wide and tiles of one cell: the last tile is the frame's last column alone,
+    whose horizontal gradient is zero (a buffer left from the previous tile must not leak in)."""
+    import mouseemo.ops._hog.tiling as tiling
+
+    monkeypatch.setattr(tiling, "_TILE_PIXELS", 1)
+    monkeypatch.setattr(tiling, "_TILE_PIXELS_PER_THREAD", 1)
+    x = frames(kind, n=2, shape=(24, 25), seed=11)
+    check(x, orientations=9, ppc=(4, 1), cpb=(1, 1), sqrt=False)
