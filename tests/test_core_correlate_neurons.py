@@ -337,6 +337,17 @@ def test_every_refusal_and_warning_of_correlate_neurons_word_for_word():
         lambda: run(act, tr, 10.0, min_shift_s=2.1),
         "4.0 s of overlapping data is too short for circular shifts of at least 2.1 s; record longer or lower min_shift_s",
     )
+    # lags from a quarter of the recording on are refused, counted in whole samples (42 // 4 = 10)
+    _one_line(
+        ConfigError,
+        lambda: run(rng.normal(size=(3, 42)), rng.normal(size=(2, 42)), 10.0, lags_s=[1.0]),
+        "lags up to 1.0 s are too long for 4.2 s of data",
+    )
+    # the short-data warning needs the smallest p-value strictly above alpha / tests: at exactly
+    # alpha / tests (1 / 32 with 31 shifts, alpha = 4 / 32 over 4 neurons) it stays silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(rng.normal(size=(4, 32)), rng.normal(size=(2, 32)), 10.0, test="neurons", alpha=0.125)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # the edges of what is accepted
