@@ -404,3 +404,21 @@ def test_for_video_and_for_frames_pass_everything_on():
     s = Spy("p", ["a"], "prob", None, None, "cpu")
     assert s.for_video("vr", 7, clock="c", events="e", trials="t").seen == ("vr", 7, "c", "e", "t")
     assert s.for_frames(np.zeros((4, 5), np.uint8), source="live").seen == ((1, 4, 5), "live")
+
+
+def test_session_reference_from_frames_takes_only_reference_frames_of_them():
+    """Nine frames, a reference of three: the median of the three spread evenly, not of all nine."""
+    from mouseemo.data.video import reference_indices
+
+    s = CheckpointScorer(loaded(Recorder(), reference="median", reference_frames=3, image_size=(2, 2)), "cpu")
+    values = np.array([0, 10, 20, 30, 200, 40, 50, 60, 250], np.uint8)
+    frames = np.broadcast_to(values[:, None, None], (9, 2, 2)).copy()
+    picked = values[reference_indices(9, 3)]
+    assert np.median(picked) != np.median(values)
+    assert (s.for_frames(frames)._reference == int(np.median(picked))).all()
+
+
+def test_confidence_is_float32_per_frame():
+    s = CheckpointScorer(loaded(Recorder(k=3)), "cpu")
+    c = s.confidence(torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.4, 0.1]], dtype=torch.float64))
+    assert c.dtype == np.float32 and c.shape == (2,)
